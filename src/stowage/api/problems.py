@@ -1,0 +1,210 @@
+"""RFC 9457 problem details: the one shape every REST error takes.
+
+Domain errors and Litestar's own HTTP exceptions (unknown route, wrong method, body too large,
+validation) are translated here, once. ``type`` is a stable URN built from the error's code; the
+``detail`` tells the client what to fix; ``request_id`` lets an operator find the log lines.
+A 500 never shows a stack trace to the client; the trace goes to the log with the request id.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from litestar import Request, Response
+from litestar.exceptions.http_exceptions import (
+    HTTPException,
+    MethodNotAllowedException,
+    NotFoundException,
+    RequestEntityTooLarge,
+    ValidationException,
+)
+
+from stowage import errors
+from stowage.observability.context import current_request_id
+from stowage.observability.logging import get_logger
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+TYPE_PREFIX = "urn:stowage:problem:"
+
+log = get_logger("stowage.errors")
+
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem details object, with Stowage's extension members."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    request_id: str | None = None
+    instance: str | None = None
+    errors: list[errors.FieldError] | None = None
+    allowed_methods: list[str] | None = None
+    retry_after: int | None = None
+
+
+STATUS_BY_ERROR: dict[type[errors.StowageError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthenticated: 401,
+    errors.PermissionDenied: 403,
+    errors.NotFound: 404,
+    errors.MethodNotAllowed: 405,
+    errors.Conflict: 409,
+    errors.PreconditionFailed: 412,
+    errors.PayloadTooLarge: 413,
+    errors.UnsupportedMediaType: 415,
+    errors.RangeNotSatisfiable: 416,
+    errors.QuotaExceeded: 507,
+    errors.RateLimited: 429,
+    errors.ServiceUnavailable: 503,
+    errors.InternalError: 500,
+}
+
+# Errors that can be built from a detail alone, for Litestar exceptions we only know by status.
+_SIMPLE_ERRORS: dict[int, type[errors.StowageError]] = {
+    400: errors.InvalidInput,
+    401: errors.Unauthenticated,
+    403: errors.PermissionDenied,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    412: errors.PreconditionFailed,
+    413: errors.PayloadTooLarge,
+    415: errors.UnsupportedMediaType,
+    500: errors.InternalError,
+}
+
+
+def status_for(error: errors.StowageError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS_BY_ERROR:
+            return STATUS_BY_ERROR[cls]
+    return 500
+
+
+def problem_for(
+    error: errors.StowageError, *, instance: str | None = None, status: int | None = None
+) -> tuple[Problem, dict[str, str]]:
+    """The problem body and extra headers for a domain error (``status`` overrides the mapping)."""
+    status = status or status_for(error)
+    headers: dict[str, str] = {}
+    problem = Problem(
+        type=TYPE_PREFIX + error.code,
+        title=error.title,
+        status=status,
+        detail=error.detail,
+        request_id=current_request_id(),
+        instance=instance,
+    )
+    if isinstance(error, errors.InvalidInput) and error.errors:
+        problem.errors = error.errors
+    if isinstance(error, errors.MethodNotAllowed):
+        problem.allowed_methods = error.allowed
+        headers["allow"] = ", ".join(error.allowed)
+    if isinstance(error, errors.RateLimited | errors.ServiceUnavailable):
+        problem.retry_after = error.retry_after
+        headers["retry-after"] = str(error.retry_after)
+    if isinstance(error, errors.RangeNotSatisfiable):
+        headers["content-range"] = f"bytes */{error.size}"
+    return problem, headers
+
+
+def encode_problem(problem: Problem, **extensions: Any) -> bytes:
+    """Serialise a problem; ``extensions`` become extra top-level members, as RFC 9457 allows."""
+    if not extensions:
+        return msgspec.json.encode(problem)
+    document: dict[str, Any] = msgspec.to_builtins(problem)
+    for name, value in extensions.items():
+        document.setdefault(name, msgspec.to_builtins(value))
+    return msgspec.json.encode(document)
+
+
+def problem_response(
+    error: errors.StowageError, *, instance: str | None = None, status: int | None = None
+) -> Response[bytes]:
+    problem, headers = problem_for(error, instance=instance, status=status)
+    extensions = {k: v for k, v in error.extra.items() if k != "retry_after"}
+    return Response(
+        content=encode_problem(problem, **extensions),
+        status_code=problem.status,
+        media_type=PROBLEM_MEDIA_TYPE,
+        headers=headers,
+    )
+
+
+def _from_http_exception(exc: HTTPException, path: str) -> tuple[errors.StowageError, int | None]:
+    """Translate Litestar's exceptions into domain errors with details a client can act on."""
+    if isinstance(exc, NotFoundException):
+        return errors.NotFound(f"No resource at {path}; see /docs for the API's paths."), None
+    if isinstance(exc, MethodNotAllowedException):
+        allowed = [m.strip() for m in (exc.headers or {}).get("allow", "").split(",") if m.strip()]
+        return errors.MethodNotAllowed(
+            f"This path does not accept that method; use one of: {', '.join(sorted(allowed)) or 'none'}.",
+            allowed=allowed,
+        ), None
+    if isinstance(exc, RequestEntityTooLarge):
+        return errors.PayloadTooLarge("The request body exceeds the size this endpoint accepts."), None
+    if isinstance(exc, ValidationException):
+        field_errors = _field_errors(exc.extra)
+        summary = "; ".join(f"{e.field}: {e.message}" for e in field_errors) or exc.detail
+        return errors.InvalidInput(f"The request is not valid: {summary}", errors=field_errors), None
+    detail = exc.detail or "The request could not be processed."
+    cls = _SIMPLE_ERRORS.get(exc.status_code)
+    if cls is not None:
+        return cls(detail), None
+    if exc.status_code < 500:
+        return errors.InvalidInput(detail), exc.status_code
+    return errors.InternalError(detail), exc.status_code
+
+
+def _field_errors(extra: Any) -> list[errors.FieldError]:
+    found: list[errors.FieldError] = []
+    if isinstance(extra, list):
+        for item in extra:
+            if isinstance(item, dict):
+                source = item.get("source") or "body"
+                key = item.get("key")
+                field = f"{source}.{key}" if key else str(source)
+                found.append(errors.FieldError(field=field, message=str(item.get("message", "invalid value"))))
+    return found
+
+
+def handle_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, errors.StowageError)
+    if isinstance(exc, errors.ServiceUnavailable):
+        log.warning("dependency_unavailable", detail=exc.detail, cause=repr(exc.__cause__))
+    return problem_response(exc, instance=request.url.path)
+
+
+def handle_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, HTTPException)
+    error, status = _from_http_exception(exc, request.url.path)
+    return problem_response(error, instance=request.url.path, status=status)
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    """Log the trace with the request id; tell the client only that it was our fault."""
+    log.error("unhandled_exception", path=request.url.path, exc_info=exc)
+    return problem_response(
+        errors.InternalError(
+            "The server failed to handle this request. It has been logged; quote the request id when reporting it."
+        ),
+        instance=request.url.path,
+    )
+
+
+def internal_error_body() -> bytes:
+    """The 500 body for failures outside the framework (used by the outermost middleware)."""
+    problem, _ = problem_for(
+        errors.InternalError(
+            "The server failed to handle this request. It has been logged; quote the request id when reporting it."
+        )
+    )
+    return encode_problem(problem)
+
+
+EXCEPTION_HANDLERS = {
+    errors.StowageError: handle_domain_error,
+    HTTPException: handle_http_exception,
+    Exception: handle_unexpected,
+}

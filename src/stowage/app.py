@@ -1,0 +1,207 @@
+"""Application factory: settings in, a ready ASGI application out.
+
+``create_app(settings)`` builds the Litestar application (routes, dependency injection, error
+mapping, CORS, OpenAPI) and wraps it in the observability layer. Clients (database engines) are
+built in the lifespan, never at import time, and shut down with it.
+
+Granian imports ``create_app_from_env`` as a factory in each worker process.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+from pathlib import Path
+from typing import Any
+
+from litestar import Litestar, Request, Router
+from litestar.config.cors import CORSConfig
+from litestar.di import Provide
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components, SecurityScheme
+from litestar.static_files import create_static_files_router
+
+from stowage import __version__
+from stowage.api.problems import EXCEPTION_HANDLERS
+from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
+from stowage.db import migrate
+from stowage.db.engine import Database
+from stowage.observability.logging import configure_logging, get_logger
+from stowage.observability.metrics import Metrics
+from stowage.observability.middleware import ObservabilityMiddleware
+from stowage.runtime import Runtime
+from stowage.system.controllers import HealthController, InfoController, MetricsController
+from stowage.system.service import SystemService
+
+log = get_logger("stowage.app")
+
+DOCS_ASSETS_PATH = "/docs/assets"
+# The docs page runs Swagger UI from our own origin; its inline bootstrap script needs 'unsafe-inline'.
+DOCS_CSP = (
+    "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
+)
+CORS_ALLOW_HEADERS = [
+    "Authorization",
+    "Content-Type",
+    "Content-Digest",
+    "X-Request-ID",
+    "If-Match",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Range",
+    "Range",
+]
+CORS_EXPOSE_HEADERS = [
+    "X-Request-ID",
+    "ETag",
+    "Last-Modified",
+    "Content-Range",
+    "Content-Disposition",
+    "Retry-After",
+    "Location",
+]
+
+
+class SchemaOutOfDate(RuntimeError):
+    """The database schema is not at this build's revision; the server refuses to serve."""
+
+
+def _runtime(request: Request[Any, Any, Any]) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        data_dir = ensure_data_dir(settings)
+        secret = load_or_create_secret(settings)
+        database = Database(settings)
+        try:
+            current = await migrate.current_revision(database)
+            head = migrate.head_revision()
+            if current != head:
+                if settings.auto_migrate:
+                    log.info("migrating_database", current=current, target=head)
+                    await migrate.upgrade(database)
+                else:
+                    raise SchemaOutOfDate(
+                        f"database schema is at revision {current}, this build needs {head}; run `stowage migrate`"
+                    )
+            system = SystemService(database, data_dir)
+            await system.initialise()
+            app.state.runtime = Runtime(
+                settings=settings,
+                data_dir=data_dir,
+                secret_key=secret,
+                database=database,
+                metrics=metrics,
+                system=system,
+            )
+            log.info("started", version=__version__, database="sqlite" if database.is_sqlite else "postgresql")
+            yield
+        finally:
+            await database.dispose()
+            log.info("stopped")
+
+    return lifespan
+
+
+class _JsonSchemaPlugin(JsonRenderPlugin):
+    """Serves ``/openapi.json``, and removes Litestar's HTML "schema page not found" catch-all.
+
+    With the docs mounted at the root, that catch-all would answer every unknown path with an HTML
+    page (and ``/`` with the schema); unknown paths must get problem+json like every other error.
+    """
+
+    def receive_router(self, router: Router) -> None:
+        router.routes = [
+            route
+            for route in router.routes
+            if route.path != "/"
+            and not any(
+                getattr(handler.fn, "__name__", "") == "handle_schema_path_not_found"
+                for handler in getattr(route, "route_handlers", ())
+            )
+        ]
+
+
+def _openapi_config() -> OpenAPIConfig:
+    return OpenAPIConfig(
+        title="Stowage API",
+        version=__version__,
+        description=(
+            "Self-hosted storage backend. Every error is `application/problem+json` (RFC 9457) with a "
+            "stable `type` (`urn:stowage:problem:<code>`), a `detail` saying what to fix and the `request_id`."
+        ),
+        path="/",
+        render_plugins=[
+            _JsonSchemaPlugin(path="/openapi.json"),
+            SwaggerRenderPlugin(
+                path="/docs",
+                js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
+                css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
+                standalone_preset_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-standalone-preset.js",
+                favicon=f'<link rel="icon" type="image/png" href="{DOCS_ASSETS_PATH}/favicon-32x32.png">',
+            ),
+        ],
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
+            }
+        ),
+    )
+
+
+def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
+    """The Litestar application without the outer observability layer."""
+    route_handlers: list[Any] = [HealthController, InfoController]
+    if settings.metrics_enabled:
+        route_handlers.append(MetricsController)
+    static_dir = Path(str(files("stowage") / "web" / "static" / "swagger-ui"))
+    route_handlers.append(
+        create_static_files_router(path=DOCS_ASSETS_PATH, directories=[static_dir], include_in_schema=False)
+    )
+    cors = None
+    if settings.cors_allow_origins:
+        cors = CORSConfig(
+            allow_origins=list(settings.cors_allow_origins),
+            allow_methods=["*"],
+            allow_headers=CORS_ALLOW_HEADERS,
+            expose_headers=CORS_EXPOSE_HEADERS,
+            allow_credentials=settings.cors_allow_credentials,
+            max_age=600,
+        )
+    return Litestar(
+        route_handlers=route_handlers,
+        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
+        lifespan=[_lifespan(settings, metrics)],
+        openapi_config=_openapi_config(),
+        cors_config=cors,
+        request_max_body_size=settings.max_request_body_bytes,
+        logging_config=None,
+        debug=False,
+    )
+
+
+def create_app(settings: Settings) -> ObservabilityMiddleware:
+    """The full ASGI application for ``settings``."""
+    metrics = Metrics() if settings.metrics_enabled else None
+    litestar_app = build_litestar(settings, metrics)
+    return ObservabilityMiddleware(
+        litestar_app,  # type: ignore[arg-type]
+        metrics=metrics,
+        hsts=settings.hsts,
+        page_policies={"/docs": DOCS_CSP},
+    )
+
+
+def create_app_from_env() -> ObservabilityMiddleware:
+    """Granian's factory: read settings from the environment and configure logging for this worker."""
+    settings = load_settings()
+    configure_logging(settings, per_process_file=settings.workers > 1)
+    return create_app(settings)

@@ -1,0 +1,1 @@
+"""Metadata storage: engines and sessions, tables, repositories and Alembic migrations."""

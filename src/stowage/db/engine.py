@@ -1,0 +1,184 @@
+"""Engines and sessions for SQLite and PostgreSQL, with the engine-specific settings in one place.
+
+SQLite: WAL journal (readers never block the writer), foreign keys on, a busy timeout, and
+``synchronous=FULL`` so a committed transaction survives power loss. Write transactions start with
+``BEGIN IMMEDIATE`` on a separate one-connection engine: the write lock is taken up front, so two
+writers can never deadlock by both upgrading a read lock, and writers inside one process queue on the
+pool instead of spinning on the busy timeout. Reads use a second engine with a normal pool.
+
+PostgreSQL: one asyncpg engine with pre-ping (a connection broken while idle is replaced, not
+handed out), a connect timeout and a statement timeout, so a database that vanishes yields a
+quick ``ServiceUnavailable`` instead of a hung request.
+
+Transactions are committed in exactly one place: ``Database.transaction()`` at the request boundary.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from stowage.config import Settings
+from stowage.errors import ServiceUnavailable
+
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+_NOT_TRANSIENT = ("no such table", "no such column", "syntax error", "has no column")
+
+
+def _normalise_url(url: str) -> str:
+    if url.startswith("postgresql://"):
+        return "postgresql+asyncpg://" + url[len("postgresql://") :]
+    return url
+
+
+def is_unavailable_error(exc: BaseException) -> bool:
+    """True when ``exc`` means "the database cannot be reached right now" rather than a bug.
+
+    Connection refused/reset, timeouts and invalidated connections are transient; constraint
+    violations and SQL errors are not and must surface as what they are.
+    """
+    if isinstance(exc, PoolTimeoutError | TimeoutError | asyncio.TimeoutError | ConnectionError | socket.gaierror):
+        return True
+    if isinstance(exc, OSError) and not isinstance(exc, DBAPIError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        if isinstance(exc, InterfaceError):
+            return True
+        if isinstance(exc, OperationalError):
+            # Operational errors are the driver's "could not do it right now" (locked database after
+            # the busy timeout, server shutting down, cancelled statement) — except a few that are
+            # programming errors in disguise and must surface as bugs.
+            message = str(exc.orig).lower()
+            return not any(marker in message for marker in _NOT_TRANSIENT)
+        orig = exc.orig
+        cause = getattr(orig, "__cause__", None)
+        return isinstance(cause, OSError | ConnectionError | asyncio.TimeoutError)
+    return False
+
+
+class Database:
+    """Owns the engines; hands out read sessions and write transactions."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.url = _normalise_url(settings.effective_database_url)
+        self.is_sqlite = self.url.startswith("sqlite")
+        self.schema = settings.database_schema
+        if self.is_sqlite:
+            self.read_engine = self._sqlite_engine(pool_size=max(2, settings.database_pool_size), writer=False)
+            self.write_engine = self._sqlite_engine(pool_size=1, writer=True)
+        else:
+            engine = self._postgres_engine(settings)
+            self.read_engine = engine
+            self.write_engine = engine
+        self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
+        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
+
+    # --- engine construction --------------------------------------------------------------------
+
+    def _sqlite_engine(self, *, pool_size: int, writer: bool) -> AsyncEngine:
+        engine = create_async_engine(
+            self.url,
+            pool_size=pool_size,
+            max_overflow=0,
+            pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+        )
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+            # Take transaction control away from the driver so BEGIN is ours to emit.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            for pragma in (
+                "PRAGMA journal_mode=WAL",
+                "PRAGMA foreign_keys=ON",
+                f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+                "PRAGMA synchronous=FULL",
+            ):
+                cursor.execute(pragma)
+            cursor.close()
+
+        begin_statement = "BEGIN IMMEDIATE" if writer else "BEGIN"
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            conn.exec_driver_sql(begin_statement)
+
+        return engine
+
+    def _postgres_engine(self, settings: Settings) -> AsyncEngine:
+        server_settings = {
+            "application_name": "stowage",
+            "statement_timeout": str(int(settings.database_statement_timeout * 1000)),
+        }
+        if settings.database_schema:
+            server_settings["search_path"] = settings.database_schema
+        return create_async_engine(
+            self.url,
+            pool_size=settings.database_pool_size,
+            max_overflow=settings.database_pool_size,
+            pool_pre_ping=True,
+            pool_timeout=settings.database_connect_timeout,
+            pool_recycle=1800,
+            connect_args={
+                "timeout": settings.database_connect_timeout,
+                "command_timeout": settings.database_statement_timeout + 5,
+                "server_settings": server_settings,
+            },
+        )
+
+    # --- sessions -------------------------------------------------------------------------------
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A read-only unit of work. Closing it at the end returns the connection with its transaction
+        rolled back, while objects already loaded stay readable (a rollback would expire them)."""
+        async with self._guard(), self._read_sessions() as session:
+            yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write unit of work: committed when the block ends normally, rolled back otherwise."""
+        async with self._guard(), self._write_sessions() as session:
+            try:
+                yield session
+            except BaseException:
+                await session.rollback()
+                raise
+            await session.commit()
+
+    @asynccontextmanager
+    async def _guard(self) -> AsyncIterator[None]:
+        """Turn "database unreachable" driver errors into the domain's ServiceUnavailable."""
+        try:
+            yield
+        except ServiceUnavailable:
+            raise
+        except Exception as exc:
+            if is_unavailable_error(exc):
+                raise ServiceUnavailable("The metadata database is unreachable; retry shortly.", retry_after=5) from exc
+            raise
+
+    async def ping(self, deadline_seconds: float) -> None:
+        """Run a trivial query; raise ServiceUnavailable if it does not answer in time."""
+        try:
+            async with asyncio.timeout(deadline_seconds), self.session() as session:
+                await session.execute(text("SELECT 1"))
+        except TimeoutError as exc:
+            raise ServiceUnavailable(f"The metadata database did not answer within {deadline_seconds:g}s.") from exc
+
+    async def dispose(self) -> None:
+        await self.read_engine.dispose()
+        if self.write_engine is not self.read_engine:
+            await self.write_engine.dispose()

@@ -1,0 +1,1 @@
+"""Logging, request ids, the access log and Prometheus metrics."""

@@ -1,0 +1,59 @@
+"""Per-request context: the request id and the caller, visible to every layer without passing them.
+
+The outermost middleware creates one ``RequestContext`` per request and stores it in a ContextVar.
+Inner layers mutate the object (for example authentication sets ``user_id``) rather than setting
+ContextVars themselves, because a value set in a child context would not be seen by the access log.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+
+REQUEST_ID_HEADER = "x-request-id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    user_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("stowage_request", default=None)
+
+
+def new_request_id() -> str:
+    """A random, URL-safe id of 128 bits; short enough to paste, long enough never to collide."""
+    return secrets.token_hex(16)
+
+
+def accept_request_id(candidate: str | None) -> str:
+    """Use the client's (or proxy's) ``X-Request-ID`` when it is sane; otherwise make one up.
+
+    Sane means 1-128 characters from a conservative set, so an id can never smuggle a newline,
+    quote or escape sequence into a log line.
+    """
+    if candidate and _SANE_REQUEST_ID.match(candidate):
+        return candidate
+    return new_request_id()
+
+
+def current() -> RequestContext | None:
+    return _current.get()
+
+
+def current_request_id() -> str | None:
+    context = _current.get()
+    return context.request_id if context else None
+
+
+def set_current(context: RequestContext) -> object:
+    return _current.set(context)
+
+
+def reset_current(token: object) -> None:
+    _current.reset(token)  # type: ignore[arg-type]

@@ -1,0 +1,21 @@
+"""The objects one application instance shares between requests, built in its lifespan."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from stowage.config import Settings
+from stowage.db.engine import Database
+from stowage.observability.metrics import Metrics
+from stowage.system.service import SystemService
+
+
+@dataclass(slots=True)
+class Runtime:
+    settings: Settings
+    data_dir: Path
+    secret_key: str
+    database: Database
+    metrics: Metrics | None
+    system: SystemService

@@ -1,0 +1,1 @@
+"""The server itself: liveness, readiness, metrics, instance information and API docs."""

@@ -1,0 +1,74 @@
+"""HTTP endpoints of the server itself: ``/healthz``, ``/readyz``, ``/metrics``, ``/api/v1/info``."""
+
+from __future__ import annotations
+
+import hmac
+
+import msgspec
+from litestar import Controller, Request, Response, get
+from litestar.datastructures import State
+from litestar.openapi.datastructures import ResponseSpec
+
+from stowage.api.problems import PROBLEM_MEDIA_TYPE, Problem
+from stowage.errors import ServiceUnavailable, Unauthenticated
+from stowage.runtime import Runtime
+from stowage.system.schemas import InstanceInfo, Liveness, Readiness
+
+
+class HealthController(Controller):
+    tags = ["system"]
+
+    @get("/healthz", summary="Liveness: the process is up and serving", cache=False)
+    async def healthz(self) -> Liveness:
+        return Liveness(status="ok")
+
+    @get(
+        "/readyz",
+        summary="Readiness: database reachable, schema current, data folder writable",
+        description=(
+            "200 when every check passes; otherwise 503 problem+json whose `checks` member says which failed and why."
+        ),
+        responses={
+            503: ResponseSpec(
+                data_container=Problem,
+                description="A dependency is not ready",
+                media_type=PROBLEM_MEDIA_TYPE,
+                generate_examples=False,
+            )
+        },
+    )
+    async def readyz(self, runtime: Runtime) -> Readiness:
+        report = await runtime.system.readiness()
+        if report.status != "ready":
+            failing = ", ".join(f"{name} ({c.error})" for name, c in report.checks.items() if not c.ok)
+            raise ServiceUnavailable(f"Not ready: {failing}.", extra={"checks": msgspec.to_builtins(report.checks)})
+        return report
+
+
+class MetricsController(Controller):
+    tags = ["system"]
+
+    @get(
+        "/metrics",
+        summary="Prometheus metrics",
+        description="Text exposition format. When `metrics_token` is set, send `Authorization: Bearer <token>`.",
+        media_type="text/plain; version=0.0.4; charset=utf-8",
+        include_in_schema=True,
+    )
+    async def metrics(self, request: Request[None, None, State], runtime: Runtime) -> Response[bytes]:
+        token = runtime.settings.metrics_token
+        if token is not None:
+            supplied = request.headers.get("authorization", "")
+            if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
+                raise Unauthenticated("Metrics are protected: send Authorization: Bearer <metrics token>.")
+        assert runtime.metrics is not None
+        return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
+
+
+class InfoController(Controller):
+    path = "/api/v1"
+    tags = ["system"]
+
+    @get("/info", summary="Server version, API version and this installation's id")
+    async def info(self, runtime: Runtime) -> InstanceInfo:
+        return await runtime.system.instance_info()
