@@ -1,0 +1,119 @@
+"""Shared fixtures: one parametrised database fixture runs every app test on SQLite and PostgreSQL.
+
+PostgreSQL tests use ``STOWAGE_TEST_POSTGRES_URL`` (default: the local server's ``test`` database)
+and a fresh schema per test, built by the real migrations. When the server is unreachable they skip
+with the reason — unless ``STOWAGE_REQUIRE_SERVICES=1`` (set by ``.ci/run``), which turns that skip
+into a failure so CI can never pass without having run them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from litestar.testing import AsyncTestClient
+
+from stowage.app import create_app
+from stowage.config import Settings, load_settings
+
+POSTGRES_URL = os.environ.get("STOWAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REQUIRE_SERVICES = os.environ.get("STOWAGE_REQUIRE_SERVICES") == "1"
+
+
+def _asyncpg_dsn(url: str) -> str:
+    return url.replace("postgresql+asyncpg://", "postgresql://", 1)
+
+
+async def _postgres_reachable() -> str | None:
+    try:
+        connection = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL), timeout=3)
+    except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    await connection.close()
+    return None
+
+
+_postgres_problem: list[str | None] = []
+
+
+def postgres_unavailable_reason() -> str | None:
+    """Why PostgreSQL cannot be used (checked once per run), or None when it can."""
+    if not _postgres_problem:
+        _postgres_problem.append(asyncio.run(_postgres_reachable()))
+    return _postgres_problem[0]
+
+
+def require_postgres() -> None:
+    reason = postgres_unavailable_reason()
+    if reason is None:
+        return
+    message = f"PostgreSQL at {POSTGRES_URL} is unreachable ({reason})"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}; STOWAGE_REQUIRE_SERVICES=1 forbids skipping")
+    pytest.skip(message)
+
+
+async def _drop_schema(schema: str) -> None:
+    connection = await asyncpg.connect(_asyncpg_dsn(POSTGRES_URL), timeout=5)
+    try:
+        await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await connection.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """The metadata engine under test; every test that uses it runs once per engine."""
+    name: str = request.param
+    if name == "postgresql":
+        require_postgres()
+    return name
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    path = tmp_path / "data"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def settings_env(backend: str, data_dir: Path) -> Iterator[dict[str, str]]:
+    """Environment for a server on ``backend`` with a private data folder (and PostgreSQL schema)."""
+    env = {
+        "STOWAGE_DATA_DIR": str(data_dir),
+        "STOWAGE_LOG_FORMAT": "json",
+    }
+    schema = None
+    if backend == "postgresql":
+        schema = f"t_{secrets.token_hex(6)}"
+        env["STOWAGE_DATABASE_URL"] = POSTGRES_URL
+        env["STOWAGE_DATABASE_SCHEMA"] = schema
+    yield env
+    if schema is not None:
+        asyncio.run(_drop_schema(schema))
+
+
+def make_settings(env: dict[str, str], **overrides: Any) -> Settings:
+    merged = dict(env)
+    for key, value in overrides.items():
+        merged[f"STOWAGE_{key.upper()}"] = value if isinstance(value, str) else str(value)
+    return load_settings(merged)
+
+
+@pytest.fixture
+def settings(settings_env: dict[str, str]) -> Settings:
+    return make_settings(settings_env)
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    """An in-process client for a fully started application (lifespan run, schema migrated)."""
+    async with AsyncTestClient(app=create_app(settings)) as test_client:  # type: ignore[arg-type]
+        yield test_client
