@@ -10,6 +10,7 @@ The settings object is immutable and passed down explicitly; nothing reads the e
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import secrets
@@ -27,6 +28,8 @@ REDACTED = "**redacted**"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
+SignupMode = Literal["open", "invite", "closed"]
+SmtpSecurity = Literal["starttls", "tls", "none"]
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -52,6 +55,26 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     auto_migrate: bool = True
 
     secret_key: str | None = None
+
+    signup_mode: SignupMode = "open"
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    email_token_ttl: int = 3600
+    default_quota_bytes: int = 10 * 1024**3
+    trusted_proxies: tuple[str, ...] = ()
+
+    redis_url: str | None = None
+    rate_limit_window_seconds: int = 60
+    rate_limit_auth_per_ip: int = 30
+    rate_limit_auth_per_account: int = 10
+
+    smtp_host: str | None = None
+    smtp_port: int = 587
+    smtp_security: SmtpSecurity = "starttls"
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_from: str = "Stowage <no-reply@localhost>"
+    smtp_timeout: float = 10.0
 
     log_level: LogLevel = "info"
     log_format: LogFormat = "auto"
@@ -84,7 +107,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.effective_database_url.startswith("sqlite")
 
 
-SECRET_FIELDS = frozenset({"secret_key", "metrics_token"})
+SECRET_FIELDS = frozenset({"secret_key", "metrics_token", "smtp_password"})
 
 
 def _coerce_env(name: str, raw: str, field_type: msgspec.inspect.Type) -> Any:
@@ -252,6 +275,52 @@ def _validate(s: Settings) -> None:
         "cannot be true when cors_allow_origins contains *",
         s.cors_allow_credentials,
     )
+    _require(
+        60 <= s.access_token_ttl <= 86400,
+        "access_token_ttl",
+        "must be between 60 and 86400 seconds",
+        s.access_token_ttl,
+    )
+    _require(
+        3600 <= s.refresh_token_ttl <= 400 * 86400,
+        "refresh_token_ttl",
+        "must be between 3600 seconds and 400 days",
+        s.refresh_token_ttl,
+    )
+    _require(
+        300 <= s.email_token_ttl <= 7 * 86400,
+        "email_token_ttl",
+        "must be between 300 seconds and 7 days",
+        s.email_token_ttl,
+    )
+    _require(s.default_quota_bytes >= 0, "default_quota_bytes", "must be 0 (no storage) or more", s.default_quota_bytes)
+    for proxy in s.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            _require(False, "trusted_proxies", "must list IP addresses or networks like 10.0.0.0/8", proxy)
+    if s.redis_url is not None:
+        _require(
+            s.redis_url.startswith(("redis://", "rediss://", "unix://")),
+            "redis_url",
+            "must start with redis://, rediss:// or unix://",
+            redact_url(s.redis_url),
+        )
+    _require(
+        1 <= s.rate_limit_window_seconds <= 86400,
+        "rate_limit_window_seconds",
+        "must be between 1 and 86400",
+        s.rate_limit_window_seconds,
+    )
+    _require(s.rate_limit_auth_per_ip >= 1, "rate_limit_auth_per_ip", "must be at least 1", s.rate_limit_auth_per_ip)
+    _require(
+        s.rate_limit_auth_per_account >= 1,
+        "rate_limit_auth_per_account",
+        "must be at least 1",
+        s.rate_limit_auth_per_account,
+    )
+    _require(1 <= s.smtp_port <= 65535, "smtp_port", "must be a TCP port between 1 and 65535", s.smtp_port)
+    _require("@" in s.smtp_from, "smtp_from", "must be an email address, optionally with a display name", s.smtp_from)
     if s.public_url is not None:
         parts = urlsplit(s.public_url)
         _require(
@@ -295,8 +364,9 @@ def redacted(settings: Settings) -> dict[str, Any]:
     for name in SECRET_FIELDS:
         if data.get(name) is not None:
             data[name] = REDACTED
-    if data.get("database_url"):
-        data["database_url"] = redact_url(data["database_url"])
+    for url_field in ("database_url", "redis_url"):
+        if data.get(url_field):
+            data[url_field] = redact_url(data[url_field])
     data["effective_database_url"] = redact_url(settings.effective_database_url)
     return data
 

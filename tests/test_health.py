@@ -1,0 +1,13 @@
+async def test_smoke(client, backend):
+    r = await client.get("/readyz")
+    print(r.status_code, r.headers, r.text)
+    r = await client.get("/api/v1/info")
+    print(r.status_code, r.text)
+    r = await client.get("/nope?x=1")
+    print(r.status_code, r.headers, r.text)
+    r = await client.post("/healthz")
+    print(r.status_code, r.headers, r.text)
+    r = await client.get("/docs")
+    print(r.status_code, r.headers)
+    r = await client.get("/metrics")
+    print(r.status_code, r.text[:3000])
