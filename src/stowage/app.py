@@ -10,7 +10,7 @@ Granian imports ``create_app_from_env`` as a factory in each worker process.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -24,13 +24,20 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from stowage import __version__
+from stowage.accounts.admin_controllers import AdminController
+from stowage.accounts.common import AccountDeps
+from stowage.accounts.controllers import AuthController, MeController
+from stowage.accounts.passwords import PasswordHasher
+from stowage.accounts.services import AccountServices
 from stowage.api.problems import EXCEPTION_HANDLERS
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
 from stowage.db import migrate
 from stowage.db.engine import Database
+from stowage.mail.mailer import create_mailer
 from stowage.observability.logging import configure_logging, get_logger
 from stowage.observability.metrics import Metrics
 from stowage.observability.middleware import ObservabilityMiddleware
+from stowage.ratelimit import create_rate_limiter
 from stowage.runtime import Runtime
 from stowage.system.controllers import HealthController, InfoController, MetricsController
 from stowage.system.service import SystemService
@@ -80,6 +87,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
         data_dir = ensure_data_dir(settings)
         secret = load_or_create_secret(settings)
         database = Database(settings)
+        stack = AsyncExitStack()
         try:
             current = await migrate.current_revision(database)
             head = migrate.head_revision()
@@ -93,6 +101,18 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
                     )
             system = SystemService(database, data_dir)
             await system.initialise()
+            limiter = create_rate_limiter(settings)
+            stack.push_async_callback(limiter.close)
+            accounts = AccountServices.build(
+                AccountDeps(
+                    settings=settings,
+                    database=database,
+                    secret=secret,
+                    hasher=PasswordHasher(),
+                    mailer=create_mailer(settings),
+                    limiter=limiter,
+                )
+            )
             app.state.runtime = Runtime(
                 settings=settings,
                 data_dir=data_dir,
@@ -100,10 +120,12 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
                 database=database,
                 metrics=metrics,
                 system=system,
+                accounts=accounts,
             )
             log.info("started", version=__version__, database="sqlite" if database.is_sqlite else "postgresql")
             yield
         finally:
+            await stack.aclose()
             await database.dispose()
             log.info("stopped")
 
@@ -158,7 +180,7 @@ def _openapi_config() -> OpenAPIConfig:
 
 def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
     """The Litestar application without the outer observability layer."""
-    route_handlers: list[Any] = [HealthController, InfoController]
+    route_handlers: list[Any] = [HealthController, InfoController, AuthController, MeController, AdminController]
     if settings.metrics_enabled:
         route_handlers.append(MetricsController)
     static_dir = Path(str(files("stowage") / "web" / "static" / "swagger-ui"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from stowage.accounts.services import AccountServices
 from stowage.config import Settings
 from stowage.db.engine import Database
 from stowage.observability.metrics import Metrics
@@ -19,3 +20,4 @@ class Runtime:
     database: Database
     metrics: Metrics | None
     system: SystemService
+    accounts: AccountServices

@@ -8,6 +8,7 @@ A 500 never shows a stack trace to the client; the trace goes to the log with th
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -104,6 +105,8 @@ def problem_for(
     if isinstance(error, errors.RateLimited | errors.ServiceUnavailable):
         problem.retry_after = error.retry_after
         headers["retry-after"] = str(error.retry_after)
+    if isinstance(error, errors.Unauthenticated):
+        headers["www-authenticate"] = 'Bearer realm="stowage"'
     if isinstance(error, errors.RangeNotSatisfiable):
         headers["content-range"] = f"bytes */{error.size}"
     return problem, headers
@@ -157,15 +160,24 @@ def _from_http_exception(exc: HTTPException, path: str) -> tuple[errors.StowageE
     return errors.InternalError(detail), exc.status_code
 
 
+_FIELD_IN_MESSAGE = re.compile(r"(?:at `\$\.([A-Za-z0-9_.\[\]]+)`|required field `([A-Za-z0-9_]+)`)")
+
+
 def _field_errors(extra: Any) -> list[errors.FieldError]:
+    """Litestar reports body problems under the key ``data``; name the real field where msgspec says it."""
     found: list[errors.FieldError] = []
     if isinstance(extra, list):
         for item in extra:
             if isinstance(item, dict):
                 source = item.get("source") or "body"
                 key = item.get("key")
+                message = str(item.get("message", "invalid value"))
+                match = _FIELD_IN_MESSAGE.search(message)
+                if key == "data" and match:
+                    key = match.group(1) or match.group(2)
+                    message = message.split(" - at `")[0]
                 field = f"{source}.{key}" if key else str(source)
-                found.append(errors.FieldError(field=field, message=str(item.get("message", "invalid value"))))
+                found.append(errors.FieldError(field=field, message=message))
     return found
 
 

@@ -1,0 +1,1 @@
+"""Accounts: sign-up, login, sessions, tokens, profile, admin and the audit log."""
