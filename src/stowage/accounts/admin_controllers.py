@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from litestar import Controller, delete, get, patch, post
-from litestar.params import Parameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
 from stowage.accounts.controllers import AUTH_DEPENDENCIES, BEARER, Accounts, Caller, Client
@@ -21,8 +21,8 @@ from stowage.accounts.schemas import (
     UserPage,
 )
 
-Limit = Annotated[int, Parameter(ge=1, le=200, description="Page size")]
-Cursor = Annotated[str | None, Parameter(max_length=200, description="`next_cursor` from the previous page")]
+Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size")]
+Cursor = Annotated[str | None, QueryParameter(max_length=200, description="`next_cursor` from the previous page")]
 
 
 class AdminController(Controller):
@@ -36,7 +36,7 @@ class AdminController(Controller):
         self,
         accounts: Accounts,
         principal: Caller,
-        q: Annotated[str | None, Parameter(max_length=200, description="Case-insensitive substring")] = None,
+        q: Annotated[str | None, QueryParameter(max_length=200, description="Case-insensitive substring")] = None,
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> UserPage:
@@ -44,12 +44,12 @@ class AdminController(Controller):
 
     @post("/users", summary="Create a user")
     async def create_user(
-        self, data: AdminCreateUserRequest, accounts: Accounts, principal: Caller, client: Client
+        self, data: JSONBody[AdminCreateUserRequest], accounts: Accounts, principal: Caller, client: Client
     ) -> UserOut:
         return await accounts.admin.create_user(principal, data, client)
 
     @get("/users/{user_id:str}", summary="One user")
-    async def get_user(self, user_id: str, accounts: Accounts, principal: Caller) -> UserOut:
+    async def get_user(self, user_id: FromPath[str], accounts: Accounts, principal: Caller) -> UserOut:
         return await accounts.admin.get_user(principal, user_id)
 
     @patch(
@@ -58,7 +58,12 @@ class AdminController(Controller):
         description="Disabling ends the user's sessions and stops their tokens at once.",
     )
     async def update_user(
-        self, user_id: str, data: AdminUpdateUserRequest, accounts: Accounts, principal: Caller, client: Client
+        self,
+        user_id: FromPath[str],
+        data: JSONBody[AdminUpdateUserRequest],
+        accounts: Accounts,
+        principal: Caller,
+        client: Client,
     ) -> UserOut:
         return await accounts.admin.update_user(principal, user_id, data, client)
 
@@ -68,12 +73,17 @@ class AdminController(Controller):
         summary="Set a user's password (ends their sessions)",
     )
     async def reset_password(
-        self, user_id: str, data: AdminResetPasswordRequest, accounts: Accounts, principal: Caller, client: Client
+        self,
+        user_id: FromPath[str],
+        data: JSONBody[AdminResetPasswordRequest],
+        accounts: Accounts,
+        principal: Caller,
+        client: Client,
     ) -> None:
         await accounts.admin.reset_password(principal, user_id, data.new_password, client)
 
     @delete("/users/{user_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a user and all their data")
-    async def delete_user(self, user_id: str, accounts: Accounts, principal: Caller, client: Client) -> None:
+    async def delete_user(self, user_id: FromPath[str], accounts: Accounts, principal: Caller, client: Client) -> None:
         await accounts.admin.delete_user(principal, user_id, client)
 
     @get("/invites", summary="Open invitations")
@@ -82,12 +92,14 @@ class AdminController(Controller):
 
     @post("/invites", summary="Create a sign-up invitation; the token is shown once")
     async def create_invite(
-        self, data: CreateInviteRequest, accounts: Accounts, principal: Caller, client: Client
+        self, data: JSONBody[CreateInviteRequest], accounts: Accounts, principal: Caller, client: Client
     ) -> CreatedInvite:
         return await accounts.admin.create_invite(principal, data, client)
 
     @delete("/invites/{invite_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Withdraw an invitation")
-    async def revoke_invite(self, invite_id: str, accounts: Accounts, principal: Caller, client: Client) -> None:
+    async def revoke_invite(
+        self, invite_id: FromPath[str], accounts: Accounts, principal: Caller, client: Client
+    ) -> None:
         await accounts.admin.revoke_invite(principal, invite_id, client)
 
     @get("/audit", summary="Security audit log, newest first")
@@ -97,7 +109,9 @@ class AdminController(Controller):
         principal: Caller,
         cursor: Cursor = None,
         limit: Limit = 50,
-        action: Annotated[str | None, Parameter(max_length=64, description="Only this action")] = None,
-        user_id: Annotated[str | None, Parameter(max_length=36, description="Events by or about this user")] = None,
+        action: Annotated[str | None, QueryParameter(max_length=64, description="Only this action")] = None,
+        user_id: Annotated[
+            str | None, QueryParameter(max_length=36, description="Events by or about this user")
+        ] = None,
     ) -> AuditPage:
         return await accounts.admin.audit(principal, cursor=cursor, limit=limit, action=action, user_id=user_id)

@@ -7,6 +7,7 @@ from typing import Any
 
 from litestar import Controller, Request, delete, get, patch, post
 from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
 from stowage.accounts.authn import provide_client, provide_principal
@@ -58,11 +59,11 @@ class AuthController(Controller):
     dependencies = AUTH_DEPENDENCIES
 
     @post("/signup", summary="Create an account and sign in", description="Needs `invite_token` in invite mode.")
-    async def signup(self, data: SignupRequest, accounts: Accounts, client: Client) -> TokenPair:
+    async def signup(self, data: JSONBody[SignupRequest], accounts: Accounts, client: Client) -> TokenPair:
         return await accounts.auth.signup(data, client)
 
     @post("/login", status_code=HTTP_200_OK, summary="Sign in with email and password")
-    async def login(self, data: LoginRequest, accounts: Accounts, client: Client) -> TokenPair:
+    async def login(self, data: JSONBody[LoginRequest], accounts: Accounts, client: Client) -> TokenPair:
         return await accounts.auth.login(data, client)
 
     @post(
@@ -71,7 +72,7 @@ class AuthController(Controller):
         summary="Exchange a refresh token for a new pair",
         description="The presented token is spent. Presenting a spent token again ends the whole session.",
     )
-    async def refresh(self, data: RefreshRequest, accounts: Accounts, client: Client) -> TokenPair:
+    async def refresh(self, data: JSONBody[RefreshRequest], accounts: Accounts, client: Client) -> TokenPair:
         return await accounts.auth.refresh(data.refresh_token, client)
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="End this session", security=BEARER)
@@ -85,7 +86,7 @@ class AuthController(Controller):
         await accounts.auth.logout_everywhere(caller, client)
 
     @post("/email/verify", status_code=HTTP_204_NO_CONTENT, summary="Confirm an email address with the mailed token")
-    async def verify_email(self, data: TokenRequest, accounts: Accounts, client: Client) -> None:
+    async def verify_email(self, data: JSONBody[TokenRequest], accounts: Accounts, client: Client) -> None:
         await accounts.profile.confirm_verification(data.token, client)
 
     @post(
@@ -94,12 +95,12 @@ class AuthController(Controller):
         summary="Mail a password-reset link",
         description="Answers the same whether or not the account exists.",
     )
-    async def forgot_password(self, data: EmailRequest, accounts: Accounts, client: Client) -> Accepted:
+    async def forgot_password(self, data: JSONBody[EmailRequest], accounts: Accounts, client: Client) -> Accepted:
         await accounts.profile.forgot_password(data.email, client)
         return Accepted(status="accepted", detail="If an account uses that address, a reset link is on its way.")
 
     @post("/password/reset", status_code=HTTP_204_NO_CONTENT, summary="Set a new password with a mailed token")
-    async def reset_password(self, data: ResetPasswordRequest, accounts: Accounts, client: Client) -> None:
+    async def reset_password(self, data: JSONBody[ResetPasswordRequest], accounts: Accounts, client: Client) -> None:
         await accounts.profile.reset_password(data.token, data.new_password, client)
 
 
@@ -114,7 +115,7 @@ class MeController(Controller):
         return await accounts.profile.me(principal)
 
     @patch("/", summary="Update the display name")
-    async def update_me(self, data: UpdateMeRequest, accounts: Accounts, principal: Caller) -> UserOut:
+    async def update_me(self, data: JSONBody[UpdateMeRequest], accounts: Accounts, principal: Caller) -> UserOut:
         return await accounts.profile.update_me(principal, data.display_name)
 
     @delete(
@@ -124,7 +125,7 @@ class MeController(Controller):
         description="Needs the password in the body.",
     )
     async def delete_me(
-        self, data: DeleteAccountRequest, accounts: Accounts, principal: Caller, client: Client
+        self, data: JSONBody[DeleteAccountRequest], accounts: Accounts, principal: Caller, client: Client
     ) -> None:
         await accounts.profile.delete_account(principal, data.password, client)
 
@@ -135,7 +136,7 @@ class MeController(Controller):
         description="Needs the current password; ends every other session.",
     )
     async def change_password(
-        self, data: ChangePasswordRequest, accounts: Accounts, principal: Caller, client: Client
+        self, data: JSONBody[ChangePasswordRequest], accounts: Accounts, principal: Caller, client: Client
     ) -> None:
         await accounts.profile.change_password(principal, data.current_password, data.new_password, client)
 
@@ -149,7 +150,9 @@ class MeController(Controller):
         return await accounts.profile.list_sessions(principal)
 
     @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT, summary="End one session")
-    async def revoke_session(self, session_id: str, accounts: Accounts, principal: Caller, client: Client) -> None:
+    async def revoke_session(
+        self, session_id: FromPath[str], accounts: Accounts, principal: Caller, client: Client
+    ) -> None:
         await accounts.profile.revoke_session(principal, session_id, client)
 
     @get("/tokens", summary="Personal access tokens (without their secrets)")
@@ -158,10 +161,12 @@ class MeController(Controller):
 
     @post("/tokens", summary="Create a personal access token; the secret is shown once")
     async def create_token(
-        self, data: CreateTokenRequest, accounts: Accounts, principal: Caller, client: Client
+        self, data: JSONBody[CreateTokenRequest], accounts: Accounts, principal: Caller, client: Client
     ) -> CreatedToken:
         return await accounts.profile.create_token(principal, data, client)
 
     @delete("/tokens/{token_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Revoke a personal access token")
-    async def revoke_token(self, token_id: str, accounts: Accounts, principal: Caller, client: Client) -> None:
+    async def revoke_token(
+        self, token_id: FromPath[str], accounts: Accounts, principal: Caller, client: Client
+    ) -> None:
         await accounts.profile.revoke_token(principal, token_id, client)

@@ -175,7 +175,7 @@ def _field_errors(extra: Any) -> list[errors.FieldError]:
                 match = _FIELD_IN_MESSAGE.search(message)
                 if key == "data" and match:
                     key = match.group(1) or match.group(2)
-                    message = message.split(" - at `")[0]
+                    message = message.split(" - at `", maxsplit=1)[0]
                 field = f"{source}.{key}" if key else str(source)
                 found.append(errors.FieldError(field=field, message=message))
     return found
