@@ -1,13 +1,178 @@
-async def test_smoke(client, backend):
-    r = await client.get("/readyz")
-    print(r.status_code, r.headers, r.text)
-    r = await client.get("/api/v1/info")
-    print(r.status_code, r.text)
-    r = await client.get("/nope?x=1")
-    print(r.status_code, r.headers, r.text)
-    r = await client.post("/healthz")
-    print(r.status_code, r.headers, r.text)
-    r = await client.get("/docs")
-    print(r.status_code, r.headers)
-    r = await client.get("/metrics")
-    print(r.status_code, r.text[:3000])
+"""Liveness and readiness, on SQLite and PostgreSQL, including dependencies that fail and come back."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from conftest import POSTGRES_URL, make_settings
+from stowage.app import create_app
+from stowage.config import Settings
+from stowage.db import migrate
+from stowage.db.engine import Database
+from support import asgi_client, assert_problem
+from support.tcp_proxy import TcpProxy
+
+ANSWER_WITHIN_SECONDS = 15  # a generous bound: the point is that a broken dependency never hangs a request
+
+
+@pytest.fixture
+async def running(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Any]]:
+    """The application on the backend under test, and a client served in this event loop."""
+    application = create_app(settings)
+    async with asgi_client(application) as http:
+        yield http, application
+
+
+@pytest.fixture
+def http(running: tuple[httpx.AsyncClient, Any]) -> httpx.AsyncClient:
+    return running[0]
+
+
+async def _get(client: httpx.AsyncClient, path: str) -> httpx.Response:
+    async with asyncio.timeout(ANSWER_WITHIN_SECONDS):
+        return await client.get(path)
+
+
+async def test_liveness(http: httpx.AsyncClient) -> None:
+    response = await _get(http, "/healthz")
+
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readiness_reports_every_check(http: httpx.AsyncClient) -> None:
+    response = await _get(http, "/readyz")
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "ready"
+    assert set(body["checks"]) == {"database", "schema", "data_dir"}
+    for name, check in body["checks"].items():
+        assert check["ok"] is True, name
+        assert check["error"] is None
+        assert check["duration_ms"] >= 0
+
+
+async def test_unwritable_data_folder_makes_the_server_unready_until_fixed(
+    http: httpx.AsyncClient, data_dir: Path
+) -> None:
+    # Tests run as root, for whom permission bits do not stop writes; a file where the server needs
+    # its tmp folder makes every write under it fail instead.
+    tmp = data_dir / "tmp"
+    tmp.rmdir()
+    tmp.write_text("not a folder")
+
+    broken = await _get(http, "/readyz")
+
+    body = assert_problem(broken, 503, "service-unavailable")
+    checks = body["checks"]
+    assert checks["data_dir"]["ok"] is False
+    assert checks["data_dir"]["error"]
+    assert checks["database"]["ok"] is True
+    assert checks["schema"]["ok"] is True
+    assert "data_dir" in body["detail"]
+    assert broken.headers["retry-after"].isdigit()
+
+    tmp.unlink()
+    tmp.mkdir()
+    repaired = await _get(http, "/readyz")
+
+    assert repaired.status_code == 200
+    assert repaired.json()["checks"]["data_dir"]["ok"] is True
+    assert list(tmp.iterdir()) == []  # the probe cleans up after itself
+
+
+async def test_schema_behind_this_build_makes_the_server_unready(running: tuple[httpx.AsyncClient, Any]) -> None:
+    client, application = running
+    database: Database = application.app.state.runtime.database
+    await migrate.downgrade(database, "base")
+
+    behind = await _get(client, "/readyz")
+
+    body = assert_problem(behind, 503, "service-unavailable")
+    assert body["checks"]["schema"]["ok"] is False
+    assert "stowage migrate" in body["checks"]["schema"]["error"]
+    assert "stowage migrate" in body["detail"]
+    assert body["checks"]["database"]["ok"] is True
+    assert body["checks"]["data_dir"]["ok"] is True
+
+    await migrate.upgrade(database)
+    assert (await _get(client, "/readyz")).status_code == 200
+
+
+# --- the database going away and coming back (PostgreSQL, through a TCP proxy we can cut) ------------
+
+
+@pytest.fixture
+async def proxy() -> AsyncIterator[TcpProxy]:
+    async with TcpProxy("127.0.0.1", 5432) as running:
+        yield running
+
+
+@pytest.fixture
+async def proxied_client(settings_env: dict[str, str], proxy: TcpProxy) -> AsyncIterator[httpx.AsyncClient]:
+    """The application with its database reached through ``proxy`` (same database, same test schema)."""
+    target = httpx.URL(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
+    if (target.host, target.port or 5432) != ("127.0.0.1", 5432):
+        pytest.skip(f"the proxy forwards to 127.0.0.1:5432, but the test database is {target.host}:{target.port}")
+    url = str(target.copy_with(port=proxy.port))
+    settings = make_settings(settings_env, database_url=url)
+    async with asgi_client(create_app(settings)) as client:
+        yield client
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # a TCP proxy needs a networked database
+async def test_database_outage_is_reported_quickly_and_recovers(
+    proxied_client: httpx.AsyncClient, proxy: TcpProxy
+) -> None:
+    client = proxied_client
+    assert (await _get(client, "/readyz")).status_code == 200
+    assert (await _get(client, "/api/v1/info")).status_code == 200
+
+    await proxy.stop()  # closes the listener and every pooled connection
+
+    not_ready = await _get(client, "/readyz")
+    body = assert_problem(not_ready, 503, "service-unavailable")
+    assert body["checks"]["database"]["ok"] is False
+    assert body["checks"]["database"]["error"]
+    assert "database" in body["detail"]
+    assert body["checks"]["data_dir"]["ok"] is True
+
+    info = await _get(client, "/api/v1/info")
+    body = assert_problem(info, 503, "service-unavailable")
+    assert int(info.headers["retry-after"]) > 0
+    assert body["retry_after"] == int(info.headers["retry-after"])
+
+    await proxy.start()  # same port: the application reconnects by itself
+
+    assert (await _get(client, "/readyz")).status_code == 200
+    info = await _get(client, "/api/v1/info")
+    assert info.status_code == 200
+    assert info.json()["database"] == "postgresql"
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_hung_database_gives_a_bounded_readiness_answer(
+    proxied_client: httpx.AsyncClient, proxy: TcpProxy
+) -> None:
+    client = proxied_client
+    assert (await _get(client, "/readyz")).status_code == 200
+
+    proxy.pause()  # connections stay open but nothing comes back, like a database stuck on I/O
+    try:
+        hung = await _get(client, "/readyz")
+    finally:
+        proxy.resume()
+
+    body = assert_problem(hung, 503, "service-unavailable")
+    assert body["checks"]["database"]["ok"] is False
+    assert body["checks"]["data_dir"]["ok"] is True
+    assert (await _get(client, "/readyz")).status_code == 200

@@ -10,10 +10,12 @@ The settings object is immutable and passed down explicitly; nothing reads the e
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import os
 import re
 import secrets
+import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -385,24 +387,27 @@ def ensure_data_dir(settings: Settings) -> Path:
 def load_or_create_secret(settings: Settings) -> str:
     """Return the signing secret: the configured one, or the one stored in the data folder.
 
-    On first start a 256-bit random secret is written to ``<data_dir>/secret.key`` with mode 0600,
-    created exclusively so two workers starting together cannot write different secrets.
+    On first start a 256-bit random secret is written to ``<data_dir>/secret.key`` with mode 0600.
+    The file appears complete or not at all (written privately, then hard-linked into place, which
+    fails if it already exists), so two workers starting together agree on one secret and neither
+    can read a file the other has created but not yet filled.
     """
     if settings.secret_key is not None:
         return settings.secret_key
-    path = ensure_data_dir(settings) / SECRET_FILE_NAME
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        secret = path.read_text(encoding="ascii").strip()
-        if len(secret) < 32:
-            raise ConfigError(
-                f"{path} holds no usable secret (fewer than 32 characters); remove it to regenerate"
-            ) from None
-        return secret
-    secret = secrets.token_urlsafe(48)
-    with os.fdopen(fd, "w", encoding="ascii") as handle:
-        handle.write(secret + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+    root = ensure_data_dir(settings)
+    path = root / SECRET_FILE_NAME
+    if not path.exists():
+        fd, candidate = tempfile.mkstemp(prefix=".secret-", dir=root)  # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="ascii") as handle:
+                handle.write(secrets.token_urlsafe(48) + "\n")
+                handle.flush()
+                os.fsync(handle.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(candidate, path)
+        finally:
+            Path(candidate).unlink()
+    secret = path.read_text(encoding="ascii").strip()
+    if len(secret) < 32:
+        raise ConfigError(f"{path} holds no usable secret (fewer than 32 characters); remove it to regenerate")
     return secret

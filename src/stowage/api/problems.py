@@ -140,7 +140,8 @@ def _from_http_exception(exc: HTTPException, path: str) -> tuple[errors.StowageE
     if isinstance(exc, NotFoundException):
         return errors.NotFound(f"No resource at {path}; see /docs for the API's paths."), None
     if isinstance(exc, MethodNotAllowedException):
-        allowed = [m.strip() for m in (exc.headers or {}).get("allow", "").split(",") if m.strip()]
+        headers = {name.lower(): value for name, value in (exc.headers or {}).items()}
+        allowed = [m.strip() for m in headers.get("allow", "").split(",") if m.strip()]
         return errors.MethodNotAllowed(
             f"This path does not accept that method; use one of: {', '.join(sorted(allowed)) or 'none'}.",
             allowed=allowed,
@@ -170,6 +171,7 @@ def _field_errors(extra: Any) -> list[errors.FieldError]:
         for item in extra:
             if isinstance(item, dict):
                 source = item.get("source") or "body"
+                source = getattr(source, "value", source)  # Litestar's ParamType enum → "query", "path", ...
                 key = item.get("key")
                 message = str(item.get("message", "invalid value"))
                 match = _FIELD_IN_MESSAGE.search(message)

@@ -20,6 +20,7 @@ from prometheus_client import (
     generate_latest,
 )
 from prometheus_client import multiprocess as prometheus_multiprocess
+from prometheus_client import values as prometheus_values
 
 from stowage import __version__
 
@@ -34,10 +35,17 @@ def multiprocess_mode() -> bool:
 class Metrics:
     """The server's metrics, registered on a registry of their own."""
 
-    content_type = CONTENT_TYPE_LATEST
+    # Litestar appends "; charset=utf-8" to every text/* media type; a second charset parameter makes the
+    # header unparsable (Go's mime.ParseMediaType rejects it, and Prometheus 3 then fails the scrape).
+    content_type = "; ".join(p.strip() for p in CONTENT_TYPE_LATEST.split(";") if not p.strip().startswith("charset="))
 
     def __init__(self) -> None:
         self._multiprocess = multiprocess_mode()
+        if self._multiprocess:
+            # prometheus_client picks its value storage when first imported. ``stowage serve`` imports it
+            # before setting PROMETHEUS_MULTIPROC_DIR and Granian forks the workers from that process, so
+            # without this they would keep values in private memory and /metrics would aggregate nothing.
+            prometheus_values.ValueClass = prometheus_values.get_value_class()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
         registry = None if self._multiprocess else self.registry
         labels = ("method", "route", "status")
