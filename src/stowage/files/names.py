@@ -1,0 +1,65 @@
+"""Names and paths of files and folders: one rule set for every protocol.
+
+A name is UTF-8, NFC-normalised, 1-255 bytes, contains no "/" and no NUL (nor other C0 control
+characters, which no file manager can display and which break headers and logs), and is not "." or
+"..". Paths are "/"-separated names; an empty path or "/" is the user's root folder.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from stowage.errors import FieldError, InvalidInput
+
+MAX_NAME_BYTES = 255
+MAX_PATH_DEPTH = 64
+_FORBIDDEN = {"/", "\x00"}
+
+
+def normalise_name(raw: str, *, field: str = "body.name") -> str:
+    """Return the NFC form of ``raw`` or raise InvalidInput saying exactly what is wrong."""
+    name = unicodedata.normalize("NFC", raw)
+
+    def bad(message: str) -> InvalidInput:
+        return InvalidInput(f"Invalid name {raw!r}: {message}.", errors=[FieldError(field=field, message=message)])
+
+    if name == "":
+        raise bad("a name cannot be empty")
+    if name in {".", ".."}:
+        raise bad("'.' and '..' are reserved")
+    if "/" in name:
+        raise bad("a name cannot contain '/'")
+    if any(ord(ch) < 0x20 or ch == "\x7f" for ch in name):
+        raise bad("a name cannot contain control characters (NUL, newline, tab…)")
+    if len(name.encode("utf-8")) > MAX_NAME_BYTES:
+        raise bad(f"a name is at most {MAX_NAME_BYTES} bytes in UTF-8")
+    if name != name.strip(" ") and name.strip(" ") == "":
+        raise bad("a name cannot be only spaces")
+    return name
+
+
+def split_path(raw: str, *, field: str = "path") -> list[str]:
+    """``/Photos/2026/beach.jpg`` → ``["Photos", "2026", "beach.jpg"]`` (each part normalised).
+
+    Leading, trailing and doubled slashes are tolerated; ``.`` and ``..`` are refused, never resolved.
+    """
+    parts = [p for p in raw.split("/") if p != ""]
+    if len(parts) > MAX_PATH_DEPTH:
+        raise InvalidInput(
+            f"The path is deeper than {MAX_PATH_DEPTH} levels.",
+            errors=[FieldError(field=field, message="too many levels")],
+        )
+    return [normalise_name(p, field=field) for p in parts]
+
+
+def with_suffix_number(name: str, number: int) -> str:
+    """``beach.jpg`` → ``beach (2).jpg``; used by the "rename" conflict policy."""
+    def numbered(base: str) -> str:
+        stem, dot, extension = base.rpartition(".")
+        return f"{stem} ({number}).{extension}" if dot and stem else f"{base} ({number})"
+
+    candidate = numbered(name)
+    while len(candidate.encode("utf-8")) > MAX_NAME_BYTES:
+        name = name[:-1]
+        candidate = numbered(name)
+    return candidate
