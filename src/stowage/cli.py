@@ -285,7 +285,7 @@ def user_passwd(
 
     async def action(accounts: AccountServices) -> int:
         user_id = await accounts.admin.find_user_id(email)
-        await accounts.admin.reset_password(None, user_id, password, None)
+        await accounts.admin.reset_password_unchecked(user_id, password)
         typer.echo(f"password changed for {email}; its sessions were ended")
         return 0
 

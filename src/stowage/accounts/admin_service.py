@@ -41,12 +41,20 @@ def decode_cursor(cursor: str | None) -> str | None:
     if cursor is None:
         return None
     try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        decoded = base64.b64decode(
+            (cursor + "=" * (-len(cursor) % 4)).encode("ascii"), altchars=b"-_", validate=True
+        ).decode()
+    except (binascii.Error, UnicodeError, ValueError) as exc:
         raise InvalidInput(
             "The cursor is not one this server issued.",
             errors=[FieldError(field="query.cursor", message="malformed cursor")],
         ) from exc
+    if not decoded:
+        raise InvalidInput(
+            "The cursor is not one this server issued.",
+            errors=[FieldError(field="query.cursor", message="malformed cursor")],
+        )
+    return decoded
 
 
 def invite_out(invite: Invite) -> InviteOut:
@@ -81,8 +89,8 @@ class AdminService:
     async def create_user(
         self, principal: Principal | None, request: AdminCreateUserRequest, client: ClientInfo | None
     ) -> UserOut:
-        actor = authorize(principal, Action.ADMIN_USERS_WRITE) if principal is not None else None
-        return await self._create(request, actor.user_id if actor else None, client)
+        actor = authorize(principal, Action.ADMIN_USERS_WRITE)
+        return await self._create(request, actor.user_id, client)
 
     async def create_user_unchecked(self, request: AdminCreateUserRequest) -> UserOut:
         """For the ``stowage user create`` command: whoever runs it already controls the server."""
@@ -122,9 +130,10 @@ class AdminService:
             user = await self._load(db, user_id)
             changes: dict[str, str | int | bool | None] = {}
             now = utcnow()
-            demoting = request.role == Role.USER.value and user.role == Role.ADMIN.value
-            disabling = request.disabled is True and user.disabled_at is None
-            if (demoting or disabling) and user.role == Role.ADMIN.value:
+            active_admin = user.role == Role.ADMIN.value and user.disabled_at is None
+            demoting = request.role == Role.USER.value
+            disabling = request.disabled is True
+            if active_admin and (demoting or disabling):
                 await self._ensure_not_last_admin(db)
             if request.display_name is not None:
                 user.display_name = request.display_name.strip() or user.display_name
@@ -174,12 +183,21 @@ class AdminService:
     async def reset_password(
         self, principal: Principal | None, user_id: str, new_password: str, client: ClientInfo | None
     ) -> None:
-        actor = authorize(principal, Action.ADMIN_USERS_WRITE) if principal is not None else None
+        actor = authorize(principal, Action.ADMIN_USERS_WRITE)
+        await self._set_password(user_id, new_password, actor_id=actor.user_id, client=client)
+
+    async def reset_password_unchecked(self, user_id: str, new_password: str) -> None:
+        """For ``stowage user passwd``: whoever runs it already controls the server."""
+        await self._set_password(user_id, new_password, actor_id=None, client=None)
+
+    async def _set_password(
+        self, user_id: str, new_password: str, *, actor_id: str | None, client: ClientInfo | None
+    ) -> None:
         async with self.deps.database.session() as db:
             user = await repository.get_user(db, user_id)
         if user is None:
             raise NotFound("No user with that id.")
-        check_password_policy(new_password, email=user.email, display_name=user.display_name)
+        check_password_policy(new_password, email=user.email, display_name=user.display_name, field="body.new_password")
         new_hash = await self.deps.hasher.hash(new_password)
         async with self.deps.database.transaction() as db:
             fresh = await self._load(db, user_id)
@@ -189,7 +207,7 @@ class AdminService:
             await record(
                 db,
                 "admin.password_reset",
-                actor_id=actor.user_id if actor else None,
+                actor_id=actor_id,
                 target_id=fresh.id,
                 client=client,
                 sessions_revoked=revoked,

@@ -90,7 +90,7 @@ class AuthService:
             )
             await repository.add(db, user)
             if invite is not None:
-                invite.used_by = user.id
+                await repository.set_invite_user(db, invite.id, user.id)
             pair = await self._start_session(db, user, client, request.device_name)
             await record(db, "account.signup", actor_id=user.id, target_id=user.id, client=client, mode=mode)
         return pair
@@ -104,8 +104,9 @@ class AuthService:
             raise PermissionDenied("This invitation is not valid: it is unknown, used or expired.")
         if invite.email is not None and invite.email != email:
             raise PermissionDenied("This invitation was issued for a different email address.")
-        invite.used_at = now
-        await db.flush()
+        # Claim with a conditional UPDATE: of two concurrent sign-ups, exactly one changes the row.
+        if not await repository.claim_invite(db, invite.id, now):
+            raise PermissionDenied("This invitation is not valid: it is unknown, used or expired.")
         return invite
 
     # --- login / refresh / logout --------------------------------------------------------------

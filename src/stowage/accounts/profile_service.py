@@ -99,7 +99,7 @@ class ProfileService:
         principal = authorize(principal, Action.ACCOUNT_WRITE)
         user = await self._user(principal)
         await self._require_password(user, current, client, "account.password_change")
-        check_password_policy(new, email=user.email, display_name=user.display_name)
+        check_password_policy(new, email=user.email, display_name=user.display_name, field="body.new_password")
         new_hash = await self.deps.hasher.hash(new)
         async with self.deps.database.transaction() as db:
             fresh = await repository.get_user(db, user.id)
@@ -328,7 +328,9 @@ class ProfileService:
             stored = await repository.get_email_token(db, tokens.hash_token(token))
             user = await repository.get_user(db, stored.user_id) if stored else None
         if user is not None:
-            check_password_policy(new_password, email=user.email, display_name=user.display_name)
+            check_password_policy(
+                new_password, email=user.email, display_name=user.display_name, field="body.new_password"
+            )
         new_hash = await self.deps.hasher.hash(new_password)
         async with self.deps.database.transaction() as db:
             spent = await self._spend_email_token(db, token, RESET)
@@ -348,13 +350,18 @@ class ProfileService:
             )
 
     async def _spend_email_token(self, db: AsyncSession, token: str, purpose: str) -> EmailToken:
-        stored = await repository.get_email_token(db, tokens.hash_token(token))
+        token_hash = tokens.hash_token(token)
+        stored = await repository.get_email_token(db, token_hash)
         now = utcnow()
-        if stored is None or stored.purpose != purpose or stored.used_at is not None or stored.expires_at <= now:
+        # Claim with a conditional UPDATE: of two concurrent uses, exactly one changes the row.
+        if (
+            stored is None
+            or stored.purpose != purpose
+            or stored.expires_at <= now
+            or not await repository.claim_email_token(db, token_hash, now)
+        ):
             raise InvalidInput(
                 "This link is not valid: it is unknown, already used or expired. Request a new one.",
                 errors=[FieldError(field="body.token", message="unknown, used or expired")],
             )
-        stored.used_at = now
-        await db.flush()
         return stored

@@ -140,6 +140,35 @@ async def list_open_invites(db: AsyncSession, now: datetime) -> Sequence[Invite]
     return (await db.scalars(statement)).all()
 
 
+async def claim_invite(db: AsyncSession, invite_id: str, now: datetime) -> bool:
+    result = await db.execute(
+        update(Invite)
+        .where(Invite.id == invite_id, Invite.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def set_invite_user(db: AsyncSession, invite_id: str, user_id: str) -> None:
+    await db.execute(
+        update(Invite)
+        .where(Invite.id == invite_id)
+        .values(used_by=user_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def claim_email_token(db: AsyncSession, token_hash: str, now: datetime) -> bool:
+    result = await db.execute(
+        update(EmailToken)
+        .where(EmailToken.token_hash == token_hash, EmailToken.used_at.is_(None))
+        .values(used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
 async def get_email_token(db: AsyncSession, token_hash: str) -> EmailToken | None:
     return await db.get(EmailToken, token_hash)
 

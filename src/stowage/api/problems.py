@@ -161,7 +161,9 @@ def _from_http_exception(exc: HTTPException, path: str) -> tuple[errors.StowageE
     return errors.InternalError(detail), exc.status_code
 
 
-_FIELD_IN_MESSAGE = re.compile(r"(?:at `\$\.([A-Za-z0-9_.\[\]]+)`|required field `([A-Za-z0-9_]+)`)")
+_FIELD_IN_MESSAGE = re.compile(
+    r"(?:at `\$\.([A-Za-z0-9_.\[\]]+)`|required field `([A-Za-z0-9_]+)`|unknown field `([A-Za-z0-9_]+)`)"
+)
 
 
 def _field_errors(extra: Any) -> list[errors.FieldError]:
@@ -176,7 +178,7 @@ def _field_errors(extra: Any) -> list[errors.FieldError]:
                 message = str(item.get("message", "invalid value"))
                 match = _FIELD_IN_MESSAGE.search(message)
                 if key == "data" and match:
-                    key = match.group(1) or match.group(2)
+                    key = match.group(1) or match.group(2) or match.group(3)
                     message = message.split(" - at `", maxsplit=1)[0]
                 field = f"{source}.{key}" if key else str(source)
                 found.append(errors.FieldError(field=field, message=message))

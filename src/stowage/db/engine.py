@@ -68,6 +68,10 @@ def is_unavailable_error(exc: BaseException) -> bool:
     return False
 
 
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 class Database:
     """Owns the engines; hands out read sessions and write transactions."""
 
@@ -108,6 +112,8 @@ class Database:
             ):
                 cursor.execute(pragma)
             cursor.close()
+            # SQLite's own lower() folds ASCII only; searches must fold "É" like PostgreSQL does.
+            dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
         begin_statement = "BEGIN IMMEDIATE" if writer else "BEGIN"
 

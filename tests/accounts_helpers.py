@@ -1,0 +1,395 @@
+"""Shared helpers for the account HTTP tests: sign-up/login shortcuts, problem+json assertions,
+direct database access (for arranging states the API cannot reach, like an expired token) and a
+real local SMTP server that captures what the application sends.
+
+Direct database access uses a ``Database`` built from the same settings as the application under
+test, so it works the same on SQLite (another engine on the same file) and PostgreSQL (same schema).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import sqlite3
+import threading
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import asyncpg
+import httpx
+from litestar.testing import AsyncTestClient
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stowage.accounts.admin_service import AdminService
+from stowage.accounts.common import AccountDeps
+from stowage.accounts.passwords import PasswordHasher
+from stowage.accounts.schemas import AdminCreateUserRequest
+from stowage.app import create_app
+from stowage.config import Settings, load_or_create_secret
+from stowage.db.engine import Database
+from stowage.db.tables import ApiKey, EmailToken, Invite, RefreshToken, Session, User
+from stowage.mail.mailer import create_mailer
+from stowage.ratelimit import MemoryRateLimiter
+
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "purple elephant umbrella tango"
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:stowage:problem:"
+BAD_CREDENTIALS = "Email or password is wrong."
+CURRENT_ARGON2_PREFIX = "$argon2id$v=19$m=19456,t=2,p=1$"
+# Limits high enough that no functional test trips the rate limiter by accident.
+RELAXED_LIMITS: dict[str, Any] = {"rate_limit_auth_per_ip": 100_000, "rate_limit_auth_per_account": 100_000}
+
+SIGNUP = "/api/v1/auth/signup"
+LOGIN = "/api/v1/auth/login"
+REFRESH = "/api/v1/auth/refresh"
+LOGOUT = "/api/v1/auth/logout"
+LOGOUT_ALL = "/api/v1/auth/logout-all"
+ME = "/api/v1/me"
+
+
+# --- HTTP shortcuts -------------------------------------------------------------------------------
+
+
+def auth(token: str) -> dict[str, str]:
+    """The Authorization header for a bearer credential (access token or personal token)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def signup(client: httpx.AsyncClient, email: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+    """Sign up (asserting 201) and return the token pair with the user."""
+    response = await client.post(SIGNUP, json={"email": email, "password": password, **extra})
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def login(client: httpx.AsyncClient, email: str, password: str = PASSWORD, **extra: Any) -> dict[str, Any]:
+    """Log in (asserting 200) and return the token pair with the user."""
+    headers = extra.pop("headers", None)
+    response = await client.post(LOGIN, json={"email": email, "password": password, **extra}, headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def try_login(client: httpx.AsyncClient, email: str, password: str = PASSWORD) -> httpx.Response:
+    return await client.post(LOGIN, json={"email": email, "password": password})
+
+
+async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:
+    return await client.post(REFRESH, json={"refresh_token": refresh_token})
+
+
+async def me_status(client: httpx.AsyncClient, token: str) -> int:
+    """The status of GET /api/v1/me with ``token``: 200 while the credential works, 401 once it does not."""
+    return (await client.get(ME, headers=auth(token))).status_code
+
+
+async def create_pat(
+    client: httpx.AsyncClient, session_token: str, scopes: list[str], name: str = "script", **extra: Any
+) -> dict[str, Any]:
+    """Create a personal access token with a session credential; returns ``{"token": …, "details": …}``."""
+    response = await client.post(
+        f"{ME}/tokens", json={"name": name, "scopes": scopes, **extra}, headers=auth(session_token)
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def assert_problem(
+    response: httpx.Response,
+    status: int,
+    code: str,
+    *,
+    detail: str | None = None,
+    detail_contains: str | tuple[str, ...] = (),
+    field: str | None = None,
+) -> dict[str, Any]:
+    """Assert an RFC 9457 problem response: status, media type, type URN, status member and detail."""
+    assert response.status_code == status, f"expected {status}, got {response.status_code}: {response.text}"
+    assert response.headers["content-type"].split(";")[0] == PROBLEM_JSON, response.headers
+    body: dict[str, Any] = response.json()
+    assert body["type"] == TYPE_PREFIX + code, body
+    assert body["status"] == status, body
+    assert isinstance(body["detail"], str), body
+    assert body["detail"], body
+    assert body.get("request_id") == response.headers.get("x-request-id"), body
+    if detail is not None:
+        assert body["detail"] == detail, body
+    for fragment in (detail_contains,) if isinstance(detail_contains, str) else detail_contains:
+        assert fragment.lower() in body["detail"].lower(), body
+    if field is not None:
+        assert body.get("errors"), body
+        assert body["errors"][0]["field"] == field, body
+    if status == 401:
+        assert response.headers.get("www-authenticate") == 'Bearer realm="stowage"', response.headers
+    if status in {429, 503}:
+        assert response.headers.get("retry-after", "").isdigit(), response.headers
+        assert body["retry_after"] == int(response.headers["retry-after"]), body
+    return body
+
+
+# --- applications and settings --------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def open_client(settings: Settings) -> AsyncIterator[AsyncTestClient[Any]]:
+    """An in-process client for a fully started application built from ``settings``."""
+    async with AsyncTestClient(app=create_app(settings)) as client:  # type: ignore[arg-type]
+        yield client
+
+
+@asynccontextmanager
+async def concurrent_client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A client whose requests really run concurrently in the test's event loop.
+
+    Litestar's AsyncTestClient hands each request to a blocking portal, so ``asyncio.gather`` over it
+    still serves one request at a time; races need this client (httpx's ASGI transport, with the
+    application's lifespan entered here).
+    """
+    app = create_app(settings)
+    async with (
+        app.app.lifespan(),  # type: ignore[attr-defined]
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local") as client,
+    ):
+        yield client
+
+
+@asynccontextmanager
+async def row_lock(
+    settings: Settings, table: str, column: str, value: str
+) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+    """Hold a lock that makes the application's writes to one row wait, to line up concurrent requests.
+
+    PostgreSQL: ``SELECT … FOR UPDATE`` on the row; yields ``wait_for(n)``, which returns once ``n``
+    statements updating ``table`` wait for the lock (or after 5 s). SQLite: an external ``BEGIN
+    IMMEDIATE`` (the application's writers wait for the whole database); ``wait_for`` just pauses.
+    The lock is released when the block ends.
+    """
+    if settings.is_sqlite:
+        connection = sqlite3.connect(settings.data_dir.resolve() / "stowage.db", isolation_level=None)
+        connection.execute("BEGIN IMMEDIATE")
+
+        async def pause(_: int) -> None:
+            await asyncio.sleep(0.5)
+
+        try:
+            yield pause
+        finally:
+            connection.execute("ROLLBACK")
+            connection.close()
+        return
+    dsn = settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
+    holder = await asyncpg.connect(dsn, timeout=5)
+    watcher = await asyncpg.connect(dsn, timeout=5)
+    try:
+        await holder.execute(f'SET search_path TO "{settings.database_schema}"')
+        transaction = holder.transaction()
+        await transaction.start()
+        await holder.execute(f"SELECT 1 FROM {table} WHERE {column} = $1 FOR UPDATE", value)  # noqa: S608 - test identifiers
+
+        async def wait_for(waiters: int) -> None:
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                waiting = await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE $1",
+                    f"UPDATE {table} %",
+                )
+                if waiting >= waiters:
+                    return
+                await asyncio.sleep(0.02)
+
+        try:
+            yield wait_for
+        finally:
+            await transaction.rollback()
+    finally:
+        await holder.close()
+        await watcher.close()
+
+
+# --- direct database access -----------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[Database]:
+    db = Database(settings)
+    try:
+        yield db
+    finally:
+        await db.dispose()
+
+
+@asynccontextmanager
+async def db_transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """A committed write transaction on the application's database."""
+    async with database(settings) as db, db.transaction() as session:
+        yield session
+
+
+async def user_row(settings: Settings, email: str) -> User | None:
+    async with database(settings) as db, db.session() as session:
+        user: User | None = await session.scalar(select(User).where(User.email == email))
+        return user
+
+
+async def set_password_hash(settings: Settings, email: str, password_hash: str) -> None:
+    async with db_transaction(settings) as session:
+        await session.execute(update(User).where(User.email == email).values(password_hash=password_hash))
+
+
+async def expire_api_key(settings: Settings, key_id: str, expires_at: Any) -> None:
+    async with db_transaction(settings) as session:
+        await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(expires_at=expires_at))
+
+
+async def expire_email_tokens(settings: Settings, user_id: str, expires_at: Any) -> None:
+    async with db_transaction(settings) as session:
+        await session.execute(update(EmailToken).where(EmailToken.user_id == user_id).values(expires_at=expires_at))
+
+
+ACCOUNT_TABLES = {
+    "users": User,
+    "sessions": Session,
+    "refresh_tokens": RefreshToken,
+    "api_keys": ApiKey,
+    "invites": Invite,
+    "email_tokens": EmailToken,
+}
+
+
+async def table_counts(settings: Settings) -> dict[str, int]:
+    """Row counts of every account table but the audit log (failures are audited on purpose)."""
+    counts: dict[str, int] = {}
+    async with database(settings) as db, db.session() as session:
+        for name, table in ACCOUNT_TABLES.items():
+            counts[name] = int(await session.scalar(select(func.count()).select_from(table)) or 0)
+    return counts
+
+
+async def active_sessions(settings: Settings, user_id: str) -> int:
+    async with database(settings) as db, db.session() as session:
+        count = await session.scalar(
+            select(func.count()).select_from(Session).where(Session.user_id == user_id, Session.revoked_at.is_(None))
+        )
+        return int(count or 0)
+
+
+def access_secret(settings: Settings) -> str:
+    """The JWT signing secret the application uses (configured, or created in the data folder)."""
+    return load_or_create_secret(settings)
+
+
+async def create_user_directly(
+    settings: Settings, email: str, *, role: str = "user", password: str = PASSWORD, display_name: str | None = None
+) -> str:
+    """Create a user with ``AdminService.create_user_unchecked`` (as ``stowage user create`` does); returns the id.
+
+    Works whatever the sign-up mode; the password goes through the real hasher and policy.
+    """
+    async with database(settings) as db:
+        deps = AccountDeps(
+            settings=settings,
+            database=db,
+            secret=access_secret(settings),
+            hasher=PasswordHasher(),
+            mailer=create_mailer(settings),
+            limiter=MemoryRateLimiter(),
+        )
+        created = await AdminService(deps).create_user_unchecked(
+            AdminCreateUserRequest(email=email, password=password, role=role, display_name=display_name)  # type: ignore[arg-type]
+        )
+        return created.id
+
+
+async def make_admin(
+    client: httpx.AsyncClient, settings: Settings, email: str, password: str = PASSWORD
+) -> dict[str, Any]:
+    """Create an administrator directly in the database and log in; returns the token pair."""
+    await create_user_directly(settings, email, role="admin", password=password)
+    return await login(client, email, password)
+
+
+# --- a real SMTP server ---------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class MailSink:
+    """Messages received by the local SMTP server, parsed; thread-safe (the server runs in a thread)."""
+
+    port: int
+    messages: list[EmailMessage] = field(default_factory=list)
+    recipients: list[list[str]] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 - aiosmtpd hook name
+        parsed = message_from_bytes(envelope.original_content or envelope.content, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        with self.lock:
+            self.messages.append(parsed)
+            self.recipients.append(list(envelope.rcpt_tos))
+        return "250 Message accepted for delivery"
+
+    @property
+    def settings_overrides(self) -> dict[str, Any]:
+        return {"smtp_host": "127.0.0.1", "smtp_port": self.port, "smtp_security": "none"}
+
+    def count(self) -> int:
+        with self.lock:
+            return len(self.messages)
+
+    def last(self) -> EmailMessage:
+        with self.lock:
+            assert self.messages, "no mail was received"
+            return self.messages[-1]
+
+
+_LINK_TOKEN = re.compile(r"https?://\S+[?&]token=(ste_[A-Za-z0-9_\-]+)")
+
+
+def body_text(message: EmailMessage) -> str:
+    part = message.get_body(preferencelist=("plain",))
+    assert part is not None
+    text: str = part.get_content()  # type: ignore[attr-defined]
+    return text
+
+
+def token_from_mail(message: EmailMessage) -> str:
+    """The ``ste_…`` token carried by the link in a mailed message."""
+    match = _LINK_TOKEN.search(body_text(message))
+    assert match, f"no ?token=ste_… link in:\n{body_text(message)}"
+    return match.group(1)
+
+
+@contextmanager
+def smtp_server() -> Iterator[MailSink]:
+    """A real aiosmtpd SMTP server on 127.0.0.1 (plain, no auth) capturing every message."""
+    from aiosmtpd.controller import Controller
+
+    sink = MailSink(port=free_port())
+    controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
+    controller.start()
+    try:
+        yield sink
+    finally:
+        controller.stop()
+
+
+def without_keys(body: Mapping[str, Any], *keys: str) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in keys}
