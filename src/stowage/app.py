@@ -9,8 +9,10 @@ Granian imports ``create_app_from_env`` as a factory in each worker process.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -30,9 +32,12 @@ from stowage.accounts.controllers import AuthController, MeController
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.services import AccountServices
 from stowage.api.problems import EXCEPTION_HANDLERS
+from stowage.blobs import LocalBlobStore
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
 from stowage.db import migrate
 from stowage.db.engine import Database
+from stowage.files.service import FileDeps
+from stowage.files.services import FileServices
 from stowage.mail.mailer import create_mailer
 from stowage.observability.logging import configure_logging, get_logger
 from stowage.observability.metrics import Metrics
@@ -103,6 +108,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
             await system.initialise()
             limiter = create_rate_limiter(settings)
             stack.push_async_callback(limiter.close)
+            store = LocalBlobStore(data_dir)
             accounts = AccountServices.build(
                 AccountDeps(
                     settings=settings,
@@ -111,8 +117,12 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
                     hasher=PasswordHasher(),
                     mailer=create_mailer(settings),
                     limiter=limiter,
+                    store=store,
                 )
             )
+            files = FileServices.build(FileDeps(settings=settings, database=database, store=store))
+            housekeeping = asyncio.create_task(_housekeeping(files, settings))
+            stack.callback(housekeeping.cancel)
             app.state.runtime = Runtime(
                 settings=settings,
                 data_dir=data_dir,
@@ -121,6 +131,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
                 metrics=metrics,
                 system=system,
                 accounts=accounts,
+                files=files,
             )
             log.info("started", version=__version__, database="sqlite" if database.is_sqlite else "postgresql")
             yield
@@ -149,6 +160,24 @@ class _JsonSchemaPlugin(JsonRenderPlugin):
                 for handler in getattr(route, "route_handlers", ())
             )
         ]
+
+
+HOUSEKEEPING_INTERVAL_SECONDS = 3600
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+async def _housekeeping(files: FileServices, settings: Settings) -> None:
+    """Hourly: purge trash past its retention (never earlier) and abandoned temp files."""
+    retention = timedelta(days=settings.trash_retention_days)
+    while True:
+        try:
+            purged = await files.tree.purge_expired(retention)
+            removed = await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS)
+            if purged or removed:
+                log.info("housekeeping", trash_purged=purged, temp_files_removed=removed)
+        except Exception:
+            log.exception("housekeeping_failed")
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
 
 
 def _openapi_config() -> OpenAPIConfig:
@@ -180,7 +209,13 @@ def _openapi_config() -> OpenAPIConfig:
 
 def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
     """The Litestar application without the outer observability layer."""
-    route_handlers: list[Any] = [HealthController, InfoController, AuthController, MeController, AdminController]
+    route_handlers: list[Any] = [
+        HealthController,
+        InfoController,
+        AuthController,
+        MeController,
+        AdminController,
+    ]
     if settings.metrics_enabled:
         route_handlers.append(MetricsController)
     static_dir = Path(str(files("stowage") / "web" / "static" / "swagger-ui"))

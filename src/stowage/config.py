@@ -63,6 +63,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     refresh_token_ttl: int = 30 * 24 * 3600
     email_token_ttl: int = 3600
     default_quota_bytes: int = 10 * 1024**3
+    max_upload_bytes: int = 100 * 1024**3
+    trash_retention_days: int = 30
     trusted_proxies: tuple[str, ...] = ()
 
     redis_url: str | None = None
@@ -294,6 +296,13 @@ def _validate(s: Settings) -> None:
         "email_token_ttl",
         "must be between 300 seconds and 7 days",
         s.email_token_ttl,
+    )
+    _require(s.max_upload_bytes >= 1, "max_upload_bytes", "must be at least 1 byte", s.max_upload_bytes)
+    _require(
+        1 <= s.trash_retention_days <= 3650,
+        "trash_retention_days",
+        "must be between 1 and 3650 days",
+        s.trash_retention_days,
     )
     _require(s.default_quota_bytes >= 0, "default_quota_bytes", "must be 0 (no storage) or more", s.default_quota_bytes)
     for proxy in s.trusted_proxies:

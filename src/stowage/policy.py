@@ -61,6 +61,8 @@ class Action(StrEnum):
     SESSION_REVOKE = "write:session"
     TOKEN_READ = "read:token"
     TOKEN_WRITE = "write:token"
+    FILE_READ = "read:file"
+    FILE_WRITE = "write:file"
     ADMIN_USERS_READ = "admin:users.read"
     ADMIN_USERS_WRITE = "admin:users.write"
     ADMIN_INVITES = "admin:invites"

@@ -8,6 +8,7 @@ from pathlib import Path
 from stowage.accounts.services import AccountServices
 from stowage.config import Settings
 from stowage.db.engine import Database
+from stowage.files.services import FileServices
 from stowage.observability.metrics import Metrics
 from stowage.system.service import SystemService
 
@@ -21,3 +22,4 @@ class Runtime:
     metrics: Metrics | None
     system: SystemService
     accounts: AccountServices
+    files: FileServices

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stowage.accounts import repository
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.schemas import UserOut
+from stowage.blobs import BlobStore
 from stowage.config import Settings
 from stowage.db.base import utcnow
 from stowage.db.engine import Database
@@ -45,6 +46,7 @@ class AccountDeps:
     hasher: PasswordHasher
     mailer: Mailer
     limiter: RateLimiter
+    store: BlobStore | None = None  # to delete a removed account's content after the commit
 
 
 def normalise_email(raw: str) -> str:

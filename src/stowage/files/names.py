@@ -54,6 +54,7 @@ def split_path(raw: str, *, field: str = "path") -> list[str]:
 
 def with_suffix_number(name: str, number: int) -> str:
     """``beach.jpg`` → ``beach (2).jpg``; used by the "rename" conflict policy."""
+
     def numbered(base: str) -> str:
         stem, dot, extension = base.rpartition(".")
         return f"{stem} ({number}).{extension}" if dot and stem else f"{base} ({number})"

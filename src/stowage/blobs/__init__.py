@@ -1,0 +1,34 @@
+"""Content-addressed blob storage: the :class:`BlobStore` contract and its memory and local implementations.
+
+Build one store in the application's lifespan (``LocalBlobStore(settings.data_dir)``) and pass it to
+the services that need it. Write through ``open_writer``/``writer``, commit before recording the blob in
+the database, delete only after the database commit.
+"""
+
+from __future__ import annotations
+
+from stowage.blobs.base import (
+    DEFAULT_CHUNK_SIZE,
+    BlobCorrupt,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    BlobWriter,
+    check_sha256,
+)
+from stowage.blobs.local import LocalBlobStore, LocalBlobWriter
+from stowage.blobs.memory import MemoryBlobStore, MemoryBlobWriter
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "BlobCorrupt",
+    "BlobInfo",
+    "BlobNotFound",
+    "BlobStore",
+    "BlobWriter",
+    "LocalBlobStore",
+    "LocalBlobWriter",
+    "MemoryBlobStore",
+    "MemoryBlobWriter",
+    "check_sha256",
+]

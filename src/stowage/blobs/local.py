@@ -1,0 +1,329 @@
+"""Blobs as read-only files under ``<root>/blobs/ab/cd/<sha256>``, spooled in ``<root>/tmp``.
+
+Write path (DESIGN.md, "Write path invariant"): each chunk is written to a private temp file
+(``O_EXCL``, mode 0600) and hashed in the same worker-thread call; ``commit`` makes the file
+read-only, fsyncs it, renames it into place (same filesystem, so atomic) and fsyncs the directory —
+and the new fan-out directories' parents, so a crash never loses a published name. If the blob is
+already stored the temp file is dropped instead (dedup) and the existing file's mtime refreshed, so
+``gc``'s grace period covers the reference about to be recorded. An existing file of the wrong size
+(truncated by a crash or a disk) is replaced by the fresh copy.
+
+All file I/O runs in worker threads. A file descriptor is only touched by one thread call at a time;
+if a caller is cancelled mid-call, ``abort`` waits for that call before closing the descriptor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+import stat
+import time
+from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from stowage.blobs.base import (
+    DEFAULT_CHUNK_SIZE,
+    BlobCorrupt,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    SpoolingWriter,
+    check_read_range,
+    check_sha256,
+    to_thread_owning,
+)
+
+TEMP_PREFIX = "upload-"
+TEMP_SUFFIX = ".part"
+BLOB_MODE = 0o444
+TEMP_MODE = 0o600
+_VERIFY_CHUNK = 1024 * 1024
+_HEX = frozenset("0123456789abcdef")
+
+T = TypeVar("T")
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _close_quietly(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _unlink_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()
+
+
+def _is_fanout_dir(name: str) -> bool:
+    return len(name) == 2 and set(name) <= _HEX
+
+
+class LocalBlobWriter(SpoolingWriter):
+    """Spools into ``temp_path`` through an open descriptor; see the module docstring for commit."""
+
+    def __init__(self, store: LocalBlobStore, fd: int, temp_path: Path, *, max_size: int | None) -> None:
+        super().__init__(max_size=max_size)
+        self._store = store
+        self._fd: int | None = fd
+        self._temp = temp_path
+        self._pending: asyncio.Future[Any] | None = None
+
+    @property
+    def temp_path(self) -> Path:
+        return self._temp
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` in a worker thread; it keeps running if we are cancelled, and ``_discard`` waits for it."""
+        task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(fn))
+        self._pending = task
+        return await asyncio.shield(task)
+
+    async def _spool(self, chunk: bytes) -> None:
+        fd = self._fd
+        assert fd is not None
+        hasher = self._hasher
+
+        def write_and_hash() -> None:
+            view = memoryview(chunk)
+            while view:
+                view = view[os.write(fd, view) :]
+            hasher.update(chunk)
+
+        await self._call(write_and_hash)
+
+    async def _publish(self, info: BlobInfo) -> None:
+        await self._call(lambda: self._publish_sync(info))
+
+    def _publish_sync(self, info: BlobInfo) -> None:
+        fd, self._fd = self._fd, None
+        assert fd is not None
+        final = self._store.blob_path(info.sha256)
+        try:
+            if self._already_stored(final, info.size):
+                return
+            os.fchmod(fd, BLOB_MODE)
+            os.fsync(fd)
+            self._store.make_fanout_dirs(final.parent)
+            self._temp.replace(final)
+            _fsync_dir(final.parent)
+        finally:
+            os.close(fd)
+            _unlink_quietly(self._temp)  # gone already after the rename; the spool of a duplicate otherwise
+
+    @staticmethod
+    def _already_stored(final: Path, size: int) -> bool:
+        try:
+            existing = final.stat()
+        except FileNotFoundError:
+            return False
+        if existing.st_size != size:
+            return False  # damaged copy: replace it with this one
+        try:
+            os.utime(final)
+        except FileNotFoundError:
+            return False  # deleted just now: publish ours
+        except PermissionError:
+            pass  # not ours to touch, but it is there
+        return True
+
+    async def _discard(self) -> None:
+        pending = self._pending
+        if pending is not None:
+            if not pending.done():
+                await asyncio.wait([pending])
+            if not pending.cancelled():
+                pending.exception()  # mark retrieved; the caller already saw it (or was cancelled)
+        await self._call(self._discard_sync)
+
+    def _discard_sync(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            _close_quietly(fd)
+        _unlink_quietly(self._temp)
+
+
+class LocalBlobStore(BlobStore):
+    """Blobs on a local filesystem. ``root`` is the data folder; ``tmp`` must be on the same filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = Path(root).absolute()
+        self._blobs = self._root / "blobs"
+        self._tmp = self._root / "tmp"
+
+    @property
+    def root(self) -> Path:
+        return self._root
+
+    @property
+    def temp_dir(self) -> Path:
+        return self._tmp
+
+    def blob_path(self, sha256: str) -> Path:
+        check_sha256(sha256)
+        return self._blobs / sha256[:2] / sha256[2:4] / sha256
+
+    def make_fanout_dirs(self, leaf: Path) -> None:
+        """Create ``blobs/ab/cd`` as needed, fsyncing each new directory's parent so its entry is durable."""
+        for directory in (self._blobs, leaf.parent, leaf):
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                continue
+            _fsync_dir(directory.parent)
+
+    # --- writing -----------------------------------------------------------------------------------
+
+    async def open_writer(self, *, max_size: int | None = None) -> LocalBlobWriter:
+        if max_size is not None and max_size < 0:
+            raise ValueError(f"max_size must be None or 0 or more, got {max_size}")
+        fd, path = await to_thread_owning(self._create_temp, self._release_temp)
+        return LocalBlobWriter(self, fd, path, max_size=max_size)
+
+    def _create_temp(self) -> tuple[int, Path]:
+        path = self._tmp / f"{TEMP_PREFIX}{secrets.token_hex(16)}{TEMP_SUFFIX}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            fd = os.open(path, flags, TEMP_MODE)
+        except FileNotFoundError:
+            self._tmp.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, TEMP_MODE)
+        return fd, path
+
+    @staticmethod
+    def _release_temp(created: tuple[int, Path]) -> None:
+        fd, path = created
+        _close_quietly(fd)
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+    # --- reading -----------------------------------------------------------------------------------
+
+    async def exists(self, sha256: str) -> bool:
+        return await asyncio.to_thread(self.blob_path(sha256).is_file)
+
+    async def size(self, sha256: str) -> int:
+        path = self.blob_path(sha256)
+        try:
+            return (await asyncio.to_thread(path.stat)).st_size
+        except FileNotFoundError:
+            raise BlobNotFound(sha256) from None
+
+    def open_read(
+        self, sha256: str, start: int = 0, end: int | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> AsyncGenerator[bytes, None]:
+        path = self.blob_path(sha256)
+        check_read_range(start, end, chunk_size)
+        return self._stream(sha256, path, start, end, chunk_size)
+
+    async def _stream(
+        self, sha256: str, path: Path, start: int, end: int | None, chunk_size: int
+    ) -> AsyncGenerator[bytes, None]:
+        fd, size = await self._open_existing(sha256, path)
+        try:
+            stop = size if end is None else min(end, size)
+            position = start
+            while position < stop:
+                data = await asyncio.to_thread(os.pread, fd, min(chunk_size, stop - position), position)
+                if not data:
+                    raise BlobCorrupt(sha256, f"file ends at {position} bytes, expected {size}")
+                position += len(data)
+                yield data
+        finally:
+            # Closing a read-only descriptor cannot block. A pread still running after a cancellation
+            # would at worst read from a reused descriptor number, which has no side effect.
+            _close_quietly(fd)
+
+    async def _open_existing(self, sha256: str, path: Path) -> tuple[int, int]:
+        def open_and_stat() -> tuple[int, int]:
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                return fd, os.fstat(fd).st_size
+            except BaseException:
+                os.close(fd)
+                raise
+
+        try:
+            return await to_thread_owning(open_and_stat, lambda opened: _close_quietly(opened[0]))
+        except FileNotFoundError:
+            raise BlobNotFound(sha256) from None
+
+    def local_path(self, sha256: str) -> Path | None:
+        return self.blob_path(sha256)
+
+    # --- maintenance -------------------------------------------------------------------------------
+
+    async def delete(self, sha256: str) -> None:
+        # Empty fan-out directories are kept: removing one could race with a commit publishing into it.
+        await asyncio.to_thread(_unlink_quietly, self.blob_path(sha256))
+
+    async def iter_hashes(self) -> AsyncGenerator[str, None]:
+        for first in await asyncio.to_thread(self._list, self._blobs, directories=True):
+            if not _is_fanout_dir(first):
+                continue
+            for second in await asyncio.to_thread(self._list, self._blobs / first, directories=True):
+                if not _is_fanout_dir(second):
+                    continue
+                for name in await asyncio.to_thread(self._list, self._blobs / first / second, directories=False):
+                    if name[:2] == first and name[2:4] == second:
+                        with contextlib.suppress(ValueError):
+                            yield check_sha256(name)
+
+    @staticmethod
+    def _list(directory: Path, *, directories: bool) -> list[str]:
+        try:
+            with os.scandir(directory) as entries:
+                return sorted(e.name for e in entries if e.is_dir(follow_symlinks=False) == directories)
+        except FileNotFoundError:
+            return []
+
+    async def verify(self, sha256: str) -> bool:
+        fd, _ = await self._open_existing(sha256, self.blob_path(sha256))
+        hasher = hashlib.sha256()
+
+        def hash_at(offset: int) -> int:
+            data = os.pread(fd, _VERIFY_CHUNK, offset)
+            hasher.update(data)
+            return len(data)
+
+        try:
+            # One chunk per thread call, so a long fsck stays cancellable between chunks; pread (not read)
+            # so a call still running after a cancellation cannot consume from a reused descriptor.
+            offset = 0
+            while read := await asyncio.to_thread(hash_at, offset):
+                offset += read
+        finally:
+            _close_quietly(fd)
+        return hasher.hexdigest() == sha256
+
+    async def remove_stale_temp(self, older_than_seconds: float) -> int:
+        if older_than_seconds < 0:
+            raise ValueError(f"older_than_seconds must be 0 or more, got {older_than_seconds}")
+        return await asyncio.to_thread(self._remove_stale_temp, time.time() - older_than_seconds)
+
+    def _remove_stale_temp(self, cutoff: float) -> int:
+        removed = 0
+        try:
+            with os.scandir(self._tmp) as entries:
+                candidates = [e for e in entries if e.name.startswith(TEMP_PREFIX) and e.name.endswith(TEMP_SUFFIX)]
+        except FileNotFoundError:
+            return 0
+        for entry in candidates:
+            try:
+                info = entry.stat(follow_symlinks=False)
+                if stat.S_ISREG(info.st_mode) and info.st_mtime <= cutoff:
+                    Path(entry.path).unlink()
+                    removed += 1
+            except FileNotFoundError:
+                continue  # finished or aborted meanwhile
+        return removed

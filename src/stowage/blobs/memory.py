@@ -1,0 +1,127 @@
+"""Blobs in a dict: the reference implementation of the contract, for unit tests of services.
+
+Same semantics as the local store — deduplication, size limit, slice-like ranges, BlobNotFound,
+stale spools — without any I/O. ``open_writer_count`` and ``tamper`` are hooks for tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from collections.abc import AsyncGenerator
+from pathlib import Path
+
+from stowage.blobs.base import (
+    DEFAULT_CHUNK_SIZE,
+    BlobInfo,
+    BlobNotFound,
+    BlobStore,
+    SpoolingWriter,
+    check_read_range,
+    check_sha256,
+)
+
+
+class MemoryBlobWriter(SpoolingWriter):
+    def __init__(self, store: MemoryBlobStore, *, max_size: int | None) -> None:
+        super().__init__(max_size=max_size)
+        self._store = store
+        self._chunks: list[bytes] = []
+        self.last_write_at = time.time()  # the "mtime" that remove_stale_temp compares
+
+    async def _spool(self, chunk: bytes) -> None:
+        data = bytes(chunk)  # the caller may reuse its buffer
+        self._chunks.append(data)
+        self._hasher.update(data)
+        self.last_write_at = time.time()
+
+    async def _publish(self, info: BlobInfo) -> None:
+        self._store.publish(self, info, b"".join(self._chunks))
+        self._chunks.clear()
+
+    async def _discard(self) -> None:
+        self._chunks.clear()
+        self._store.forget(self)
+
+
+class MemoryBlobStore(BlobStore):
+    def __init__(self) -> None:
+        self._blobs: dict[str, bytes] = {}
+        self._spools: set[MemoryBlobWriter] = set()
+
+    @property
+    def open_writer_count(self) -> int:
+        """Writers neither committed nor aborted (nor reaped by remove_stale_temp): the "temp files"."""
+        return len(self._spools)
+
+    def tamper(self, sha256: str, content: bytes) -> None:
+        """Test hook: replace a stored blob's bytes without renaming it (to exercise verify and fsck)."""
+        if check_sha256(sha256) not in self._blobs:
+            raise BlobNotFound(sha256)
+        self._blobs[sha256] = content
+
+    def publish(self, writer: MemoryBlobWriter, info: BlobInfo, content: bytes) -> None:
+        existing = self._blobs.get(info.sha256)
+        if existing is None or len(existing) != info.size:
+            if writer not in self._spools:
+                # Like the local store, whose rename fails once remove_stale_temp has deleted the spool.
+                raise FileNotFoundError(f"the spool of this upload was removed as stale before commit ({info.sha256})")
+            self._blobs[info.sha256] = content
+        self._spools.discard(writer)
+
+    def forget(self, writer: MemoryBlobWriter) -> None:
+        self._spools.discard(writer)
+
+    async def open_writer(self, *, max_size: int | None = None) -> MemoryBlobWriter:
+        writer = MemoryBlobWriter(self, max_size=max_size)
+        self._spools.add(writer)
+        return writer
+
+    async def exists(self, sha256: str) -> bool:
+        return check_sha256(sha256) in self._blobs
+
+    async def size(self, sha256: str) -> int:
+        return len(self._get(sha256))
+
+    def _get(self, sha256: str) -> bytes:
+        try:
+            return self._blobs[check_sha256(sha256)]
+        except KeyError:
+            raise BlobNotFound(sha256) from None
+
+    def open_read(
+        self, sha256: str, start: int = 0, end: int | None = None, *, chunk_size: int = DEFAULT_CHUNK_SIZE
+    ) -> AsyncGenerator[bytes, None]:
+        check_sha256(sha256)
+        check_read_range(start, end, chunk_size)
+        return self._stream(sha256, start, end, chunk_size)
+
+    async def _stream(self, sha256: str, start: int, end: int | None, chunk_size: int) -> AsyncGenerator[bytes, None]:
+        content = self._get(sha256)  # a snapshot: a delete during the read does not cut it short
+        stop = len(content) if end is None else min(end, len(content))
+        for position in range(start, stop, chunk_size):
+            await asyncio.sleep(0)
+            yield content[position : min(position + chunk_size, stop)]
+
+    def local_path(self, sha256: str) -> Path | None:
+        check_sha256(sha256)
+        return None
+
+    async def delete(self, sha256: str) -> None:
+        self._blobs.pop(check_sha256(sha256), None)
+
+    async def iter_hashes(self) -> AsyncGenerator[str, None]:
+        for sha256 in sorted(self._blobs):
+            yield sha256
+
+    async def verify(self, sha256: str) -> bool:
+        return hashlib.sha256(self._get(sha256)).hexdigest() == sha256
+
+    async def remove_stale_temp(self, older_than_seconds: float) -> int:
+        if older_than_seconds < 0:
+            raise ValueError(f"older_than_seconds must be 0 or more, got {older_than_seconds}")
+        cutoff = time.time() - older_than_seconds
+        stale = [w for w in self._spools if w.last_write_at <= cutoff]
+        self._spools.difference_update(stale)
+        return len(stale)

@@ -1,0 +1,1 @@
+"""Files and folders: the user's tree, uploads, downloads, trash."""

@@ -1,0 +1,392 @@
+"""REST endpoints for files and folders. HTTP only: headers and bodies in, one service call, out.
+
+Uploads stream the request body (no size limit from the framework: the service enforces the upload
+limit and the quota while streaming). Downloads are planned by ``downloads.plan_download`` and sent
+by ``responses.BlobResponse`` (pathsend when the server offers it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+from litestar import Controller, Request, Response, delete, get, patch, post, put, route
+from litestar.datastructures import State
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, JSONBody, QueryParameter
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+
+from stowage.accounts.authn import provide_principal
+from stowage.api.problems import status_for
+from stowage.errors import FieldError, InvalidInput
+from stowage.files.downloads import plan_download
+from stowage.files.http_semantics import Preconditions, parse_content_digest, parse_sha256_header
+from stowage.files.multipart import MultipartStream, read_field
+from stowage.files.responses import BlobResponse, StreamResponse
+from stowage.files.schemas import (
+    BatchDeleteRequest,
+    BatchMoveRequest,
+    BatchResult,
+    ConflictPolicy,
+    CopyRequest,
+    CreateFolderPathRequest,
+    CreateFolderRequest,
+    FolderOut,
+    NodeOut,
+    NodePage,
+    RestoreRequest,
+    UpdateNodeRequest,
+    UploadResult,
+    ZipRequest,
+)
+from stowage.files.services import FileServices
+from stowage.files.uploads import UploadOptions
+from stowage.files.zipstream import stream_zip, zip_size_if_known
+from stowage.policy import Principal
+from stowage.runtime import Runtime
+
+BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+AnyRequest = Request[Any, Any, State]
+
+
+def _files(request: AnyRequest) -> FileServices:
+    runtime: Runtime = request.app.state.runtime
+    return runtime.files
+
+
+DEPENDENCIES = {
+    "principal": Provide(provide_principal),
+    "files": Provide(_files, sync_to_thread=False),
+}
+
+Files = NamedDependency[FileServices]
+Caller = NamedDependency[Principal | None]
+OnConflict = Annotated[ConflictPolicy, QueryParameter(description="What to do when the name is taken")]
+Sort = Annotated[Literal["name", "size", "modified", "type"], QueryParameter()]
+Order = Annotated[Literal["asc", "desc"], QueryParameter()]
+Limit = Annotated[int, QueryParameter(ge=1, le=1000)]
+Cursor = Annotated[str | None, QueryParameter(max_length=2000, description="`next_cursor` of the previous page")]
+ANY_PATH = "{path:path}"
+
+
+def _preconditions(request: AnyRequest) -> Preconditions:
+    h = request.headers
+    return Preconditions(
+        if_match=h.get("if-match"),
+        if_none_match=h.get("if-none-match"),
+        if_modified_since=h.get("if-modified-since"),
+        if_unmodified_since=h.get("if-unmodified-since"),
+        if_range=h.get("if-range"),
+    )
+
+
+def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadOptions:
+    h = request.headers
+    digests = parse_content_digest(h.get("content-digest"))
+    expected = digests.get("sha-256") or parse_sha256_header(h.get("x-content-sha256"))
+    if_none_match = h.get("if-none-match")
+    if if_none_match is not None and if_none_match.strip() != "*":
+        raise InvalidInput(
+            "For uploads If-None-Match only accepts * (create only).",
+            errors=[FieldError(field="header.if-none-match", message="expected *")],
+        )
+    length = h.get("content-length")
+    declared = int(length) if length is not None and length.isdigit() else None
+    modified = None
+    raw_mtime = h.get("x-modified-at")
+    if raw_mtime is not None:
+        try:
+            modified = datetime.fromisoformat(raw_mtime.replace("Z", "+00:00"))
+        except ValueError:
+            raise InvalidInput(
+                "X-Modified-At must be an ISO 8601 timestamp.",
+                errors=[FieldError(field="header.x-modified-at", message="not ISO 8601")],
+            ) from None
+        if modified.tzinfo is None:
+            modified = modified.replace(tzinfo=UTC)
+    return UploadOptions(
+        on_conflict=on_conflict,
+        if_match=h.get("if-match"),
+        if_none_match_any=if_none_match is not None,
+        sha256=expected,
+        declared_length=declared,
+        modified_at=modified,
+    )
+
+
+def _download(request: AnyRequest, files: FileServices, node: Any, *, attachment: bool) -> BlobResponse:
+    plan = plan_download(
+        node,
+        files.deps.store,
+        method=request.method,
+        preconditions=_preconditions(request),
+        range_header=request.headers.get("range"),
+        force_attachment=attachment,
+    )
+    return BlobResponse(plan, files.deps.store, head=request.method == "HEAD")
+
+
+class NodesController(Controller):
+    path = "/api/v1"
+    tags = ["files"]
+    dependencies = DEPENDENCIES
+    security = BEARER
+
+    @get("/files/root", summary="The caller's root folder")
+    async def root(self, files: Files, principal: Caller) -> NodeOut:
+        return await files.tree.root(principal)
+
+    @get("/nodes/{node_id:str}", summary="A file, or a folder with the totals of its subtree")
+    async def get_node(self, node_id: FromPath[str], files: Files, principal: Caller) -> NodeOut | FolderOut:
+        return await files.tree.get(principal, node_id)
+
+    @patch("/nodes/{node_id:str}", summary="Rename and/or move")
+    async def update_node(
+        self, node_id: FromPath[str], data: JSONBody[UpdateNodeRequest], files: Files, principal: Caller
+    ) -> NodeOut:
+        return await files.tree.update(
+            principal, node_id, name=data.name, parent_id=data.parent_id, on_conflict=data.on_conflict
+        )
+
+    @delete("/nodes/{node_id:str}", status_code=HTTP_200_OK, summary="Move to the trash (folders recursively)")
+    async def delete_node(self, node_id: FromPath[str], files: Files, principal: Caller) -> NodeOut:
+        return await files.tree.trash(principal, node_id)
+
+    @get("/nodes/{node_id:str}/children", summary="List a folder (keyset-paginated)")
+    async def children(
+        self,
+        node_id: FromPath[str],
+        files: Files,
+        principal: Caller,
+        sort: Sort = "name",
+        order: Order = "asc",
+        kind: Annotated[Literal["file", "folder"] | None, QueryParameter()] = None,
+        media_type: Annotated[str | None, QueryParameter(max_length=255, description="Prefix, e.g. image/")] = None,
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> NodePage:
+        return await files.tree.list_children(
+            principal,
+            node_id,
+            sort=sort,
+            descending=order == "desc",
+            kind=kind,
+            media_type=media_type,
+            cursor=cursor,
+            limit=limit,
+        )
+
+    @post("/nodes/{node_id:str}/folders", summary="Create a folder inside this one")
+    async def create_folder(
+        self, node_id: FromPath[str], data: JSONBody[CreateFolderRequest], files: Files, principal: Caller
+    ) -> Response[NodeOut]:
+        folder, created = await files.tree.create_folder(principal, node_id, data.name, data.on_conflict)
+        return Response(folder, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @post("/folders", summary="Create a folder by path, with missing parents (mkdir -p)")
+    async def create_folder_path(
+        self, data: JSONBody[CreateFolderPathRequest], files: Files, principal: Caller
+    ) -> Response[NodeOut]:
+        folder, created = await files.tree.create_folder_path(principal, data.path)
+        return Response(folder, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
+
+    @post("/nodes/{node_id:str}/copy", summary="Copy a file or folder (metadata only; content is shared)")
+    async def copy_node(
+        self, node_id: FromPath[str], data: JSONBody[CopyRequest], files: Files, principal: Caller
+    ) -> NodeOut:
+        return await files.tree.copy(
+            principal, node_id, parent_id=data.parent_id, name=data.name, on_conflict=data.on_conflict
+        )
+
+    # --- content ----------------------------------------------------------------------------
+
+    @route(
+        "/nodes/{node_id:str}/content",
+        http_method=["GET", "HEAD"],
+        summary="Download (HEAD, Range, ETag, If-None-Match, If-Modified-Since, If-Range)",
+    )
+    async def download(
+        self,
+        request: AnyRequest,
+        node_id: FromPath[str],
+        files: Files,
+        principal: Caller,
+        download: Annotated[bool, QueryParameter(description="Force Content-Disposition: attachment")] = False,
+    ) -> BlobResponse:
+        node = await files.tree.load_for_read(principal, node_id)
+        return _download(request, files, node, attachment=download)
+
+    @put(
+        "/nodes/{node_id:str}/content",
+        status_code=HTTP_200_OK,
+        summary="Replace a file's content (a new version); honours If-Match",
+        request_max_body_size=None,
+    )
+    async def replace_content(
+        self, request: AnyRequest, node_id: FromPath[str], files: Files, principal: Caller
+    ) -> NodeOut:
+        options = _upload_options(request, "replace")
+        return await files.uploads.replace_content(principal, node_id, request.stream(), options)
+
+    @put(
+        "/nodes/{node_id:str}/children/{name:str}",
+        summary="Upload the raw body as `name` in this folder",
+        description="Headers: If-None-Match: * (create only), If-Match (replace that version), Content-Digest "
+        "(sha-256) or X-Content-SHA256, X-Modified-At. 201 when created, 200 when replaced.",
+        request_max_body_size=None,
+    )
+    async def upload_raw(
+        self,
+        request: AnyRequest,
+        node_id: FromPath[str],
+        name: FromPath[str],
+        files: Files,
+        principal: Caller,
+        on_conflict: OnConflict = "fail",
+    ) -> Response[NodeOut]:
+        options = _upload_options(request, on_conflict)
+        node, created = await files.uploads.upload_to_folder(principal, node_id, name, request.stream(), options)
+        return Response(node, status_code=HTTP_201_CREATED if created else HTTP_200_OK, headers=_etag(node))
+
+    @post(
+        "/nodes/{node_id:str}/upload",
+        summary="Upload one or many files with multipart/form-data",
+        description="Every part with a filename is stored in this folder; a field named on_conflict before the "
+        "files overrides the query parameter.",
+        request_max_body_size=None,
+    )
+    async def upload_multipart(
+        self,
+        request: AnyRequest,
+        node_id: FromPath[str],
+        files: Files,
+        principal: Caller,
+        on_conflict: OnConflict = "fail",
+    ) -> UploadResult:
+        stream = MultipartStream(request.headers.get("content-type"), request.stream())
+        stored: list[NodeOut] = []
+        policy: ConflictPolicy = on_conflict
+        async for part in stream.parts():
+            if part.filename is None:
+                value = await read_field(part)
+                if part.name == "on_conflict" and value in {"fail", "rename", "replace"}:
+                    policy = value  # type: ignore[assignment]
+                continue
+            options = UploadOptions(on_conflict=policy)
+            node, _ = await files.uploads.upload_to_folder(principal, node_id, part.filename, part.body, options)
+            stored.append(node)
+        if not stored:
+            raise InvalidInput("The form contained no file (a part with a filename).")
+        return UploadResult(items=stored)
+
+    # --- by path ---------------------------------------------------------------------------------
+
+    @get("/paths/" + ANY_PATH, summary="Metadata of the file or folder at a path")
+    async def by_path(self, path: FromPath[str], files: Files, principal: Caller) -> NodeOut | FolderOut:
+        return await files.tree.get_by_path(principal, path)
+
+    @route("/content/" + ANY_PATH, http_method=["GET", "HEAD"], summary="Download the file at a path (GET or HEAD)")
+    async def download_path(
+        self,
+        request: AnyRequest,
+        path: FromPath[str],
+        files: Files,
+        principal: Caller,
+        download: Annotated[bool, QueryParameter()] = False,
+    ) -> BlobResponse:
+        node = await files.tree.load_path_for_read(principal, path)
+        return _download(request, files, node, attachment=download)
+
+    @put(
+        "/content/" + ANY_PATH,
+        summary="Upload the raw body to a path (missing folders are created)",
+        request_max_body_size=None,
+    )
+    async def upload_path(
+        self,
+        request: AnyRequest,
+        path: FromPath[str],
+        files: Files,
+        principal: Caller,
+        on_conflict: OnConflict = "fail",
+        create_parents: Annotated[bool, QueryParameter()] = True,
+    ) -> Response[NodeOut]:
+        options = _upload_options(request, on_conflict)
+        node, created = await files.uploads.upload_to_path(
+            principal, path, request.stream(), options, create_parents=create_parents
+        )
+        return Response(node, status_code=HTTP_201_CREATED if created else HTTP_200_OK, headers=_etag(node))
+
+    # --- zip, batch -----------------------------------------------------------------------------
+
+    @get("/nodes/{node_id:str}/zip", summary="Download a folder (or file) as a ZIP archive, streamed")
+    async def zip_node(self, node_id: FromPath[str], files: Files, principal: Caller) -> StreamResponse:
+        return await _zip(files, principal, [node_id], None)
+
+    @post("/zip", status_code=HTTP_200_OK, summary="Download a selection as one ZIP archive, streamed")
+    async def zip_selection(self, data: JSONBody[ZipRequest], files: Files, principal: Caller) -> StreamResponse:
+        return await _zip(files, principal, data.ids, data.name)
+
+    @post("/batch/delete", status_code=HTTP_200_OK, summary="Trash many items; one result per item")
+    async def batch_delete(self, data: JSONBody[BatchDeleteRequest], files: Files, principal: Caller) -> BatchResult:
+        return await files.tree.batch_delete(principal, data.ids, status_for)
+
+    @post("/batch/move", status_code=HTTP_200_OK, summary="Move many items; one result per item")
+    async def batch_move(self, data: JSONBody[BatchMoveRequest], files: Files, principal: Caller) -> BatchResult:
+        return await files.tree.batch_move(principal, data.ids, data.parent_id, data.on_conflict, status_for)
+
+
+class TrashController(Controller):
+    path = "/api/v1/trash"
+    tags = ["trash"]
+    dependencies = DEPENDENCIES
+    security = BEARER
+
+    @get("/", summary="Items in the trash (what was deleted, newest first)")
+    async def list_trash(self, files: Files, principal: Caller, cursor: Cursor = None, limit: Limit = 100) -> NodePage:
+        return await files.tree.list_trash(principal, cursor=cursor, limit=limit)
+
+    @delete("/", status_code=HTTP_204_NO_CONTENT, summary="Empty the trash (purges for good)")
+    async def empty(self, files: Files, principal: Caller) -> None:
+        await files.tree.empty_trash(principal)
+
+    @post("/{node_id:str}/restore", status_code=HTTP_200_OK, summary="Restore to the original or a chosen folder")
+    async def restore(
+        self, node_id: FromPath[str], data: JSONBody[RestoreRequest], files: Files, principal: Caller
+    ) -> NodeOut:
+        return await files.tree.restore(principal, node_id, parent_id=data.parent_id, on_conflict=data.on_conflict)
+
+    @delete("/{node_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Purge one item for good")
+    async def purge(self, node_id: FromPath[str], files: Files, principal: Caller) -> None:
+        await files.tree.purge(principal, node_id)
+
+
+def _etag(node: NodeOut) -> dict[str, str]:
+    return {"etag": node.etag} if node.etag else {}
+
+
+async def _zip(files: FileServices, principal: Principal | None, ids: list[str], name: str | None) -> StreamResponse:
+    from stowage.files.http_semantics import content_disposition
+
+    entries = await files.tree.zip_entries(principal, ids)
+    total = zip_size_if_known(entries)
+    archive = name or "download.zip"
+    if not archive.lower().endswith(".zip"):
+        archive += ".zip"
+
+    async def entry_source() -> AsyncIterator[Any]:
+        for entry in entries:
+            yield entry
+
+    headers = {
+        "content-type": "application/zip",
+        "content-disposition": content_disposition(archive, inline=False),
+        "cache-control": "private, no-store",
+    }
+    if total is not None:
+        headers["content-length"] = str(total)
+    return StreamResponse(stream_zip(entry_source()), headers=headers, head=False)
+
+
+__all__ = ["NodesController", "TrashController"]

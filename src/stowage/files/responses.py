@@ -1,0 +1,67 @@
+"""ASGI responses that send blob content: zero-copy ``pathsend`` when possible, streaming otherwise.
+
+The plan (status, headers, span) is final before this runs; once the headers are out, a failure can
+only abort the connection (raising here makes the server drop it, so a client never mistakes a
+truncated body for a complete one).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar.response.base import ASGIResponse
+from litestar.types import Receive, Scope, Send
+
+from stowage.blobs import BlobStore
+from stowage.files.downloads import DownloadPlan
+
+PATHSEND = "http.response.pathsend"
+
+
+class BlobResponse(ASGIResponse):
+    """Sends a download plan's bytes."""
+
+    def __init__(self, plan: DownloadPlan, store: BlobStore, *, head: bool) -> None:
+        super().__init__(status_code=plan.status, headers=plan.headers, is_head_response=head)
+        self.plan = plan
+        self.store = store
+
+    def encode_headers(self) -> list[tuple[bytes, bytes]]:
+        # The plan sets Content-Length itself (the body is not in memory); keep exactly its headers.
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.plan.headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.start_response(send=send)
+        plan = self.plan
+        if self.is_head_response or plan.sha256 is None or plan.length == 0:
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return
+        extensions: dict[str, Any] = scope.get("extensions") or {}
+        if plan.local_path is not None and plan.start == 0 and PATHSEND in extensions:
+            await send({"type": PATHSEND, "path": str(plan.local_path)})  # type: ignore[arg-type]  # ASGI extension
+            return
+        chunks: AsyncIterator[bytes] = self.store.open_read(plan.sha256, plan.start, plan.end)
+        async for chunk in chunks:
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+class StreamResponse(ASGIResponse):
+    """Streams an async iterator of bytes (ZIP archives) with the given headers."""
+
+    def __init__(self, chunks: AsyncIterator[bytes], *, headers: dict[str, str], head: bool) -> None:
+        super().__init__(status_code=200, headers=headers, is_head_response=head)
+        self.chunks = chunks
+        self.raw_headers = headers
+
+    def encode_headers(self) -> list[tuple[bytes, bytes]]:
+        return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.raw_headers.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.start_response(send=send)
+        if not self.is_head_response:
+            async for chunk in self.chunks:
+                if chunk:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})

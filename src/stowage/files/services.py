@@ -1,0 +1,20 @@
+"""The bundle of file services an application instance shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from stowage.files.service import FileDeps, FileService
+from stowage.files.uploads import UploadService
+
+
+@dataclass(slots=True)
+class FileServices:
+    deps: FileDeps
+    tree: FileService
+    uploads: UploadService
+
+    @classmethod
+    def build(cls, deps: FileDeps) -> FileServices:
+        tree = FileService(deps)
+        return cls(deps=deps, tree=tree, uploads=UploadService(deps, tree))
