@@ -8,13 +8,16 @@ macOS Archive Utility needs). Names are UTF-8 (bit 11).
 
 ZIP64 is used only where it is needed, because older readers (and Safari's auto-extract) stumble on
 it: in a local header when the size is unknown or at least 4 GiB (then the descriptor has 8-byte
-sizes, as 7-Zip and libarchive expect from the local ZIP64 extra), in a central record when a size or
-the header offset does not fit 32 bits, and at the end when there are 65,535 entries or more or the
-central directory lies beyond 4 GiB. The ZIP64 extra always comes first (Windows Explorer needs that).
+sizes: the APPNOTE and 7-Zip tie the descriptor's width to the local ZIP64 extra, and macOS Archive
+Utility wants that extra whenever the 32-bit fields hold 0xFFFFFFFF), in a central record when a size
+or the header offset does not fit 32 bits, and at the end when there are 65,535 entries or more (0xFFFF
+is itself the "see ZIP64" marker) or the central directory passes 4 GiB. The ZIP64 extra always comes
+first among the extra fields, as Windows Explorer requires.
 
-Memory is bounded: the output is coalesced into pieces of about ``chunk_hint`` bytes and content
-chunks at least that large pass through uncopied; only the central directory (a few dozen bytes per
-entry) is kept until the end, as any ZIP writer must.
+Memory is bounded: the output is coalesced into pieces of about ``chunk_hint`` bytes (fewer, larger
+writes to the socket) and content chunks at least that large pass through uncopied, so at most
+``chunk_hint`` bytes plus the current chunk are held. Only the central directory and the set of names
+used (about a hundred bytes per entry) are kept until the end, as any ZIP writer must.
 """
 
 from __future__ import annotations
@@ -100,7 +103,9 @@ async def stream_zip(entries: AsyncIterable[ZipEntry], *, chunk_hint: int = 64 *
     """Yield the archive of ``entries`` in pieces of about ``chunk_hint`` bytes.
 
     Raises ValueError mid-stream when a content yields a different number of bytes than the entry's
-    ``size``: the archive would be corrupt, so the HTTP layer must abort the connection.
+    ``size`` (before any byte past it goes out): the archive would be corrupt, so the HTTP layer must
+    abort the connection. Closing the stream early (the client went away) closes the content being
+    read and the ``entries`` iterator.
     """
     if chunk_hint < 1:
         raise ValueError("chunk_hint must be positive")
