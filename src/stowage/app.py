@@ -10,6 +10,7 @@ Granian imports ``create_app_from_env`` as a factory in each worker process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from datetime import timedelta
@@ -36,9 +37,11 @@ from stowage.blobs import LocalBlobStore
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
 from stowage.db import migrate
 from stowage.db.engine import Database
+from stowage.files.controllers import NodesController, TrashController
 from stowage.files.service import FileDeps
 from stowage.files.services import FileServices
 from stowage.mail.mailer import create_mailer
+from stowage.maintenance.fsck import fsck
 from stowage.observability.logging import configure_logging, get_logger
 from stowage.observability.metrics import Metrics
 from stowage.observability.middleware import ObservabilityMiddleware
@@ -117,12 +120,17 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
                     hasher=PasswordHasher(),
                     mailer=create_mailer(settings),
                     limiter=limiter,
-                    store=store,
                 )
             )
             files = FileServices.build(FileDeps(settings=settings, database=database, store=store))
             housekeeping = asyncio.create_task(_housekeeping(files, settings))
-            stack.callback(housekeeping.cancel)
+
+            async def stop_housekeeping() -> None:
+                housekeeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await housekeeping
+
+            stack.push_async_callback(stop_housekeeping)
             app.state.runtime = Runtime(
                 settings=settings,
                 data_dir=data_dir,
@@ -167,17 +175,25 @@ STALE_TEMP_SECONDS = 24 * 3600
 
 
 async def _housekeeping(files: FileServices, settings: Settings) -> None:
-    """Hourly: purge trash past its retention (never earlier) and abandoned temp files."""
+    """Hourly (first run an hour after start): purge trash past its retention (never earlier),
+    remove temp files abandoned for a day, and collect garbage (blob files without a row, older than
+    the grace period) with a metadata-only consistency pass that repairs what is safe to repair."""
     retention = timedelta(days=settings.trash_retention_days)
     while True:
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
         try:
             purged = await files.tree.purge_expired(retention)
             removed = await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS)
-            if purged or removed:
-                log.info("housekeeping", trash_purged=purged, temp_files_removed=removed)
+            report = await fsck(files.deps.database, files.deps.store, rehash=False, repair=True)
+            log.info(
+                "housekeeping",
+                trash_purged=purged,
+                temp_files_removed=removed,
+                problems=len(report.problems),
+                repaired=len(report.repaired),
+            )
         except Exception:
             log.exception("housekeeping_failed")
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
 
 
 def _openapi_config() -> OpenAPIConfig:
@@ -215,6 +231,8 @@ def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
         AuthController,
         MeController,
         AdminController,
+        NodesController,
+        TrashController,
     ]
     if settings.metrics_enabled:
         route_handlers.append(MetricsController)

@@ -186,6 +186,58 @@ def _migrate_before_serving(settings: Settings) -> None:
         raise typer.Exit(code=1) from exc
 
 
+@app.command("fsck")
+def fsck_command(
+    config: ConfigOption = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Repair what is safely repairable.")] = False,
+    rehash: Annotated[bool, typer.Option("--rehash/--no-rehash", help="Re-hash every blob (slow).")] = True,
+) -> None:
+    """Check blobs, versions, reference counts and usage; exit 1 when problems remain."""
+    raise typer.Exit(code=_run_maintenance(config, repair=repair, rehash=rehash, grace_seconds=3600))
+
+
+@app.command("gc")
+def gc_command(
+    config: ConfigOption = None,
+    grace: Annotated[float, typer.Option(help="Only remove files untouched for this many seconds.")] = 3600,
+) -> None:
+    """Remove blob files no version references and repair metadata drift (no re-hashing)."""
+    raise typer.Exit(code=_run_maintenance(config, repair=True, rehash=False, grace_seconds=grace))
+
+
+def _run_maintenance(config: Path | None, *, repair: bool, rehash: bool, grace_seconds: float) -> int:
+    from stowage.blobs import LocalBlobStore
+    from stowage.db import migrate as migrations
+    from stowage.db.engine import Database
+    from stowage.maintenance.fsck import fsck
+    from stowage.observability.logging import configure_logging
+
+    settings = _settings(config)
+    configure_logging(settings)
+    data_dir = ensure_data_dir(settings)
+
+    async def run() -> int:
+        database = Database(settings)
+        try:
+            await migrations.upgrade(database)
+            store = LocalBlobStore(data_dir)
+            removed = await store.remove_stale_temp(24 * 3600) if repair else 0
+            report = await fsck(database, store, rehash=rehash, repair=repair, grace_seconds=grace_seconds)
+        finally:
+            await database.dispose()
+        for problem in report.problems:
+            fixed = " (repaired)" if problem in report.repaired else ""
+            typer.echo(f"{problem.kind}\t{problem.subject}\t{problem.detail}{fixed}")
+        typer.echo(
+            f"checked {report.blobs_checked} blobs, re-hashed {report.bytes_hashed} bytes; "
+            f"{len(report.problems)} problems, {len(report.repaired)} repaired; {removed} stale temp files removed"
+        )
+        remaining = [p for p in report.problems if p not in report.repaired]
+        return 1 if remaining else 0
+
+    return asyncio.run(run())
+
+
 user_app = typer.Typer(help="Manage user accounts (runs against the configured database).", no_args_is_help=True)
 app.add_typer(user_app, name="user")
 

@@ -28,7 +28,7 @@ from stowage.accounts.schemas import (
 from stowage.db.base import utcnow
 from stowage.db.tables import Invite, User
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound
-from stowage.files.service import delete_blob_files, release_user_content
+from stowage.files.service import release_user_content
 from stowage.policy import Action, Principal, Role, authorize
 
 MAX_PAGE = 200
@@ -220,13 +220,11 @@ class AdminService:
             user = await self._load(db, user_id)
             if user.role == Role.ADMIN.value and user.disabled_at is None:
                 await self._ensure_not_last_admin(db)
-            unreferenced = await release_user_content(db, user.id)
+            await release_user_content(db, user.id)
             await repository.delete(db, user)
             await record(
                 db, "admin.user_delete", actor_id=actor.user_id, target_id=user_id, client=client, email=user.email
             )
-        if self.deps.store is not None:
-            await delete_blob_files(self.deps.store, unreferenced)
 
     async def _load(self, db: AsyncSession, user_id: str) -> User:
         user = await repository.get_user(db, user_id)

@@ -14,7 +14,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stowage.accounts import repository
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.schemas import UserOut
-from stowage.blobs import BlobStore
 from stowage.config import Settings
 from stowage.db.base import utcnow
 from stowage.db.engine import Database
@@ -46,7 +45,6 @@ class AccountDeps:
     hasher: PasswordHasher
     mailer: Mailer
     limiter: RateLimiter
-    store: BlobStore | None = None  # to delete a removed account's content after the commit
 
 
 def normalise_email(raw: str) -> str:
@@ -73,6 +71,7 @@ def user_out(user: User, settings: Settings) -> UserOut:
         email_verified=user.email_verified_at is not None,
         disabled=user.disabled_at is not None,
         quota_bytes=user.quota_bytes if user.quota_bytes is not None else settings.default_quota_bytes,
+        used_bytes=user.used_bytes,
         created_at=user.created_at,
     )
 

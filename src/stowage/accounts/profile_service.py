@@ -28,7 +28,7 @@ from stowage.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
-from stowage.files.service import delete_blob_files, release_user_content
+from stowage.files.service import release_user_content
 from stowage.mail.templates import link_for, password_reset_email, verification_email
 from stowage.policy import Action, Owned, Principal, Role, authorize
 from stowage.ratelimit import check as rate_check
@@ -134,11 +134,9 @@ class ProfileService:
                 and await repository.count_active_admins(db) <= 1
             ):
                 raise Conflict("You are the last administrator; make someone else an administrator first.")
-            unreferenced = await release_user_content(db, fresh.id)
+            await release_user_content(db, fresh.id)
             await repository.delete(db, fresh)
             await record(db, "account.delete", actor_id=user.id, target_id=user.id, client=client, email=user.email)
-        if self.deps.store is not None:
-            await delete_blob_files(self.deps.store, unreferenced)
 
     # --- sessions --------------------------------------------------------------------------------
 

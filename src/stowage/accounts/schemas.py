@@ -41,6 +41,7 @@ class UserOut(msgspec.Struct):
     email_verified: bool
     disabled: bool
     quota_bytes: int
+    used_bytes: int
     created_at: datetime
 
 

@@ -189,7 +189,9 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Resp
     assert isinstance(exc, errors.StowageError)
     if isinstance(exc, errors.ServiceUnavailable):
         log.warning("dependency_unavailable", detail=exc.detail, cause=repr(exc.__cause__))
-    elif status_for(exc) >= 500:
+    elif isinstance(exc, errors.InternalError) or (
+        status_for(exc) >= 500 and not isinstance(exc, errors.QuotaExceeded)
+    ):
         # Lost or damaged data (a blob missing or failing its hash) and other server-side faults:
         # the client gets a generic answer, the log gets everything needed to investigate.
         log.error("server_error", code=exc.code, detail=exc.detail, sha256=getattr(exc, "sha256", None))

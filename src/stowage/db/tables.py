@@ -178,6 +178,14 @@ class Node(Base):
             sqlite_where=text("trashed_at IS NULL"),
             postgresql_where=text("trashed_at IS NULL"),
         ),
+        # One root folder per user, even when a new user's first requests arrive in parallel.
+        Index(
+            "uq_nodes_owner_id_root",
+            "owner_id",
+            unique=True,
+            sqlite_where=text("parent_id IS NULL"),
+            postgresql_where=text("parent_id IS NULL"),
+        ),
         Index("ix_nodes_parent_id_kind_name", "parent_id", "kind", "name"),
         Index("ix_nodes_owner_id_trashed_at", "owner_id", "trashed_at"),
     )

@@ -19,6 +19,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from stowage.accounts.authn import provide_principal
 from stowage.api.problems import status_for
+from stowage.blobs import BlobNotFound
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.downloads import plan_download
 from stowage.files.http_semantics import Preconditions, parse_content_digest, parse_sha256_header
@@ -115,7 +116,7 @@ def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadO
     )
 
 
-def _download(request: AnyRequest, files: FileServices, node: Any, *, attachment: bool) -> BlobResponse:
+async def _download(request: AnyRequest, files: FileServices, node: Any, *, attachment: bool) -> BlobResponse:
     plan = plan_download(
         node,
         files.deps.store,
@@ -124,6 +125,9 @@ def _download(request: AnyRequest, files: FileServices, node: Any, *, attachment
         range_header=request.headers.get("range"),
         force_attachment=attachment,
     )
+    if plan.sha256 is not None and not await files.deps.store.exists(plan.sha256):
+        # Lost content must fail before the headers go out, as a logged 500, not a cut-off 200.
+        raise BlobNotFound(plan.sha256)
     return BlobResponse(plan, files.deps.store, head=request.method == "HEAD")
 
 
@@ -215,7 +219,7 @@ class NodesController(Controller):
         download: Annotated[bool, QueryParameter(description="Force Content-Disposition: attachment")] = False,
     ) -> BlobResponse:
         node = await files.tree.load_for_read(principal, node_id)
-        return _download(request, files, node, attachment=download)
+        return await _download(request, files, node, attachment=download)
 
     @put(
         "/nodes/{node_id:str}/content",
@@ -296,7 +300,7 @@ class NodesController(Controller):
         download: Annotated[bool, QueryParameter()] = False,
     ) -> BlobResponse:
         node = await files.tree.load_path_for_read(principal, path)
-        return _download(request, files, node, attachment=download)
+        return await _download(request, files, node, attachment=download)
 
     @put(
         "/content/" + ANY_PATH,

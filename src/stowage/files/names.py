@@ -53,14 +53,15 @@ def split_path(raw: str, *, field: str = "path") -> list[str]:
 
 
 def with_suffix_number(name: str, number: int) -> str:
-    """``beach.jpg`` → ``beach (2).jpg``; used by the "rename" conflict policy."""
+    """``beach.jpg`` → ``beach (2).jpg``; used by the "rename" conflict policy.
 
-    def numbered(base: str) -> str:
-        stem, dot, extension = base.rpartition(".")
-        return f"{stem} ({number}).{extension}" if dot and stem else f"{base} ({number})"
-
-    candidate = numbered(name)
-    while len(candidate.encode("utf-8")) > MAX_NAME_BYTES:
-        name = name[:-1]
-        candidate = numbered(name)
-    return candidate
+    A name too long for the suffix loses characters from its stem, never its extension.
+    """
+    stem, dot, extension = name.rpartition(".")
+    if not dot or not stem:
+        stem, extension = name, ""
+    suffix = f" ({number})" + (f".{extension}" if extension else "")
+    budget = MAX_NAME_BYTES - len(suffix.encode("utf-8"))
+    while len(stem.encode("utf-8")) > budget:
+        stem = stem[:-1]
+    return stem + suffix

@@ -244,6 +244,13 @@ async def delete_nodes(db: AsyncSession, node_ids: Sequence[str]) -> None:
         await db.execute(delete(Node).where(Node.id.in_(list(node_ids))))
 
 
+async def all_subtree_nodes(db: AsyncSession, root_id: str) -> Sequence[Node]:
+    """Every node below ``root_id`` (and itself), live or trashed."""
+    tree = select(Node.id).where(Node.id == root_id).cte("whole", recursive=True)
+    tree = tree.union_all(select(Node.id).join(tree, Node.parent_id == tree.c.id))
+    return (await db.scalars(select(Node).where(Node.id.in_(select(tree.c.id))))).all()
+
+
 async def nodes_in_trash_set(db: AsyncSession, trash_root_id: str) -> Sequence[Node]:
     return (await db.scalars(select(Node).where(Node.id.in_(_trash_set(trash_root_id))))).all()
 

@@ -1,8 +1,10 @@
 """The user's tree: look-ups by id and path, folders, listings, rename/move/copy, trash.
 
 Every method asks the policy first (another user's node answers 404). Mutations run in one unit of
-work and append to the change log. Blob files are deleted only after the transaction that dropped
-their last reference has committed (an orphan is harmless; a missing blob is not).
+work and append to the change log. Purging deletes blob *rows*; blob *files* without a row are
+removed later by the garbage collector after a grace period (``maintenance.fsck``, run by
+housekeeping and ``stowage gc``) — deleting them inline could race with an upload that is reusing
+the same content (an orphan is harmless; a missing blob is not).
 """
 
 from __future__ import annotations
@@ -118,8 +120,18 @@ class FileService:
             return await self.load(db, principal, node_id, Action.FILE_READ)
 
     async def load_path_for_read(self, principal: Principal | None, path: str) -> Node:
-        async with self.db.transaction() as db:
+        await self.ensure_user_root(principal, Action.FILE_READ)
+        async with self.db.session() as db:
             return await self.resolve(db, principal, path, Action.FILE_READ)
+
+    async def ensure_user_root(self, principal: Principal | None, action: Action) -> None:
+        """Make sure the caller's root exists: a cheap read, and a write transaction only the first time."""
+        caller = authorize(principal, action)
+        async with self.db.session() as db:
+            if await repository.get_root(db, caller.user_id) is not None:
+                return
+        async with self.db.transaction() as db:
+            await ensure_root(db, caller.user_id)
 
     async def get(self, principal: Principal | None, node_id: str) -> NodeOut | FolderOut:
         async with self.db.session() as db:
@@ -133,9 +145,12 @@ class FileService:
         return FolderOut(node=node_out(node), path=await path_of(db, node), files=files, folders=folders, bytes=total)
 
     async def resolve(self, db: AsyncSession, principal: Principal | None, path: str, action: Action) -> Node:
-        """Walk ``/a/b/c`` from the caller's root; 404 naming the first missing part."""
+        """Walk ``/a/b/c`` from the caller's root (see ``ensure_user_root``); 404 naming the first missing part."""
         caller = authorize(principal, action)
-        node = await ensure_root(db, caller.user_id)
+        root = await repository.get_root(db, caller.user_id)
+        if root is None:
+            root = await ensure_root(db, caller.user_id)
+        node = root
         walked: list[str] = []
         for part in split_path(path):
             if node.kind != "folder":
@@ -148,7 +163,8 @@ class FileService:
         return node
 
     async def get_by_path(self, principal: Principal | None, path: str) -> NodeOut | FolderOut:
-        async with self.db.transaction() as db:
+        await self.ensure_user_root(principal, Action.FILE_READ)
+        async with self.db.session() as db:
             node = await self.resolve(db, principal, path, Action.FILE_READ)
             if node.kind == "folder":
                 return await self._folder_out(db, node)
@@ -200,7 +216,21 @@ class FileService:
             created_at=now,
             modified_at=now,
         )
-        await repository.add(db, folder)
+        try:
+            async with db.begin_nested():
+                db.add(folder)
+                await db.flush()
+        except IntegrityError:
+            # Another request created the name between our check and our insert.
+            if folder in db:
+                db.expunge(folder)
+            winner = await repository.get_live_child(db, parent.id, name)
+            if winner is not None and on_conflict == "reuse" and winner.kind == "folder":
+                return winner, False
+            raise Conflict(
+                f"{name!r} was created by someone else at the same moment.",
+                extra={"conflicting_id": winner.id if winner else None},
+            ) from None
         await repository.log_change(db, parent.owner_id, folder.id, "create", now)
         return folder, True
 
@@ -451,12 +481,13 @@ class FileService:
                         extra={"conflicting_id": existing.id},
                     )
                 name = await unique_name(db, target.id, node.name)
-            await repository.restore_trash_set(db, node.id)
-            await db.refresh(node)
+            # Place the item first (still trashed, so the live-name index ignores it), then revive it.
             node.parent_id = target.id
             node.name = name
             node.modified_at = utcnow()
             await db.flush()
+            await repository.restore_trash_set(db, node.id)
+            await db.refresh(node)
             await repository.log_change(db, node.owner_id, node.id, "restore", utcnow())
             return node_out(node)
 
@@ -465,17 +496,14 @@ class FileService:
             node = await self.load(db, principal, node_id, Action.FILE_WRITE, trashed=True)
             if node.trash_root_id != node.id:
                 raise Conflict("This item was deleted with its folder; purge the folder instead.")
-            unreferenced = await purge_trash_set(db, node)
-        await self._delete_blobs(unreferenced)
+            await purge_trash_set(db, node)
 
     async def empty_trash(self, principal: Principal | None) -> int:
         caller = authorize(principal, Action.FILE_WRITE)
-        unreferenced: list[str] = []
         async with self.db.transaction() as db:
             roots = await repository.all_trash_roots(db, caller.user_id)
             for root in roots:
-                unreferenced += await purge_trash_set(db, root)
-        await self._delete_blobs(unreferenced)
+                await purge_trash_set(db, root)
         return len(roots)
 
     async def purge_expired(self, retention: timedelta, *, batch: int = 100) -> int:
@@ -483,23 +511,19 @@ class FileService:
         cutoff = utcnow() - retention
         purged = 0
         while True:
-            unreferenced: list[str] = []
             async with self.db.transaction() as db:
                 roots = await repository.trash_roots_older_than(db, cutoff, batch)
                 for root in roots:
-                    unreferenced += await purge_trash_set(db, root)
-            await self._delete_blobs(unreferenced)
+                    await purge_trash_set(db, root)
             purged += len(roots)
             if len(roots) < batch:
                 return purged
-
-    async def _delete_blobs(self, hashes: Sequence[str]) -> None:
-        await delete_blob_files(self.deps.store, hashes)
 
     # --- batch ------------------------------------------------------------------------------
 
     async def batch_delete(self, principal: Principal | None, ids: Sequence[str], status_of: StatusOf) -> BatchResult:
         """Trash each item in its own unit of work; one failure does not undo the others."""
+        authorize(principal, Action.FILE_WRITE)  # the request itself must be allowed at all
         results = []
         for node_id in ids:
             results.append(await _batch_item(node_id, self.trash(principal, node_id), status_of))
@@ -513,6 +537,7 @@ class FileService:
         on_conflict: ConflictPolicy,
         status_of: StatusOf,
     ) -> BatchResult:
+        authorize(principal, Action.FILE_WRITE)
         results = []
         for node_id in ids:
             call = self.update(principal, node_id, name=None, parent_id=parent_id, on_conflict=on_conflict)
@@ -636,25 +661,39 @@ def quota_of(user: User, settings: Settings) -> int:
 
 
 async def charge_or_fail(db: AsyncSession, settings: Settings, owner_id: str, delta: int) -> None:
-    from stowage.errors import QuotaExceeded
-
     user = await db.get(User, owner_id)
     if user is None:
         raise NotFound("No such user.")
     quota = quota_of(user, settings)
     if delta > 0 and not await repository.charge_usage(db, owner_id, delta, quota):
         await db.refresh(user)
-        raise QuotaExceeded(
-            f"This needs {delta} bytes but only {max(quota - user.used_bytes, 0)} of your {quota} bytes are free.",
-            extra={"quota": "storage", "used_bytes": user.used_bytes, "limit_bytes": quota, "needed_bytes": delta},
-        )
+        raise quota_exceeded(needed=delta, used=user.used_bytes, limit=quota)
+
+
+def quota_exceeded(*, needed: int, used: int, limit: int) -> StowageError:
+    """The one shape of a quota refusal: which quota, what is used, the limit, what was needed."""
+    from stowage.errors import QuotaExceeded
+
+    free = max(limit - used, 0)
+    return QuotaExceeded(
+        f"Storage quota exceeded: this needs {needed} bytes but only {free} of your {limit} bytes are free; "
+        "nothing was stored.",
+        extra={
+            "quota": "storage",
+            "used_bytes": used,
+            "limit_bytes": limit,
+            "free_bytes": free,
+            "needed_bytes": needed,
+        },
+    )
 
 
 async def purge_trash_set(db: AsyncSession, root: Node) -> list[str]:
     """Delete a trashed subtree with its versions; release usage and blob references.
 
     Returns the blob hashes no longer referenced, to delete after the commit."""
-    nodes = await repository.nodes_in_trash_set(db, root.id)
+    # The whole subtree, including items deleted from it earlier (they go with their folder).
+    nodes = await repository.all_subtree_nodes(db, root.id)
     node_ids = [n.id for n in nodes]
     versions = await repository.versions_of_nodes(db, node_ids)
     freed = sum(v.size for v in versions)
@@ -669,16 +708,8 @@ async def purge_trash_set(db: AsyncSession, root: Node) -> list[str]:
 async def release_user_content(db: AsyncSession, user_id: str) -> list[str]:
     """Before an account is deleted: drop the blob references of all its versions.
 
-    Returns the hashes no longer referenced by anyone, to delete after the commit."""
+    Returns the hashes no longer referenced by anyone (their files go to the garbage collector)."""
     versions = await repository.versions_of_user(db, user_id)
     unreferenced = await repository.release_blobs(db, [v.sha256 for v in versions])
     await repository.delete_blob_rows(db, unreferenced)
     return unreferenced
-
-
-async def delete_blob_files(store: BlobStore, hashes: Sequence[str]) -> None:
-    for sha in set(hashes):
-        try:
-            await store.delete(sha)
-        except OSError:
-            log.warning("blob_delete_failed", sha256=sha)  # gc collects it later

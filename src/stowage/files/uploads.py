@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 
 import msgspec
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.blobs import BlobInfo, BlobWriter
@@ -27,17 +28,35 @@ from stowage.errors import (
     InvalidInput,
     PayloadTooLarge,
     PreconditionFailed,
-    QuotaExceeded,
 )
 from stowage.files import repository
 from stowage.files.http_semantics import make_etag
 from stowage.files.media import sniff_media_type
 from stowage.files.names import normalise_name
 from stowage.files.schemas import ConflictPolicy, NodeOut
-from stowage.files.service import FileDeps, FileService, charge_or_fail, ensure_root, node_out, quota_of, unique_name
+from stowage.files.service import (
+    FileDeps,
+    FileService,
+    charge_or_fail,
+    ensure_root,
+    node_out,
+    quota_exceeded,
+    quota_of,
+    unique_name,
+)
 from stowage.policy import Action, Principal, authorize
 
 SNIFF_BYTES = 4096
+MAX_INSERT_ATTEMPTS = 5
+
+
+class QuotaRoom(msgspec.Struct, frozen=True):
+    used: int
+    limit: int
+
+    @property
+    def free(self) -> int:
+        return max(self.limit - self.used, 0)
 
 
 class UploadOptions(msgspec.Struct, frozen=True):
@@ -152,10 +171,10 @@ class UploadService:
         if current is None or current not in tags:
             raise PreconditionFailed("The file has changed since that version (If-Match does not match its ETag).")
 
-    async def _room(self, db: AsyncSession, user_id: str) -> int:
+    async def _room(self, db: AsyncSession, user_id: str) -> QuotaRoom:
         user = await db.get(User, user_id)
         assert user is not None
-        return max(quota_of(user, self.deps.settings) - user.used_bytes, 0)
+        return QuotaRoom(used=user.used_bytes, limit=quota_of(user, self.deps.settings))
 
     # --- the body -------------------------------------------------------------------------------
 
@@ -167,16 +186,16 @@ class UploadService:
         name: str,
         body: AsyncIterator[bytes],
         options: UploadOptions,
-        room: int,
+        room: QuotaRoom,
         existing_id: str | None,
     ) -> tuple[NodeOut, bool]:
         limit = self.deps.settings.max_upload_bytes
         if options.declared_length is not None:
             if options.declared_length > limit:
                 raise PayloadTooLarge(f"Files are limited to {limit} bytes; this one is {options.declared_length}.")
-            if options.declared_length > room:
-                raise _quota_error(options.declared_length, room)
-        writer = await self.deps.store.open_writer(max_size=min(limit, room))
+            if options.declared_length > room.free:
+                raise quota_exceeded(needed=options.declared_length, used=room.used, limit=room.limit)
+        writer = await self.deps.store.open_writer(max_size=min(limit, room.free))
         try:
             head = await _spool(writer, body, limit=limit, room=room)
             _verify(writer, options)
@@ -236,20 +255,16 @@ class UploadService:
             created = existing is None
             node = existing
             if node is None:
-                node = Node(
-                    id=str(uuid.uuid4()),
-                    owner_id=parent.owner_id,
-                    parent_id=parent.id,
-                    kind="file",
+                node, created = await self._insert_file(
+                    db,
+                    parent,
                     name=name,
-                    size=info.size,
+                    info=info,
                     media_type=media_type,
-                    sha256=info.sha256,
-                    created_at=now,
-                    modified_at=modified,
+                    now=now,
+                    modified=modified,
+                    options=options,
                 )
-                db.add(node)
-                await db.flush()
             version = Version(
                 id=str(uuid.uuid4()),
                 node_id=node.id,
@@ -270,13 +285,60 @@ class UploadService:
             await repository.log_change(db, node.owner_id, node.id, "create" if created else "update", now)
             return node_out(node), created
 
+    async def _insert_file(
+        self,
+        db: AsyncSession,
+        parent: Node,
+        *,
+        name: str,
+        info: BlobInfo,
+        media_type: str,
+        now: datetime,
+        modified: datetime,
+        options: UploadOptions,
+    ) -> tuple[Node, bool]:
+        """Insert the new file node; if a concurrent request took the name first (the live-name
+        index says so), follow the conflict policy instead of failing with a server error."""
+        for _attempt in range(MAX_INSERT_ATTEMPTS):
+            node = Node(
+                id=str(uuid.uuid4()),
+                owner_id=parent.owner_id,
+                parent_id=parent.id,
+                kind="file",
+                name=name,
+                size=info.size,
+                media_type=media_type,
+                sha256=info.sha256,
+                created_at=now,
+                modified_at=modified,
+            )
+            try:
+                async with db.begin_nested():
+                    db.add(node)
+                    await db.flush()
+            except IntegrityError:
+                if node in db:
+                    db.expunge(node)
+                winner = await repository.get_live_child(db, parent.id, name)
+                if options.on_conflict == "rename":
+                    name = await unique_name(db, parent.id, name)
+                    continue
+                if options.on_conflict == "replace" and winner is not None and winner.kind == "file":
+                    return winner, False
+                raise Conflict(
+                    f"{name!r} was created by someone else at the same moment.",
+                    extra={"conflicting_id": winner.id if winner else None},
+                ) from None
+            return node, True
+        raise Conflict(f"Could not find a free name like {name!r}; too many concurrent uploads.")
+
     async def root_id(self, principal: Principal | None) -> str:
         caller = authorize(principal, Action.FILE_WRITE)
         async with self.db.transaction() as db:
             return (await ensure_root(db, caller.user_id)).id
 
 
-async def _spool(writer: BlobWriter, body: AsyncIterator[bytes], *, limit: int, room: int) -> bytes:
+async def _spool(writer: BlobWriter, body: AsyncIterator[bytes], *, limit: int, room: QuotaRoom) -> bytes:
     """Feed the body to the writer; return its first bytes for type sniffing. Limits apply per chunk."""
     head = bytearray()
     async for chunk in body:
@@ -287,8 +349,10 @@ async def _spool(writer: BlobWriter, body: AsyncIterator[bytes], *, limit: int, 
         try:
             await writer.write(chunk)
         except PayloadTooLarge:
-            if room < limit:
-                raise _quota_error(writer.bytes_written + len(chunk), room) from None
+            if room.free < limit:
+                raise quota_exceeded(
+                    needed=writer.bytes_written + len(chunk), used=room.used, limit=room.limit
+                ) from None
             raise PayloadTooLarge(f"Files are limited to {limit} bytes.") from None
     return bytes(head)
 
@@ -304,10 +368,3 @@ def _verify(writer: BlobWriter, options: UploadOptions) -> None:
             "The content does not match the digest you sent (Content-Digest / X-Content-SHA256); nothing was stored.",
             errors=[FieldError(field="header.content-digest", message="sha-256 mismatch")],
         )
-
-
-def _quota_error(needed: int, room: int) -> QuotaExceeded:
-    return QuotaExceeded(
-        f"This file needs {needed} bytes but only {room} bytes of your quota are free; nothing was stored.",
-        extra={"quota": "storage", "free_bytes": room, "needed_bytes": needed},
-    )

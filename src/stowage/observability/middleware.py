@@ -110,7 +110,10 @@ class ObservabilityMiddleware:
                 )
                 await decorating_send({"type": "http.response.body", "body": body, "more_body": False})
             else:
-                state["status"] = state["status"] or 500
+                # Headers (maybe part of the body) are out: the only honest move left is to abort
+                # the connection, so the client cannot mistake a truncated body for a whole one.
+                state["aborted"] = True
+                raise
         finally:
             duration = time.perf_counter() - started
             route = scope.get("path_template") or UNMATCHED_ROUTE
@@ -123,7 +126,7 @@ class ObservabilityMiddleware:
                 self.metrics.bytes_in.labels(route=route).inc(state["bytes_in"])
                 self.metrics.bytes_out.labels(route=route).inc(state["bytes_out"])
             access_log.info(
-                "request",
+                "request" if not state.get("aborted") else "request_aborted",
                 method=method,
                 route=route,
                 path=scope.get("path", ""),

@@ -68,6 +68,13 @@ def upgrade() -> None:
         batch_op.create_index("ix_nodes_parent_id_kind_name", ["parent_id", "kind", "name"], unique=False)
         batch_op.create_index(batch_op.f("ix_nodes_trash_root_id"), ["trash_root_id"], unique=False)
         batch_op.create_index(
+            "uq_nodes_owner_id_root",
+            ["owner_id"],
+            unique=True,
+            sqlite_where=sa.text("parent_id IS NULL"),
+            postgresql_where=sa.text("parent_id IS NULL"),
+        )
+        batch_op.create_index(
             "uq_nodes_parent_id_name_live",
             ["parent_id", "name"],
             unique=True,
@@ -114,6 +121,11 @@ def downgrade() -> None:
             postgresql_where=sa.text("trashed_at IS NULL"),
         )
         batch_op.drop_index(batch_op.f("ix_nodes_trash_root_id"))
+        batch_op.drop_index(
+            "uq_nodes_owner_id_root",
+            sqlite_where=sa.text("parent_id IS NULL"),
+            postgresql_where=sa.text("parent_id IS NULL"),
+        )
         batch_op.drop_index("ix_nodes_parent_id_kind_name")
         batch_op.drop_index("ix_nodes_owner_id_trashed_at")
         batch_op.drop_index(batch_op.f("ix_nodes_owner_id"))
