@@ -6,10 +6,16 @@ the application itself, so a new endpoint without a matrix entry fails ``test_ma
 route as each kind of caller and checks the answer's class:
 
 - no, forged, expired, revoked or disabled credentials → 401;
-- another user naming the owner's resource → 404 (never 403: ids do not reveal what exists);
-- a token lacking what the route needs (read-only, or any PAT where a session is required) → 403;
+- another user naming the owner's resource → 404 (never 403: ids do not reveal what exists) — an
+  administrator's token without the admin scope is just another user here;
+- a token lacking what the route needs (read-only on a write route, or any PAT where a session is
+  required) → 403;
 - a non-admin on an admin route → 403;
 - everyone else → the route's success status, with nothing changed by the refused calls before.
+
+Routes that name things by path (``/paths/…``, ``/content/…``) or carry ids in the body (``/zip``,
+``/batch/…``) act in the caller's own tree: they are SELF routes, and each allowed caller gets a target
+of its own; what another user's ids get there is tested with the files.
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import Flag, auto
 from itertools import count
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -50,7 +57,7 @@ from stowage.accounts import tokens
 from stowage.app import create_app
 from stowage.config import Settings
 from stowage.db.engine import Database
-from stowage.db.tables import ApiKey, EmailToken, Invite, RefreshToken, Session, User
+from stowage.db.tables import ApiKey, Blob, EmailToken, Invite, Node, RefreshToken, Session, User, Version
 
 
 class Rule(Flag):
@@ -59,10 +66,14 @@ class Rule(Flag):
     OWNER_RESOURCE = auto()  # names a user-owned resource by id; others get 404 (administrators may act)
     SESSION_ONLY = auto()  # needs a session (password login); every personal access token is refused
     ADMIN = auto()  # administrators only (role admin and, for a token, the admin scope)
+    WRITE = auto()  # changes data: needs the write scope, so a read-only personal token gets 403
 
 
 SELF = Rule.AUTHENTICATED_SELF
 SELF_SESSION = Rule.AUTHENTICATED_SELF | Rule.SESSION_ONLY
+SELF_WRITE = Rule.AUTHENTICATED_SELF | Rule.WRITE
+OWNED = Rule.OWNER_RESOURCE
+OWNED_WRITE = Rule.OWNER_RESOURCE | Rule.WRITE
 OWNED_SESSION = Rule.OWNER_RESOURCE | Rule.SESSION_ONLY
 
 MATRIX: dict[tuple[str, str], Rule] = {
@@ -107,6 +118,31 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/admin/invites"): Rule.ADMIN,
     ("DELETE", "/api/v1/admin/invites/{invite_id:str}"): Rule.ADMIN,
     ("GET", "/api/v1/admin/audit"): Rule.ADMIN,
+    # files and folders (personal access tokens welcome; writes need the write scope)
+    ("GET", "/api/v1/files/root"): SELF,
+    ("GET", "/api/v1/nodes/{node_id:str}"): OWNED,
+    ("PATCH", "/api/v1/nodes/{node_id:str}"): OWNED_WRITE,
+    ("DELETE", "/api/v1/nodes/{node_id:str}"): OWNED_WRITE,
+    ("GET", "/api/v1/nodes/{node_id:str}/children"): OWNED,
+    ("POST", "/api/v1/nodes/{node_id:str}/folders"): OWNED_WRITE,
+    ("POST", "/api/v1/folders"): SELF_WRITE,
+    ("POST", "/api/v1/nodes/{node_id:str}/copy"): OWNED_WRITE,
+    ("GET", "/api/v1/nodes/{node_id:str}/content"): OWNED,
+    ("PUT", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,
+    ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): OWNED_WRITE,
+    ("POST", "/api/v1/nodes/{node_id:str}/upload"): OWNED_WRITE,
+    ("GET", "/api/v1/paths/{path:path}"): SELF,
+    ("GET", "/api/v1/content/{path:path}"): SELF,
+    ("PUT", "/api/v1/content/{path:path}"): SELF_WRITE,
+    ("GET", "/api/v1/nodes/{node_id:str}/zip"): OWNED,
+    ("POST", "/api/v1/zip"): SELF,
+    ("POST", "/api/v1/batch/delete"): SELF_WRITE,
+    ("POST", "/api/v1/batch/move"): SELF_WRITE,
+    # the trash
+    ("GET", "/api/v1/trash"): SELF,
+    ("DELETE", "/api/v1/trash"): SELF_WRITE,
+    ("DELETE", "/api/v1/trash/{node_id:str}"): OWNED_WRITE,
+    ("POST", "/api/v1/trash/{node_id:str}/restore"): OWNED_WRITE,
 }
 
 # What an allowed caller gets (with the request this test sends).
@@ -133,6 +169,29 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("POST", "/api/v1/admin/invites"): 201,
     ("DELETE", "/api/v1/admin/invites/{invite_id:str}"): 204,
     ("GET", "/api/v1/admin/audit"): 200,
+    ("GET", "/api/v1/files/root"): 200,
+    ("GET", "/api/v1/nodes/{node_id:str}"): 200,
+    ("PATCH", "/api/v1/nodes/{node_id:str}"): 200,
+    ("DELETE", "/api/v1/nodes/{node_id:str}"): 200,
+    ("GET", "/api/v1/nodes/{node_id:str}/children"): 200,
+    ("POST", "/api/v1/nodes/{node_id:str}/folders"): 201,
+    ("POST", "/api/v1/folders"): 201,
+    ("POST", "/api/v1/nodes/{node_id:str}/copy"): 201,
+    ("GET", "/api/v1/nodes/{node_id:str}/content"): 200,
+    ("PUT", "/api/v1/nodes/{node_id:str}/content"): 200,
+    ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): 201,
+    ("POST", "/api/v1/nodes/{node_id:str}/upload"): 201,
+    ("GET", "/api/v1/paths/{path:path}"): 200,
+    ("GET", "/api/v1/content/{path:path}"): 200,
+    ("PUT", "/api/v1/content/{path:path}"): 201,
+    ("GET", "/api/v1/nodes/{node_id:str}/zip"): 200,
+    ("POST", "/api/v1/zip"): 200,
+    ("POST", "/api/v1/batch/delete"): 200,
+    ("POST", "/api/v1/batch/move"): 200,
+    ("GET", "/api/v1/trash"): 200,
+    ("DELETE", "/api/v1/trash"): 204,
+    ("DELETE", "/api/v1/trash/{node_id:str}"): 204,
+    ("POST", "/api/v1/trash/{node_id:str}/restore"): 200,
 }
 
 # Rows whose success would use up the caller's own credentials or account (log out, change the
@@ -149,6 +208,16 @@ DEAD_CALLERS = ("anonymous", "garbage", "expired", "revoked", "disabled", "disab
 LIVE_CALLERS = ("other", "read_pat", "write_pat", "admin_plain_pat", "owner", "admin", "admin_pat")
 CALLERS = DEAD_CALLERS + LIVE_CALLERS
 PAT_CALLERS = {"read_pat", "write_pat", "admin_pat", "admin_plain_pat"}
+# Whose account each live caller acts as (personal tokens belong to the owner or the administrator).
+ACCOUNT_OF = {
+    "owner": "owner",
+    "read_pat": "owner",
+    "write_pat": "owner",
+    "other": "other",
+    "admin": "admin",
+    "admin_pat": "admin",
+    "admin_plain_pat": "admin",
+}
 # Known violations, each pinned by a strict xfail test below; the matrix skips exactly these calls so
 # it keeps guarding everything else. Remove an entry together with its xfail test once fixed.
 KNOWN_BUGS: set[tuple[str, str, str]] = set()
@@ -164,7 +233,10 @@ def expected_status(rule: Rule, caller: str) -> int:
         return ALLOW if caller in {"admin", "admin_pat"} else 403
     if caller in PAT_CALLERS and Rule.SESSION_ONLY in rule:
         return 403
-    if Rule.OWNER_RESOURCE in rule and caller == "other":
+    if caller == "read_pat" and Rule.WRITE in rule:
+        return 403
+    # Without the admin scope an administrator's token is an ordinary user: another user's resource is not found.
+    if Rule.OWNER_RESOURCE in rule and caller in {"other", "admin_plain_pat"}:
         return 404
     return ALLOW
 
@@ -214,14 +286,19 @@ def test_matrix_covers_every_route(settings: Settings) -> None:
     assert protected == SUCCESS.keys()
     for key, rule in MATRIX.items():
         assert rule == Rule.PUBLIC or Rule.PUBLIC not in rule, key
-        assert (Rule.OWNER_RESOURCE in rule) == bool(re.search(r"\{(session|token)_id", key[1])), key
+        assert (Rule.OWNER_RESOURCE in rule) == bool(re.search(r"\{(session|token|node)_id", key[1])), key
+        assert key[0] != "GET" or Rule.WRITE not in rule, key
+        if key[1].startswith(("/api/v1/nodes", "/api/v1/trash", "/api/v1/content", "/api/v1/batch")):
+            assert Rule.SESSION_ONLY not in rule, f"{key}: personal access tokens are meant for file routes"
+            assert (Rule.WRITE in rule) == (key[0] != "GET"), key
 
 
 async def test_openapi_security_matches_the_matrix(client: httpx.AsyncClient) -> None:
     """The published schema says which operations need a bearer token; it must agree with the matrix."""
     schema = (await client.get("/openapi.json")).json()
+    # HEAD is served by the GET handler of the same path (downloads), under the same rule.
     documented = {
-        (method.upper(), path): bool(operation.get("security"))
+        ("GET" if method.upper() == "HEAD" else method.upper(), path): bool(operation.get("security"))
         for path, operations in schema["paths"].items()
         for method, operation in operations.items()
     }
@@ -334,31 +411,207 @@ class World:
             "api_keys": select(ApiKey.id, ApiKey.revoked_at, ApiKey.expires_at, ApiKey.scopes),
             "invites": select(Invite.id, Invite.used_at),
             "email_tokens": select(EmailToken.token_hash, EmailToken.used_at),
+            "usage": select(User.id, User.used_bytes),
+            "nodes": select(
+                Node.id, Node.name, Node.parent_id, Node.trashed_at, Node.sha256, Node.size, Node.current_version_id,
+            ),
+            "versions": select(Version.id, Version.node_id, Version.sha256),
+            "blobs": select(Blob.sha256, Blob.refcount),
         }  # fmt: skip
         state: dict[str, list[tuple[Any, ...]]] = {}
         async with self.db.session() as session:
             for name, query in queries.items():
                 state[name] = sorted(tuple(row) for row in (await session.execute(query)).all())
+        blobs = Path(self.settings.data_dir) / "blobs"
+        state["blob_files"] = sorted((p.name,) for p in blobs.rglob("*") if p.is_file()) if blobs.exists() else []
         return state
 
 
-Prepare = Callable[[Cast, bool], Awaitable[tuple[dict[str, str], Any]]]
+@dataclass(frozen=True)
+class Body:
+    """A raw request body (uploads) where a route takes no JSON; its headers go with it."""
+
+    content: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+async def send(
+    client: httpx.AsyncClient, method: str, url: str, payload: Any, headers: dict[str, str]
+) -> httpx.Response:
+    if isinstance(payload, Body):
+        return await client.request(method, url, content=payload.content, headers={**headers, **payload.headers})
+    return await client.request(method, url, json=payload, headers=headers)
+
+
+Prepare = Callable[[Cast, bool, str], Awaitable[tuple[dict[str, str], Any]]]
+
+
+def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]:
+    """Preparers of the file routes. Targets are made with session credentials of the account they belong to:
+    the owner's for routes naming a node, the caller's own for SELF routes (paths, selections, batches)."""
+    client = world.client
+    roots: dict[str, str] = {}
+    spare: dict[str, dict[str, Any]] = {}
+
+    def session(cast: Cast, who: str) -> dict[str, str]:
+        return auth(cast.credential(who))
+
+    async def root_of(cast: Cast, who: str) -> str:
+        user_id = getattr(cast, who)["user"]["id"]
+        if user_id not in roots:
+            response = await client.get("/api/v1/files/root", headers=session(cast, who))
+            roots[user_id] = response.json()["id"]
+        return roots[user_id]
+
+    def unique(prefix: str) -> str:
+        return f"{prefix}{next(world.serial)}"
+
+    async def new_file(cast: Cast, who: str = "owner", *, trashed: bool = False) -> dict[str, Any]:
+        name = unique("m") + ".txt"
+        response = await client.put(
+            f"/api/v1/nodes/{await root_of(cast, who)}/children/{name}",
+            content=f"matrix content of {name}".encode(),
+            headers=session(cast, who),
+        )
+        assert response.status_code == 201, response.text
+        node: dict[str, Any] = response.json()
+        if trashed:
+            deleted = await client.delete(f"/api/v1/nodes/{node['id']}", headers=session(cast, who))
+            assert deleted.status_code == 200, deleted.text
+        return node
+
+    async def new_folder(cast: Cast, who: str = "owner") -> dict[str, Any]:
+        response = await client.post(
+            f"/api/v1/nodes/{await root_of(cast, who)}/folders", json={"name": unique("d")}, headers=session(cast, who)
+        )
+        assert response.status_code == 201, response.text
+        folder: dict[str, Any] = response.json()
+        return folder
+
+    async def shared_target(key: str, make: Callable[[], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+        """One target per route for the refused calls (made before the snapshot, must survive them)."""
+        if key not in spare:
+            spare[key] = await make()
+        return spare[key]
+
+    def on_node(
+        kind: str, payload: Callable[[], Any] = lambda: None, *, fresh_target: bool = True
+    ) -> Callable[[str], Prepare]:
+        """A route naming the owner's node: a new one for each allowed call (unless reading suffices)."""
+
+        def for_route(route: str) -> Prepare:
+            async def make(cast: Cast) -> dict[str, Any]:
+                if kind == "folder":
+                    return await new_folder(cast)
+                return await new_file(cast, trashed=kind == "trashed")
+
+            async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
+                node = await make(cast) if fresh and fresh_target else await shared_target(route, lambda: make(shared))
+                return {"node_id": node["id"], "name": unique("u") + ".txt"}, payload()
+
+            return prepare
+
+        return for_route
+
+    def in_own_tree(
+        make_call: Callable[[Cast, str], Awaitable[tuple[dict[str, str], Any]]],
+    ) -> Callable[[str], Prepare]:
+        """A SELF route: allowed callers act on their own account's things, refused ones on the owner's."""
+
+        def for_route(route: str) -> Prepare:
+            async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
+                if fresh:
+                    return await make_call(cast, ACCOUNT_OF[caller])
+                if route not in spare:
+                    values, payload = await make_call(shared, "owner")
+                    spare[route] = {"values": values, "payload": payload}
+                return spare[route]["values"], spare[route]["payload"]
+
+            return prepare
+
+        return for_route
+
+    def plain(payload: Callable[[], Any] = lambda: None) -> Callable[[str], Prepare]:
+        def for_route(route: str) -> Prepare:
+            async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
+                return {"path": unique("p") + "/new.txt"}, payload()
+
+            return prepare
+
+        return for_route
+
+    async def file_path(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
+        return {"path": (await new_file(cast, who))["name"]}, None
+
+    async def selection(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
+        return {}, {"ids": [(await new_file(cast, who))["id"]]}
+
+    async def move_selection(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
+        file, folder = await new_file(cast, who), await new_folder(cast, who)
+        return {}, {"ids": [file["id"]], "parent_id": folder["id"]}
+
+    def content() -> Body:
+        return Body(f"uploaded {uuid.uuid4()}".encode())
+
+    def form() -> Body:
+        boundary = "matrix-boundary"
+        data = (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{unique("f")}.txt"\r\n\r\n'
+            f"form content {uuid.uuid4()}\r\n--{boundary}--\r\n"
+        ).encode()
+        return Body(data, {"content-type": f"multipart/form-data; boundary={boundary}"})
+
+    def copy_into_owner_root(route: str) -> Prepare:
+        async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
+            node = await shared_target(route, lambda: new_file(shared))
+            return {"node_id": node["id"]}, {"parent_id": await root_of(shared, "owner"), "name": unique("c") + ".txt"}
+
+        return prepare
+
+    routes: dict[tuple[str, str], Callable[[str], Prepare]] = {
+        ("GET", "/api/v1/files/root"): plain(),
+        ("GET", "/api/v1/nodes/{node_id:str}"): on_node("file", fresh_target=False),
+        ("PATCH", "/api/v1/nodes/{node_id:str}"): on_node("file", lambda: {"name": unique("renamed") + ".txt"}),
+        ("DELETE", "/api/v1/nodes/{node_id:str}"): on_node("file"),
+        ("GET", "/api/v1/nodes/{node_id:str}/children"): on_node("folder", fresh_target=False),
+        ("POST", "/api/v1/nodes/{node_id:str}/folders"): on_node(
+            "folder", lambda: {"name": unique("sub")}, fresh_target=False
+        ),
+        ("POST", "/api/v1/folders"): plain(lambda: {"path": f"{unique('a')}/{unique('b')}"}),
+        ("POST", "/api/v1/nodes/{node_id:str}/copy"): copy_into_owner_root,
+        ("GET", "/api/v1/nodes/{node_id:str}/content"): on_node("file", fresh_target=False),
+        ("PUT", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),
+        ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): on_node("folder", content, fresh_target=False),
+        ("POST", "/api/v1/nodes/{node_id:str}/upload"): on_node("folder", form, fresh_target=False),
+        ("GET", "/api/v1/paths/{path:path}"): in_own_tree(file_path),
+        ("GET", "/api/v1/content/{path:path}"): in_own_tree(file_path),
+        ("PUT", "/api/v1/content/{path:path}"): plain(content),
+        ("GET", "/api/v1/nodes/{node_id:str}/zip"): on_node("file", fresh_target=False),
+        ("POST", "/api/v1/zip"): in_own_tree(selection),
+        ("POST", "/api/v1/batch/delete"): in_own_tree(selection),
+        ("POST", "/api/v1/batch/move"): in_own_tree(move_selection),
+        ("GET", "/api/v1/trash"): plain(),
+        ("DELETE", "/api/v1/trash"): plain(),
+        ("DELETE", "/api/v1/trash/{node_id:str}"): on_node("trashed"),
+        ("POST", "/api/v1/trash/{node_id:str}/restore"): on_node("trashed", lambda: {}),
+    }
+    return {key: make(f"{key[0]} {key[1]}") for key, make in routes.items()}
 
 
 def preparers(world: World, shared: Cast, victim_id: str) -> dict[tuple[str, str], Prepare]:
-    """For each route: the path values and body of one call. ``fresh`` is True for a call that is
-    expected to succeed (it gets a resource of its own); refused calls share one that must survive."""
+    """For each route: the path values and body of one call by ``caller``. ``fresh`` is True for a call
+    that is expected to succeed (it gets a resource of its own); refused calls share one that must survive."""
     client = world.client
     spare: dict[str, str] = {}
 
-    async def owner_session(cast: Cast, fresh: bool) -> tuple[dict[str, str], Any]:
+    async def owner_session(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
         if not fresh:
             if "session" not in spare:
                 spare["session"] = (await login(client, shared.owner["user"]["email"]))["session_id"]
             return {"session_id": spare["session"]}, None
         return {"session_id": (await login(client, shared.owner["user"]["email"]))["session_id"]}, None
 
-    async def owner_token(cast: Cast, fresh: bool) -> tuple[dict[str, str], Any]:
+    async def owner_token(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
         if not fresh and "token" in spare:
             return {"token_id": spare["token"]}, None
         token_id = (await create_pat(client, shared.owner["access_token"], ["read"]))["details"]["id"]
@@ -366,7 +619,7 @@ def preparers(world: World, shared: Cast, victim_id: str) -> dict[tuple[str, str
             spare["token"] = token_id
         return {"token_id": token_id}, None
 
-    async def new_victim(cast: Cast, fresh: bool) -> tuple[dict[str, str], Any]:
+    async def new_victim(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
         if not fresh:
             return {"user_id": victim_id}, None
         response = await client.post(
@@ -376,7 +629,7 @@ def preparers(world: World, shared: Cast, victim_id: str) -> dict[tuple[str, str
         )
         return {"user_id": response.json()["id"]}, None
 
-    async def invite(cast: Cast, fresh: bool) -> tuple[dict[str, str], Any]:
+    async def invite(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
         if not fresh and "invite" in spare:
             return {"invite_id": spare["invite"]}, None
         response = await client.post("/api/v1/admin/invites", json={}, headers=auth(shared.admin["access_token"]))
@@ -386,12 +639,13 @@ def preparers(world: World, shared: Cast, victim_id: str) -> dict[tuple[str, str
         return {"invite_id": invite_id}, None
 
     def body(value: Any) -> Prepare:
-        async def prepare(cast: Cast, fresh: bool) -> tuple[dict[str, str], Any]:
+        async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
             return {"user_id": victim_id}, value() if callable(value) else value
 
         return prepare
 
     return {
+        **file_preparers(world, shared),
         ("POST", "/api/v1/auth/logout"): body(None),
         ("POST", "/api/v1/auth/logout-all"): body(None),
         ("GET", "/api/v1/me"): body(None),
@@ -436,7 +690,7 @@ async def test_every_route_enforces_its_rule(client: httpx.AsyncClient, settings
             refused = [c for c in CALLERS if plan[c] != ALLOW]
             allowed = [c for c in CALLERS if plan[c] == ALLOW]
 
-            await prepare[(method, template)](cast, False)  # create the shared target before the snapshot
+            await prepare[(method, template)](cast, False, "owner")  # create the shared target before the snapshot
             before = await world.digest()
             for caller in refused:
                 if (method, template, caller) in KNOWN_BUGS:
@@ -449,17 +703,15 @@ async def test_every_route_enforces_its_rule(client: httpx.AsyncClient, settings
                     headers = auth(getattr(dead, caller)[is_admin_route])
                 else:
                     headers = auth(cast.credential(caller))
-                values, json = await prepare[(method, template)](cast, False)
-                response = await client.request(method, fill(template, values), json=json, headers=headers)
+                values, payload = await prepare[(method, template)](cast, False, caller)
+                response = await send(client, method, fill(template, values), payload, headers)
                 failures += _check(method, template, caller, plan[caller], response)
             if await world.digest() != before:
                 failures.append(f"{method} {template}: refused calls changed the database")
 
             for caller in allowed:
-                values, json = await prepare[(method, template)](cast, True)
-                response = await client.request(
-                    method, fill(template, values), json=json, headers=auth(cast.credential(caller))
-                )
+                values, payload = await prepare[(method, template)](cast, True, caller)
+                response = await send(client, method, fill(template, values), payload, auth(cast.credential(caller)))
                 failures += _check(method, template, caller, SUCCESS[(method, template)], response)
 
     assert not failures, "authorisation matrix violations:\n" + "\n".join(failures)
@@ -569,3 +821,31 @@ async def test_anonymous_cannot_reset_a_password(client: httpx.AsyncClient, sett
         # The administrator's password and session are untouched.
         assert (await client.get("/api/v1/me", headers=auth(admin["access_token"]))).status_code == 200
         await login(client, "root@example.com", PASSWORD)
+
+
+async def test_batch_routes_refuse_anonymous_and_read_only_callers(client: httpx.AsyncClient) -> None:
+    owner = await signup(client, "owner@example.com")
+    read_only = (await create_pat(client, owner["access_token"], ["read"]))["token"]
+    root = (await client.get("/api/v1/files/root", headers=auth(owner["access_token"]))).json()["id"]
+    uploaded = await client.put(
+        f"/api/v1/nodes/{root}/children/kept.txt", content=b"kept", headers=auth(owner["access_token"])
+    )
+    file_id = uploaded.json()["id"]
+    folder = await client.post(
+        f"/api/v1/nodes/{root}/folders", json={"name": "target"}, headers=auth(owner["access_token"])
+    )
+    calls = [
+        ("/api/v1/batch/delete", {"ids": [file_id]}),
+        ("/api/v1/batch/move", {"ids": [file_id], "parent_id": folder.json()["id"]}),
+    ]
+
+    statuses = []
+    try:
+        for path, body in calls:
+            statuses.append((await client.post(path, json=body)).status_code)
+            statuses.append((await client.post(path, json=body, headers=auth(read_only))).status_code)
+        assert statuses == [401, 403, 401, 403]
+    finally:
+        # Whatever the answer, the file is where it was.
+        node = (await client.get(f"/api/v1/nodes/{file_id}", headers=auth(owner["access_token"]))).json()
+        assert (node["parent_id"], node["trashed_at"]) == (root, None)
