@@ -135,6 +135,10 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/content/{path:path}"): SELF,
     ("PUT", "/api/v1/content/{path:path}"): SELF_WRITE,
     ("GET", "/api/v1/nodes/{node_id:str}/zip"): OWNED,
+    ("GET", "/api/v1/nodes/{node_id:str}/versions"): OWNED,
+    ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): OWNED,
+    ("POST", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/restore"): OWNED_WRITE,
+    ("DELETE", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): OWNED_WRITE,
     ("POST", "/api/v1/zip"): SELF,
     ("POST", "/api/v1/batch/delete"): SELF_WRITE,
     ("POST", "/api/v1/batch/move"): SELF_WRITE,
@@ -185,6 +189,10 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("GET", "/api/v1/content/{path:path}"): 200,
     ("PUT", "/api/v1/content/{path:path}"): 201,
     ("GET", "/api/v1/nodes/{node_id:str}/zip"): 200,
+    ("GET", "/api/v1/nodes/{node_id:str}/versions"): 200,
+    ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): 200,
+    ("POST", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/restore"): 200,
+    ("DELETE", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): 204,
     ("POST", "/api/v1/zip"): 200,
     ("POST", "/api/v1/batch/delete"): 200,
     ("POST", "/api/v1/batch/move"): 200,
@@ -513,6 +521,33 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
 
         return for_route
 
+    def on_version(*, fresh_target: bool = True) -> Callable[[str], Prepare]:
+        """A route naming an old version of the owner's file (the file has a newer current one)."""
+
+        def for_route(route: str) -> Prepare:
+            async def make(cast: Cast) -> dict[str, Any]:
+                node = await new_file(cast)
+                listed = await client.get(f"/api/v1/nodes/{node['id']}/versions", headers=session(cast, "owner"))
+                assert listed.status_code == 200, listed.text
+                first = listed.json()["items"][0]["id"]
+                replaced = await client.put(
+                    f"/api/v1/nodes/{node['id']}/content",
+                    content=f"second {uuid.uuid4()}".encode(),
+                    headers=session(cast, "owner"),
+                )
+                assert replaced.status_code == 200, replaced.text
+                return {"node_id": node["id"], "version_id": first}
+
+            async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
+                target = (
+                    await make(cast) if fresh and fresh_target else await shared_target(route, lambda: make(shared))
+                )
+                return {"node_id": target["node_id"], "version_id": target["version_id"]}, None
+
+            return prepare
+
+        return for_route
+
     def in_own_tree(
         make_call: Callable[[Cast, str], Awaitable[tuple[dict[str, str], Any]]],
     ) -> Callable[[str], Prepare]:
@@ -587,6 +622,10 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
         ("GET", "/api/v1/content/{path:path}"): in_own_tree(file_path),
         ("PUT", "/api/v1/content/{path:path}"): plain(content),
         ("GET", "/api/v1/nodes/{node_id:str}/zip"): on_node("file", fresh_target=False),
+        ("GET", "/api/v1/nodes/{node_id:str}/versions"): on_node("file", fresh_target=False),
+        ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): on_version(fresh_target=False),
+        ("POST", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/restore"): on_version(),
+        ("DELETE", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): on_version(),
         ("POST", "/api/v1/zip"): in_own_tree(selection),
         ("POST", "/api/v1/batch/delete"): in_own_tree(selection),
         ("POST", "/api/v1/batch/move"): in_own_tree(move_selection),

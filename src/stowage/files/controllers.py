@@ -39,6 +39,7 @@ from stowage.files.schemas import (
     RestoreRequest,
     UpdateNodeRequest,
     UploadResult,
+    VersionList,
     ZipRequest,
 )
 from stowage.files.services import FileServices
@@ -283,6 +284,49 @@ class NodesController(Controller):
         if not stored:
             raise InvalidInput("The form contained no file (a part with a filename).")
         return UploadResult(items=stored)
+
+    # --- versions --------------------------------------------------------------------------------
+
+    @get("/nodes/{node_id:str}/versions", summary="A file's versions, newest first")
+    async def versions(self, node_id: FromPath[str], files: Files, principal: Caller) -> VersionList:
+        return await files.versions.list(principal, node_id)
+
+    @route(
+        "/nodes/{node_id:str}/versions/{version_id:str}/content",
+        http_method=["GET", "HEAD"],
+        summary="Download one version (Range, ETag and conditional requests as for the file)",
+    )
+    async def version_content(
+        self,
+        request: AnyRequest,
+        node_id: FromPath[str],
+        version_id: FromPath[str],
+        files: Files,
+        principal: Caller,
+        download: Annotated[bool, QueryParameter()] = False,
+    ) -> BlobResponse:
+        node = await files.versions.for_download(principal, node_id, version_id)
+        return await _download(request, files, node, attachment=download)
+
+    @post(
+        "/nodes/{node_id:str}/versions/{version_id:str}/restore",
+        status_code=HTTP_200_OK,
+        summary="Make this version current again (as a new version)",
+    )
+    async def restore_version(
+        self, node_id: FromPath[str], version_id: FromPath[str], files: Files, principal: Caller
+    ) -> NodeOut:
+        return await files.versions.restore(principal, node_id, version_id)
+
+    @delete(
+        "/nodes/{node_id:str}/versions/{version_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete an old version (not the current one)",
+    )
+    async def delete_version(
+        self, node_id: FromPath[str], version_id: FromPath[str], files: Files, principal: Caller
+    ) -> None:
+        await files.versions.delete(principal, node_id, version_id)
 
     # --- by path ---------------------------------------------------------------------------------
 

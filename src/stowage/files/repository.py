@@ -283,3 +283,8 @@ async def release_usage(db: AsyncSession, user_id: str, delta: int) -> None:
 async def log_change(db: AsyncSession, user_id: str, node_id: str, action: str, now: datetime) -> None:
     db.add(Change(user_id=user_id, node_id=node_id, action=action, at=now))
     await db.flush()
+
+
+async def list_versions(db: AsyncSession, node_id: str) -> Sequence[Version]:
+    statement = select(Version).where(Version.node_id == node_id).order_by(Version.created_at.desc(), Version.id)
+    return (await db.scalars(statement)).all()

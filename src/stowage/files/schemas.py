@@ -103,3 +103,19 @@ class ZipRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class UploadResult(msgspec.Struct):
     items: list[NodeOut]
+
+
+class VersionOut(msgspec.Struct):
+    """One kept content of a file; ``current`` marks the one the file shows now."""
+
+    id: str
+    size: int
+    media_type: str
+    etag: str
+    author_id: str | None
+    created_at: datetime
+    current: bool
+
+
+class VersionList(msgspec.Struct):
+    items: list[VersionOut]

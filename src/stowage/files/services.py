@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from stowage.files.service import FileDeps, FileService
 from stowage.files.uploads import UploadService
+from stowage.files.versions import VersionService
 
 
 @dataclass(slots=True)
@@ -13,8 +14,9 @@ class FileServices:
     deps: FileDeps
     tree: FileService
     uploads: UploadService
+    versions: VersionService
 
     @classmethod
     def build(cls, deps: FileDeps) -> FileServices:
         tree = FileService(deps)
-        return cls(deps=deps, tree=tree, uploads=UploadService(deps, tree))
+        return cls(deps=deps, tree=tree, uploads=UploadService(deps, tree), versions=VersionService(tree))

@@ -1,0 +1,117 @@
+"""A file's history: every overwrite keeps the previous content as a version.
+
+List, download, restore (the chosen content becomes a new current version, so history is never
+rewritten) and delete old versions. Versions count toward the owner's quota; deleting one releases
+its bytes and its blob reference (the blob file goes to the garbage collector).
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stowage.db.base import utcnow
+from stowage.db.tables import Node, Version
+from stowage.errors import Conflict, NotFound
+from stowage.files import repository
+from stowage.files.http_semantics import make_etag
+from stowage.files.schemas import NodeOut, VersionList, VersionOut
+from stowage.files.service import FileService, charge_or_fail, node_out
+from stowage.policy import Action, Principal
+
+
+def version_out(version: Version, node: Node) -> VersionOut:
+    return VersionOut(
+        id=version.id,
+        size=version.size,
+        media_type=version.media_type,
+        etag=make_etag(version.sha256),
+        author_id=version.author_id,
+        created_at=version.created_at,
+        current=version.id == node.current_version_id,
+    )
+
+
+class VersionService:
+    def __init__(self, files: FileService) -> None:
+        self.files = files
+        self.db = files.db
+
+    async def _file(self, db: AsyncSession, principal: Principal | None, node_id: str, action: Action) -> Node:
+        node = await self.files.load(db, principal, node_id, action)
+        if node.kind != "file":
+            raise Conflict(f"{node.name!r} is a folder; only files have versions.")
+        return node
+
+    async def _version(self, db: AsyncSession, node: Node, version_id: str) -> Version:
+        version = await db.get(Version, version_id)
+        if version is None or version.node_id != node.id:
+            raise NotFound("This file has no such version.")
+        return version
+
+    async def list(self, principal: Principal | None, node_id: str) -> VersionList:
+        async with self.db.session() as db:
+            node = await self._file(db, principal, node_id, Action.FILE_READ)
+            versions = await repository.list_versions(db, node.id)
+            return VersionList(items=[version_out(v, node) for v in versions])
+
+    async def for_download(self, principal: Principal | None, node_id: str, version_id: str) -> Node:
+        """A detached stand-in for the node whose content is the chosen version (for download planning)."""
+        async with self.db.session() as db:
+            node = await self._file(db, principal, node_id, Action.FILE_READ)
+            version = await self._version(db, node, version_id)
+            return Node(
+                id=node.id,
+                owner_id=node.owner_id,
+                parent_id=node.parent_id,
+                kind="file",
+                name=node.name,
+                size=version.size,
+                media_type=version.media_type,
+                sha256=version.sha256,
+                created_at=node.created_at,
+                modified_at=version.created_at,
+            )
+
+    async def restore(self, principal: Principal | None, node_id: str, version_id: str) -> NodeOut:
+        """Make an old version current again, as a new version (the history keeps growing)."""
+        async with self.db.transaction() as db:
+            node = await self._file(db, principal, node_id, Action.FILE_WRITE)
+            source = await self._version(db, node, version_id)
+            now = utcnow()
+            await charge_or_fail(db, self.files.deps.settings, node.owner_id, source.size)
+            await repository.reference_blob(db, source.sha256, source.size, now)
+            caller_id = principal.user_id if principal is not None else None
+            version = Version(
+                id=str(uuid.uuid4()),
+                node_id=node.id,
+                sha256=source.sha256,
+                size=source.size,
+                media_type=source.media_type,
+                author_id=caller_id,
+                created_at=now,
+            )
+            db.add(version)
+            await db.flush()
+            node.current_version_id = version.id
+            node.sha256 = source.sha256
+            node.size = source.size
+            node.media_type = source.media_type
+            node.modified_at = now
+            await db.flush()
+            await repository.log_change(db, node.owner_id, node.id, "update", now)
+            return node_out(node)
+
+    async def delete(self, principal: Principal | None, node_id: str, version_id: str) -> None:
+        async with self.db.transaction() as db:
+            node = await self._file(db, principal, node_id, Action.FILE_WRITE)
+            version = await self._version(db, node, version_id)
+            if version.id == node.current_version_id:
+                raise Conflict("This is the file's current version; restore another one first or delete the file.")
+            await db.delete(version)
+            await db.flush()
+            unreferenced = await repository.release_blobs(db, [version.sha256])
+            await repository.delete_blob_rows(db, unreferenced)
+            await repository.release_usage(db, node.owner_id, version.size)
+            await repository.log_change(db, node.owner_id, node.id, "update", utcnow())
