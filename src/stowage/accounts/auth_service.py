@@ -29,7 +29,6 @@ from stowage.db.base import utcnow
 from stowage.db.tables import ApiKey, Invite, RefreshToken, Session, User
 from stowage.errors import Conflict, PermissionDenied, Unauthenticated
 from stowage.policy import CredentialKind, Principal, Role, Scope
-from stowage.ratelimit import check as rate_check
 
 BAD_CREDENTIALS = "Email or password is wrong."
 SESSION_SCOPES = frozenset({Scope.READ, Scope.WRITE})
@@ -44,22 +43,10 @@ class AuthService:
     # --- rate limits --------------------------------------------------------------------------
 
     async def _limit_ip(self, what: str, client: ClientInfo) -> None:
-        await rate_check(
-            self.deps.limiter,
-            f"{what}:ip:{client.ip}",
-            limit=self.settings.rate_limit_auth_per_ip,
-            window_seconds=self.settings.rate_limit_window_seconds,
-            what=f"{what} attempts from your address",
-        )
+        await self.deps.limit(f"{what}:ip:{client.ip}", per="ip", what=f"{what} attempts from your address")
 
     async def _limit_account(self, what: str, email: str) -> None:
-        await rate_check(
-            self.deps.limiter,
-            f"{what}:account:{email}",
-            limit=self.settings.rate_limit_auth_per_account,
-            window_seconds=self.settings.rate_limit_window_seconds,
-            what=f"{what} attempts for this account",
-        )
+        await self.deps.limit(f"{what}:account:{email}", per="account", what=f"{what} attempts for this account")
 
     # --- sign-up ------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,6 +24,7 @@ from stowage.mail.mailer import Mailer
 from stowage.observability.context import current_request_id
 from stowage.observability.logging import get_logger
 from stowage.ratelimit import RateLimiter
+from stowage.ratelimit import check as rate_check
 
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
 security_log = get_logger("stowage.security")
@@ -45,6 +47,18 @@ class AccountDeps:
     hasher: PasswordHasher
     mailer: Mailer
     limiter: RateLimiter
+
+    async def limit(self, key: str, *, per: Literal["ip", "account"], what: str) -> None:
+        """Count one attempt under ``key`` against the per-address or per-account limit; 429 when over.
+
+        ``what`` completes the message: "Too many <what>; try again in N seconds."."""
+        await rate_check(
+            self.limiter,
+            key,
+            limit=self.settings.rate_limit_auth_per_ip if per == "ip" else self.settings.rate_limit_auth_per_account,
+            window_seconds=self.settings.rate_limit_window_seconds,
+            what=what,
+        )
 
 
 def normalise_email(raw: str) -> str:

@@ -31,7 +31,6 @@ from stowage.errors import (
 from stowage.files.service import release_user_content
 from stowage.mail.templates import link_for, password_reset_email, verification_email
 from stowage.policy import Action, Owned, Principal, Role, authorize
-from stowage.ratelimit import check as rate_check
 
 VERIFY = "verify"
 RESET = "reset"
@@ -84,12 +83,8 @@ class ProfileService:
             return user_out(user, self.settings)
 
     async def _require_password(self, user: User, password: str, client: ClientInfo, action: str) -> None:
-        await rate_check(
-            self.deps.limiter,
-            f"password-check:account:{user.id}",
-            limit=self.settings.rate_limit_auth_per_account,
-            window_seconds=self.settings.rate_limit_window_seconds,
-            what="password attempts for this account",
+        await self.deps.limit(
+            f"password-check:account:{user.id}", per="account", what="password attempts for this account"
         )
         if not await self.deps.hasher.verify(user.password_hash, password):
             async with self.deps.database.transaction() as db:
@@ -267,12 +262,8 @@ class ProfileService:
         user = await self._user(principal)
         if user.email_verified_at is not None:
             raise Conflict(f"{user.email} is already verified.")
-        await rate_check(
-            self.deps.limiter,
-            f"verify-mail:account:{user.id}",
-            limit=self.settings.rate_limit_auth_per_account,
-            window_seconds=self.settings.rate_limit_window_seconds,
-            what="verification emails for this account",
+        await self.deps.limit(
+            f"verify-mail:account:{user.id}", per="account", what="verification emails for this account"
         )
         secret = await self._mail_token(user, VERIFY)
         minutes = self.settings.email_token_ttl // 60
@@ -291,21 +282,9 @@ class ProfileService:
     async def forgot_password(self, email_raw: str, client: ClientInfo) -> None:
         """Always looks the same to the caller, whether or not the account exists."""
         self._require_mail()
-        await rate_check(
-            self.deps.limiter,
-            f"reset:ip:{client.ip}",
-            limit=self.settings.rate_limit_auth_per_ip,
-            window_seconds=self.settings.rate_limit_window_seconds,
-            what="password reset requests from your address",
-        )
+        await self.deps.limit(f"reset:ip:{client.ip}", per="ip", what="password reset requests from your address")
         email = normalise_email(email_raw)
-        await rate_check(
-            self.deps.limiter,
-            f"reset:account:{email}",
-            limit=self.settings.rate_limit_auth_per_account,
-            window_seconds=self.settings.rate_limit_window_seconds,
-            what="password reset requests for this account",
-        )
+        await self.deps.limit(f"reset:account:{email}", per="account", what="password reset requests for this account")
         async with self.deps.database.session() as db:
             user = await repository.get_user_by_email(db, email)
         if user is None or user.disabled_at is not None:
@@ -319,12 +298,8 @@ class ProfileService:
             await record(db, "account.password_reset_requested", target_id=user.id, client=client)
 
     async def reset_password(self, token: str, new_password: str, client: ClientInfo) -> None:
-        await rate_check(
-            self.deps.limiter,
-            f"reset-confirm:ip:{client.ip}",
-            limit=self.settings.rate_limit_auth_per_ip,
-            window_seconds=self.settings.rate_limit_window_seconds,
-            what="password reset attempts from your address",
+        await self.deps.limit(
+            f"reset-confirm:ip:{client.ip}", per="ip", what="password reset attempts from your address"
         )
         async with self.deps.database.session() as db:
             stored = await repository.get_email_token(db, tokens.hash_token(token))
