@@ -28,7 +28,7 @@ from stowage.accounts.schemas import LoginRequest, SignupRequest, TokenPair
 from stowage.db.base import utcnow
 from stowage.db.tables import ApiKey, Invite, RefreshToken, Session, User
 from stowage.errors import Conflict, PermissionDenied, Unauthenticated
-from stowage.policy import CredentialKind, Principal, Role, Scope
+from stowage.policy import Action, CredentialKind, Principal, Role, Scope, authorize
 
 BAD_CREDENTIALS = "Email or password is wrong."
 SESSION_SCOPES = frozenset({Scope.READ, Scope.WRITE})
@@ -215,7 +215,9 @@ class AuthService:
             )
         raise Unauthenticated("This refresh token was already used; the session has been ended for safety.")
 
-    async def logout(self, principal: Principal, client: ClientInfo) -> None:
+    async def logout(self, principal: Principal | None, client: ClientInfo) -> None:
+        """End the calling session. Any signed-in caller may; with a personal token it ends nothing."""
+        principal = authorize(principal, Action.SESSION_READ)
         async with self.deps.database.transaction() as db:
             if principal.kind is CredentialKind.SESSION:
                 session = await repository.get_session(db, principal.credential_id)
@@ -224,7 +226,8 @@ class AuthService:
                     session.revoke_reason = "logout"
             await record(db, "auth.logout", actor_id=principal.user_id, target_id=principal.user_id, client=client)
 
-    async def logout_everywhere(self, principal: Principal, client: ClientInfo) -> int:
+    async def logout_everywhere(self, principal: Principal | None, client: ClientInfo) -> int:
+        principal = authorize(principal, Action.SESSION_REVOKE)
         async with self.deps.database.transaction() as db:
             count = await repository.revoke_sessions(db, principal.user_id, now=utcnow(), reason="logout_all")
             await record(

@@ -22,7 +22,12 @@ from stowage.api.problems import status_for
 from stowage.blobs import BlobNotFound
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.downloads import plan_download
-from stowage.files.http_semantics import Preconditions, parse_content_digest, parse_sha256_header
+from stowage.files.http_semantics import (
+    Preconditions,
+    content_disposition,
+    parse_content_digest,
+    parse_sha256_header,
+)
 from stowage.files.multipart import MultipartStream, read_field
 from stowage.files.responses import BlobResponse, StreamResponse
 from stowage.files.schemas import (
@@ -415,8 +420,6 @@ def _etag(node: NodeOut) -> dict[str, str]:
 
 
 async def _zip(files: FileServices, principal: Principal | None, ids: list[str], name: str | None) -> StreamResponse:
-    from stowage.files.http_semantics import content_disposition
-
     entries = await files.tree.zip_entries(principal, ids)
     total = zip_size_if_known(entries)
     archive = name or "download.zip"

@@ -26,7 +26,7 @@ from stowage.config import Settings
 from stowage.db.base import utcnow
 from stowage.db.engine import Database
 from stowage.db.tables import Node, User, Version
-from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, StowageError
+from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, QuotaExceeded, StowageError
 from stowage.files import repository
 from stowage.files.http_semantics import make_etag
 from stowage.files.names import normalise_name, split_path, with_suffix_number
@@ -672,8 +672,6 @@ async def charge_or_fail(db: AsyncSession, settings: Settings, owner_id: str, de
 
 def quota_exceeded(*, needed: int, used: int, limit: int) -> StowageError:
     """The one shape of a quota refusal: which quota, what is used, the limit, what was needed."""
-    from stowage.errors import QuotaExceeded
-
     free = max(limit - used, 0)
     return QuotaExceeded(
         f"Storage quota exceeded: this needs {needed} bytes but only {free} of your {limit} bytes are free; "

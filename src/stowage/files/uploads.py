@@ -32,7 +32,7 @@ from stowage.errors import (
 from stowage.files import repository
 from stowage.files.http_semantics import make_etag
 from stowage.files.media import sniff_media_type
-from stowage.files.names import normalise_name
+from stowage.files.names import normalise_name, split_path
 from stowage.files.schemas import ConflictPolicy, NodeOut
 from stowage.files.service import (
     FileDeps,
@@ -105,8 +105,6 @@ class UploadService:
         create_parents: bool,
     ) -> tuple[NodeOut, bool]:
         """Store ``body`` at ``/a/b/name``; missing folders are created when ``create_parents``."""
-        from stowage.files.names import split_path
-
         parts = split_path(path)
         if not parts:
             raise InvalidInput("The path names no file.", errors=[FieldError(field="path", message="empty")])
