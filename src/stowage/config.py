@@ -24,6 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
+from stowage.files.retention import DEFAULT_SCHEDULE, ScheduleError, parse_schedule
+
 ENV_PREFIX = "STOWAGE_"
 SECRET_FILE_NAME = "secret.key"  # noqa: S105 - a file name, not a secret
 REDACTED = "**redacted**"
@@ -32,6 +34,7 @@ LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
 SignupMode = Literal["open", "invite", "closed"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
+VerifyReads = Literal["changed", "always", "off"]
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -65,6 +68,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     default_quota_bytes: int = 10 * 1024**3
     max_upload_bytes: int = 100 * 1024**3
     trash_retention_days: int = 30
+    version_keep_last: int = 10
+    version_thinning: str = DEFAULT_SCHEDULE
+    verify_reads: VerifyReads = "changed"
     trusted_proxies: tuple[str, ...] = ()
 
     redis_url: str | None = None
@@ -304,6 +310,16 @@ def _validate(s: Settings) -> None:
         "must be between 1 and 3650 days",
         s.trash_retention_days,
     )
+    _require(
+        0 <= s.version_keep_last <= 10000,
+        "version_keep_last",
+        "must be between 0 and 10000",
+        s.version_keep_last,
+    )
+    try:
+        parse_schedule(s.version_thinning)
+    except ScheduleError as exc:
+        _require(False, "version_thinning", f"must be stages like 1h:1d,1d:30d,1w ({exc})", s.version_thinning)
     _require(s.default_quota_bytes >= 0, "default_quota_bytes", "must be 0 (no storage) or more", s.default_quota_bytes)
     for proxy in s.trusted_proxies:
         try:

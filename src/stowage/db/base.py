@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -49,6 +50,16 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def search_key(text: str) -> str:
+    """The form names are stored and searched in: NFKC, then Unicode case folding.
+
+    Folding in Python (not with SQL ``lower()``) gives both engines the same answer for every script
+    ("Straße" matches "STRASSE", full-width letters match ASCII), and lets SQLite use its built-in
+    ``LIKE`` on a stored column instead of calling back into Python for every row.
+    """
+    return unicodedata.normalize("NFKC", text).casefold()
 
 
 class Base(DeclarativeBase):

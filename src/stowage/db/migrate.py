@@ -69,6 +69,11 @@ async def downgrade(database: Database, revision: str) -> None:
         await connection.run_sync(_run)
 
 
+def _compared(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
+    """Leave out the optional PostgreSQL trigram index (created by migration 0004 when pg_trgm exists)."""
+    return not (type_ == "index" and name is not None and name.endswith("_trgm"))
+
+
 async def pending_model_changes(database: Database) -> list[Any]:
     """Differences between the tables in code and the migrated schema (empty when in step).
 
@@ -79,7 +84,12 @@ async def pending_model_changes(database: Database) -> list[Any]:
     def _compare(connection: Connection) -> list[Any]:
         context = MigrationContext.configure(
             connection,
-            opts={"compare_type": True, "compare_server_default": True, "target_metadata": Base.metadata},
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "target_metadata": Base.metadata,
+                "include_object": _compared,
+            },
         )
         return list(compare_metadata(context, Base.metadata))
 

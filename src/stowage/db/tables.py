@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, CheckConstraint, ForeignKey, Index, Integer, String, Text, text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, false, text
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
-from stowage.db.base import Base, UTCDateTime
+from stowage.db.base import Base, UTCDateTime, search_key
 
 
 class Instance(Base):
@@ -166,6 +166,18 @@ class Node(Base):
     trashed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     trash_root_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
     trashed_from_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # The folded name (``search_key``), kept in step with ``name`` by ``_fold_name``; searched with LIKE.
+    search_name: Mapped[str] = mapped_column(String(1024), nullable=False, server_default=text("''"))
+    starred: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
+    # Small custom key/value metadata set by clients (validated by ``files.metadata``).
+    properties: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
+    # Server time the current content was stored (files only): the order of "recent files".
+    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    @validates("name")
+    def _fold_name(self, _key: str, value: str) -> str:
+        self.search_name = search_key(value)
+        return value
 
     __table_args__ = (
         CheckConstraint("kind IN ('file', 'folder')", name="kind"),
@@ -188,6 +200,8 @@ class Node(Base):
         ),
         Index("ix_nodes_parent_id_kind_name", "parent_id", "kind", "name"),
         Index("ix_nodes_owner_id_trashed_at", "owner_id", "trashed_at"),
+        Index("ix_nodes_owner_id_uploaded_at", "owner_id", "uploaded_at"),
+        Index("ix_nodes_owner_id_starred", "owner_id", sqlite_where=text("starred"), postgresql_where=text("starred")),
     )
 
 
@@ -203,6 +217,8 @@ class Version(Base):
     media_type: Mapped[str] = mapped_column(String(255), nullable=False)
     author_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # A pinned version is never removed by retention thinning (only by an explicit delete).
+    pinned: Mapped[bool] = mapped_column(Boolean, nullable=False, default=False, server_default=false())
 
 
 class Change(Base):
@@ -215,3 +231,20 @@ class Change(Base):
     node_id: Mapped[str] = mapped_column(String(36), nullable=False)
     action: Mapped[str] = mapped_column(String(16), nullable=False)
     at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+
+
+class MaintenanceRun(Base):
+    """The outcome of one fsck, gc or retention run, for the admin endpoint (newest per kind shown)."""
+
+    __tablename__ = "maintenance_runs"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)
+    trigger: Mapped[str] = mapped_column(String(16), nullable=False)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    outcome: Mapped[str] = mapped_column(String(16), nullable=False)
+    # JSON document: counters, and the problems found and repaired (capped, see ``maintenance.runs``).
+    report: Mapped[str] = mapped_column(Text, nullable=False)
+
+    __table_args__ = (Index("ix_maintenance_runs_kind_id", "kind", "id"),)
