@@ -38,6 +38,7 @@ from stowage.config import Settings, ensure_data_dir, load_or_create_secret, loa
 from stowage.db import migrate
 from stowage.db.engine import Database
 from stowage.files.controllers import NodesController, TrashController
+from stowage.files.search_controllers import SearchController
 from stowage.files.service import FileDeps
 from stowage.files.services import FileServices
 from stowage.mail.mailer import create_mailer
@@ -233,6 +234,7 @@ def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
         AdminController,
         NodesController,
         TrashController,
+        SearchController,
     ]
     if settings.metrics_enabled:
         route_handlers.append(MetricsController)

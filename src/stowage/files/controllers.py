@@ -43,8 +43,10 @@ from stowage.files.schemas import (
     NodePage,
     RestoreRequest,
     UpdateNodeRequest,
+    UpdateVersionRequest,
     UploadResult,
     VersionList,
+    VersionOut,
     ZipRequest,
 )
 from stowage.files.services import FileServices
@@ -151,12 +153,18 @@ class NodesController(Controller):
     async def get_node(self, node_id: FromPath[str], files: Files, principal: Caller) -> NodeOut | FolderOut:
         return await files.tree.get(principal, node_id)
 
-    @patch("/nodes/{node_id:str}", summary="Rename and/or move")
+    @patch("/nodes/{node_id:str}", summary="Rename, move, star, and patch custom metadata")
     async def update_node(
         self, node_id: FromPath[str], data: JSONBody[UpdateNodeRequest], files: Files, principal: Caller
     ) -> NodeOut:
         return await files.tree.update(
-            principal, node_id, name=data.name, parent_id=data.parent_id, on_conflict=data.on_conflict
+            principal,
+            node_id,
+            name=data.name,
+            parent_id=data.parent_id,
+            on_conflict=data.on_conflict,
+            starred=data.starred,
+            metadata=data.metadata,
         )
 
     @delete("/nodes/{node_id:str}", status_code=HTTP_200_OK, summary="Move to the trash (folders recursively)")
@@ -322,6 +330,17 @@ class NodesController(Controller):
         self, node_id: FromPath[str], version_id: FromPath[str], files: Files, principal: Caller
     ) -> NodeOut:
         return await files.versions.restore(principal, node_id, version_id)
+
+    @patch("/nodes/{node_id:str}/versions/{version_id:str}", summary="Pin or unpin a version")
+    async def update_version(
+        self,
+        node_id: FromPath[str],
+        version_id: FromPath[str],
+        data: JSONBody[UpdateVersionRequest],
+        files: Files,
+        principal: Caller,
+    ) -> VersionOut:
+        return await files.versions.set_pinned(principal, node_id, version_id, data.pinned)
 
     @delete(
         "/nodes/{node_id:str}/versions/{version_id:str}",

@@ -36,13 +36,15 @@ async def get_live_child(db: AsyncSession, parent_id: str, name: str) -> Node | 
 async def live_child_names(db: AsyncSession, parent_id: str, prefix: str) -> set[str]:
     rows = await db.scalars(
         select(Node.name).where(
-            Node.parent_id == parent_id, Node.trashed_at.is_(None), Node.name.like(f"{_escape(prefix)}%", escape="\\")
+            Node.parent_id == parent_id,
+            Node.trashed_at.is_(None),
+            Node.name.like(f"{escape_like(prefix)}%", escape="\\"),
         )
     )
     return set(rows)
 
 
-def _escape(text: str) -> str:
+def escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
@@ -54,7 +56,7 @@ async def add(db: AsyncSession, row: object) -> None:
 # --- listing -------------------------------------------------------------------------------
 
 
-def _sort_columns(sort: SortKey) -> list[Any]:
+def sort_columns(sort: SortKey) -> list[Any]:
     """Folders first, then the chosen key, then name and id as tie-breakers (a total order)."""
     key: Any
     if sort == "size":
@@ -84,29 +86,29 @@ async def list_children(
     Keyset (not offset) pagination stays correct while rows are inserted or deleted between pages:
     each page starts strictly after the last row the client saw.
     """
-    columns = _sort_columns(sort)
+    columns = sort_columns(sort)
     statement = select(Node).where(Node.parent_id == parent_id, Node.trashed_at.is_(None))
     if kind is not None:
         statement = statement.where(Node.kind == kind)
     if media_type_prefix is not None:
-        statement = statement.where(Node.media_type.like(f"{_escape(media_type_prefix)}%", escape="\\"))
+        statement = statement.where(Node.media_type.like(f"{escape_like(media_type_prefix)}%", escape="\\"))
     # Folders always come first (kind DESC puts 'folder' before 'file'); the user's order applies within.
     kind_col, key_col, name_col, id_col = columns
     if after is not None:
         a_kind, a_key, a_name, a_id = after
-        cmp_rest = _tuple_after((key_col, name_col, id_col), (a_key, a_name, a_id), descending)
+        cmp_rest = tuple_after((key_col, name_col, id_col), (a_key, a_name, a_id), descending)
         statement = statement.where(or_(Node.kind < a_kind, and_(Node.kind == a_kind, cmp_rest)))
     order = [kind_col] + [c.desc() if descending else c.asc() for c in (key_col, name_col, id_col)]
     return (await db.scalars(statement.order_by(*order).limit(limit))).all()
 
 
-def _tuple_after(columns: tuple[Any, ...], values: tuple[Any, ...], descending: bool) -> Any:
+def tuple_after(columns: tuple[Any, ...], values: tuple[Any, ...], descending: bool) -> Any:
     """Rows strictly after ``values`` in lexicographic (columns) order, written portably."""
     (first, *rest_cols), (value, *rest_values) = columns, values
     beyond = first < value if descending else first > value
     if not rest_cols:
         return beyond
-    return or_(beyond, and_(first == value, _tuple_after(tuple(rest_cols), tuple(rest_values), descending)))
+    return or_(beyond, and_(first == value, tuple_after(tuple(rest_cols), tuple(rest_values), descending)))
 
 
 def sort_key_of(node: Node, sort: SortKey) -> tuple[Any, ...]:

@@ -26,6 +26,8 @@ class NodeOut(msgspec.Struct):
     created_at: datetime
     modified_at: datetime
     trashed_at: datetime | None = None
+    starred: bool = False
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
 
 
 class FolderOut(msgspec.Struct):
@@ -54,11 +56,16 @@ class CreateFolderPathRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class UpdateNodeRequest(msgspec.Struct, forbid_unknown_fields=True):
-    """Rename (``name``), move (``parent_id``), or both at once."""
+    """Rename (``name``), move (``parent_id``), star, and patch custom metadata, in any combination.
+
+    ``metadata`` is a merge patch: a string sets a key, ``null`` removes it, other keys stay.
+    """
 
     name: Name | None = None
     parent_id: NodeId | None = None
     on_conflict: ConflictPolicy = "fail"
+    starred: bool | None = None
+    metadata: Annotated[dict[str, str | None], msgspec.Meta(max_length=256)] | None = None
 
 
 class CopyRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -111,10 +118,18 @@ class VersionOut(msgspec.Struct):
     id: str
     size: int
     media_type: str
+    sha256: str
     etag: str
     author_id: str | None
     created_at: datetime
     current: bool
+    pinned: bool
+
+
+class UpdateVersionRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``pinned: true`` keeps the version out of retention thinning."""
+
+    pinned: bool
 
 
 class VersionList(msgspec.Struct):

@@ -12,7 +12,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from stowage.db.tables import Node, User, Version
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, QuotaExceeded, StowageError
 from stowage.files import repository
 from stowage.files.http_semantics import make_etag
+from stowage.files.metadata import apply_patch as apply_metadata_patch
 from stowage.files.names import normalise_name, split_path, with_suffix_number
 from stowage.files.schemas import (
     BatchItemResult,
@@ -66,6 +67,8 @@ def node_out(node: Node) -> NodeOut:
         created_at=node.created_at,
         modified_at=node.modified_at,
         trashed_at=node.trashed_at,
+        starred=node.starred,
+        metadata=dict(node.properties or {}),
     )
 
 
@@ -279,12 +282,23 @@ class FileService:
         name: str | None,
         parent_id: str | None,
         on_conflict: ConflictPolicy,
+        starred: bool | None = None,
+        metadata: Mapping[str, str | None] | None = None,
     ) -> NodeOut:
+        """Rename/move, star and patch metadata in one unit of work: all of it applies, or none."""
         async with self.db.transaction() as db:
             node = await self.load(db, principal, node_id, Action.FILE_WRITE)
-            return node_out(
-                await self._move(db, principal, node, name=name, parent_id=parent_id, on_conflict=on_conflict)
-            )
+            annotated = starred is not None or metadata is not None
+            if metadata is not None:
+                node.properties = apply_metadata_patch(node.properties, metadata) or None
+            if starred is not None:
+                node.starred = starred
+            if name is not None or parent_id is not None:
+                node = await self._move(db, principal, node, name=name, parent_id=parent_id, on_conflict=on_conflict)
+            elif annotated:
+                await db.flush()
+                await repository.log_change(db, node.owner_id, node.id, "update", utcnow())
+            return node_out(node)
 
     async def _move(
         self,
@@ -395,6 +409,8 @@ class FileService:
                 sha256=original.sha256,
                 created_at=now,
                 modified_at=original.modified_at,
+                properties=original.properties,
+                uploaded_at=now if original.kind == "file" else None,
             )
             if original.current_version_id and original.current_version_id in current_versions:
                 source = versions.get(original.current_version_id)

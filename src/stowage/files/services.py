@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from stowage.files.search import SearchService
 from stowage.files.service import FileDeps, FileService
 from stowage.files.uploads import UploadService
 from stowage.files.versions import VersionService
@@ -15,8 +16,15 @@ class FileServices:
     tree: FileService
     uploads: UploadService
     versions: VersionService
+    search: SearchService
 
     @classmethod
     def build(cls, deps: FileDeps) -> FileServices:
         tree = FileService(deps)
-        return cls(deps=deps, tree=tree, uploads=UploadService(deps, tree), versions=VersionService(tree))
+        return cls(
+            deps=deps,
+            tree=tree,
+            uploads=UploadService(deps, tree),
+            versions=VersionService(tree),
+            search=SearchService(tree),
+        )

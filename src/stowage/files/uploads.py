@@ -44,6 +44,7 @@ from stowage.files.service import (
     quota_of,
     unique_name,
 )
+from stowage.files.versions import apply_retention, retention_policy
 from stowage.policy import Action, Principal, authorize
 
 SNIFF_BYTES = 4096
@@ -279,8 +280,11 @@ class UploadService:
             node.sha256 = info.sha256
             node.media_type = media_type
             node.modified_at = modified
+            node.uploaded_at = now
             await db.flush()
             await repository.log_change(db, node.owner_id, node.id, "create" if created else "update", now)
+            if not created:
+                await apply_retention(db, node, retention_policy(self.deps.settings), now)
             return node_out(node), created
 
     async def _insert_file(

@@ -1,24 +1,37 @@
 """A file's history: every overwrite keeps the previous content as a version.
 
-List, download, restore (the chosen content becomes a new current version, so history is never
+List, download, pin, restore (the chosen content becomes a new current version, so history is never
 rewritten) and delete old versions. Versions count toward the owner's quota; deleting one releases
 its bytes and its blob reference (the blob file goes to the garbage collector).
+
+Retention (``files.retention``) runs in the transaction that adds a version, so a file never holds
+more than the policy allows after a write, and hourly from housekeeping for every file with more
+versions than ``version_keep_last`` (thinning depends on age, which changes without writes).
 """
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
+from datetime import datetime
 
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from stowage.config import Settings
 from stowage.db.base import utcnow
 from stowage.db.tables import Node, Version
 from stowage.errors import Conflict, NotFound
 from stowage.files import repository
 from stowage.files.http_semantics import make_etag
+from stowage.files.retention import Candidate, RetentionPolicy, parse_schedule, versions_to_drop
 from stowage.files.schemas import NodeOut, VersionList, VersionOut
 from stowage.files.service import FileService, charge_or_fail, node_out
+from stowage.observability.logging import get_logger
 from stowage.policy import Action, Principal
+
+log = get_logger("stowage.files.versions")
+RETENTION_PAGE = 500
 
 
 def version_out(version: Version, node: Node) -> VersionOut:
@@ -26,11 +39,41 @@ def version_out(version: Version, node: Node) -> VersionOut:
         id=version.id,
         size=version.size,
         media_type=version.media_type,
+        sha256=version.sha256,
         etag=make_etag(version.sha256),
         author_id=version.author_id,
         created_at=version.created_at,
         current=version.id == node.current_version_id,
+        pinned=version.pinned,
     )
+
+
+def retention_policy(settings: Settings) -> RetentionPolicy:
+    return RetentionPolicy(keep_last=settings.version_keep_last, stages=parse_schedule(settings.version_thinning))
+
+
+async def drop_versions(db: AsyncSession, node: Node, versions: Sequence[Version], now: datetime) -> None:
+    """Delete old versions of one file, releasing their blob references and their bytes of quota."""
+    if not versions:
+        return
+    for version in versions:
+        await db.delete(version)
+    await db.flush()
+    unreferenced = await repository.release_blobs(db, [v.sha256 for v in versions])
+    await repository.delete_blob_rows(db, unreferenced)
+    await repository.release_usage(db, node.owner_id, sum(v.size for v in versions))
+    await repository.log_change(db, node.owner_id, node.id, "update", now)
+
+
+async def apply_retention(db: AsyncSession, node: Node, policy: RetentionPolicy, now: datetime) -> int:
+    """Thin one file's history by the policy; returns how many versions went."""
+    versions = await repository.list_versions(db, node.id)
+    if len(versions) <= policy.keep_last + 1:
+        return 0
+    candidates = [Candidate(id=v.id, created_at=v.created_at, pinned=v.pinned) for v in versions]
+    doomed = set(versions_to_drop(candidates, current_id=node.current_version_id, policy=policy, now=now))
+    await drop_versions(db, node, [v for v in versions if v.id in doomed], now)
+    return len(doomed)
 
 
 class VersionService:
@@ -99,9 +142,22 @@ class VersionService:
             node.size = source.size
             node.media_type = source.media_type
             node.modified_at = now
+            node.uploaded_at = now
             await db.flush()
             await repository.log_change(db, node.owner_id, node.id, "update", now)
+            await apply_retention(db, node, retention_policy(self.files.deps.settings), now)
             return node_out(node)
+
+    async def set_pinned(self, principal: Principal | None, node_id: str, version_id: str, pinned: bool) -> VersionOut:
+        """Pin (never thinned by retention) or unpin a version. An unpinned version becomes subject to
+        retention again at the next write or housekeeping run, not in this request."""
+        async with self.db.transaction() as db:
+            node = await self._file(db, principal, node_id, Action.FILE_WRITE)
+            version = await self._version(db, node, version_id)
+            version.pinned = pinned
+            await db.flush()
+            await repository.log_change(db, node.owner_id, node.id, "update", utcnow())
+            return version_out(version, node)
 
     async def delete(self, principal: Principal | None, node_id: str, version_id: str) -> None:
         async with self.db.transaction() as db:
@@ -109,9 +165,34 @@ class VersionService:
             version = await self._version(db, node, version_id)
             if version.id == node.current_version_id:
                 raise Conflict("This is the file's current version; restore another one first or delete the file.")
-            await db.delete(version)
-            await db.flush()
-            unreferenced = await repository.release_blobs(db, [version.sha256])
-            await repository.delete_blob_rows(db, unreferenced)
-            await repository.release_usage(db, node.owner_id, version.size)
-            await repository.log_change(db, node.owner_id, node.id, "update", utcnow())
+            if version.pinned:
+                raise Conflict("This version is pinned; unpin it first (PATCH with pinned: false).")
+            await drop_versions(db, node, [version], utcnow())
+
+    async def apply_retention_everywhere(self, *, now: datetime | None = None) -> int:
+        """Thin every file with more versions than ``version_keep_last`` (housekeeping); one short
+        transaction per file so the server keeps serving. Returns how many versions went."""
+        policy = retention_policy(self.files.deps.settings)
+        moment = now or utcnow()
+        dropped = 0
+        after = ""
+        while True:
+            async with self.db.session() as db:
+                node_ids = (
+                    await db.scalars(
+                        select(Version.node_id)
+                        .where(Version.node_id > after)
+                        .group_by(Version.node_id)
+                        .having(func.count() > policy.keep_last + 1)
+                        .order_by(Version.node_id)
+                        .limit(RETENTION_PAGE)
+                    )
+                ).all()
+            if not node_ids:
+                return dropped
+            for node_id in node_ids:
+                async with self.db.transaction() as db:
+                    node = await repository.get_node(db, node_id)
+                    if node is not None:
+                        dropped += await apply_retention(db, node, policy, moment)
+            after = node_ids[-1]

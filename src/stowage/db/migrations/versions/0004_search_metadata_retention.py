@@ -23,7 +23,9 @@ BACKFILL_BATCH = 1000
 
 
 def upgrade() -> None:
-    op.add_column("nodes", sa.Column("search_name", sa.String(length=1024), server_default=sa.text("''"), nullable=False))
+    op.add_column(
+        "nodes", sa.Column("search_name", sa.String(length=1024), server_default=sa.text("''"), nullable=False)
+    )
     op.add_column("nodes", sa.Column("starred", sa.Boolean(), server_default=sa.false(), nullable=False))
     op.add_column("nodes", sa.Column("properties", sa.JSON(), nullable=True))
     op.add_column("nodes", sa.Column("uploaded_at", stowage.db.base.UTCDateTime(timezone=True), nullable=True))
@@ -84,9 +86,7 @@ def _backfill() -> None:
             [{"node_id": row.id, "folded": stowage.db.base.search_key(row.name)} for row in rows],
         )
         after = rows[-1].id
-    content_time = (
-        sa.select(versions.c.created_at).where(versions.c.id == nodes.c.current_version_id).scalar_subquery()
-    )
+    content_time = sa.select(versions.c.created_at).where(versions.c.id == nodes.c.current_version_id).scalar_subquery()
     bind.execute(
         nodes.update()
         .where(nodes.c.kind == "file")
@@ -117,9 +117,7 @@ def _create_trigram_index() -> None:
         except sa.exc.DBAPIError:
             return
         installed = "public"
-    op.execute(
-        f"CREATE INDEX {TRIGRAM_INDEX} ON nodes USING gin (search_name {_quote(installed)}.gin_trgm_ops)"
-    )
+    op.execute(f"CREATE INDEX {TRIGRAM_INDEX} ON nodes USING gin (search_name {_quote(installed)}.gin_trgm_ops)")
 
 
 def _quote(identifier: str) -> str:

@@ -1,0 +1,90 @@
+"""REST endpoints for finding files: search, starred items and recent files."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+from litestar import Controller, get
+from litestar.params import QueryParameter
+
+from stowage.files.controllers import DEPENDENCIES, Caller, Cursor, Files, Limit, Order, Sort
+from stowage.files.schemas import NodePage
+from stowage.files.search import MAX_QUERY_LENGTH, Category, SearchQuery
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    """Timestamps without an offset are taken as UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
+
+
+class SearchController(Controller):
+    path = "/api/v1"
+    tags = ["search"]
+    dependencies = DEPENDENCIES
+    security = [{"bearer": []}]
+
+    @get(
+        "/search",
+        summary="Find files and folders by name and filters, everywhere or below a folder",
+        description="`q` matches anywhere in the name, ignoring case (Unicode case folding). All given "
+        "criteria must hold. Sorted and keyset-paginated like folder listings (folders first).",
+    )
+    async def search(
+        self,
+        files: Files,
+        principal: Caller,
+        q: Annotated[str | None, QueryParameter(max_length=MAX_QUERY_LENGTH, description="Part of the name")] = None,
+        folder_id: Annotated[str | None, QueryParameter(max_length=64, description="Only below this folder")] = None,
+        kind: Annotated[Literal["file", "folder"] | None, QueryParameter()] = None,
+        media_type: Annotated[
+            str | None, QueryParameter(max_length=255, description="Exact type, or a prefix ending in / (image/)")
+        ] = None,
+        category: Annotated[Category | None, QueryParameter(description="A family of media types")] = None,
+        min_size: Annotated[int | None, QueryParameter(ge=0, description="Bytes, inclusive")] = None,
+        max_size: Annotated[int | None, QueryParameter(ge=0, description="Bytes, inclusive")] = None,
+        modified_after: Annotated[datetime | None, QueryParameter(description="Inclusive, ISO 8601")] = None,
+        modified_before: Annotated[datetime | None, QueryParameter(description="Exclusive, ISO 8601")] = None,
+        starred: Annotated[bool | None, QueryParameter()] = None,
+        sort: Sort = "name",
+        order: Order = "asc",
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> NodePage:
+        query = SearchQuery(
+            text=q,
+            folder_id=folder_id,
+            kind=kind,
+            media_type=media_type,
+            category=category,
+            min_size=min_size,
+            max_size=max_size,
+            modified_after=_aware(modified_after),
+            modified_before=_aware(modified_before),
+            starred=starred,
+            sort=sort,
+            descending=order == "desc",
+        )
+        return await files.search.search(principal, query, cursor=cursor, limit=limit)
+
+    @get("/starred", summary="Starred files and folders (sorted and paginated like listings)")
+    async def starred(
+        self,
+        files: Files,
+        principal: Caller,
+        sort: Sort = "name",
+        order: Order = "asc",
+        cursor: Cursor = None,
+        limit: Limit = 100,
+    ) -> NodePage:
+        query = SearchQuery(starred=True, sort=sort, descending=order == "desc")
+        return await files.search.search(principal, query, cursor=cursor, limit=limit)
+
+    @get("/recent", summary="Recently uploaded or changed files, newest first")
+    async def recent(self, files: Files, principal: Caller, cursor: Cursor = None, limit: Limit = 50) -> NodePage:
+        return await files.search.recent(principal, cursor=cursor, limit=limit)
+
+
+__all__ = ["SearchController"]
