@@ -174,6 +174,13 @@ class BlobStore(Protocol):
         """Re-hash the content; False if it does not match its name. BlobNotFound if missing."""
         ...
 
+    async def ensure_intact(self, sha256: str, *, always: bool = False) -> None:
+        """Check the content before serving it: BlobNotFound if missing, BlobCorrupt if it no longer
+        hashes to its name. A store may skip the re-hash when it can tell the content has not changed
+        since it last verified it; ``always`` forbids that shortcut."""
+        if not await self.verify(sha256):
+            raise BlobCorrupt(sha256, "the content does not hash to its name")
+
     async def remove_stale_temp(self, older_than_seconds: float) -> int:
         """Delete spools of abandoned uploads last written more than that long ago; return how many."""
         ...

@@ -8,6 +8,13 @@ already stored the temp file is dropped instead (dedup) and the existing file's 
 ``gc``'s grace period covers the reference about to be recorded. An existing file of the wrong size
 (truncated by a crash or a disk) is replaced by the fresh copy.
 
+Reads are checked by ``ensure_intact``: a blob is re-hashed before it is served unless this process
+has verified (or written) it since the file last changed — judged by inode, size, mtime and ctime,
+which any rewrite, truncation, replacement or ``touch`` changes. Silent media decay that changes none
+of them is ``fsck``'s job (it re-hashes everything). A deduplicating upload likewise re-hashes an
+existing copy it has not verified before trusting it, and replaces a damaged one with its own bytes,
+so uploading the content again heals a corrupted blob.
+
 All file I/O runs in worker threads. A file descriptor is only touched by one thread call at a time;
 if a caller is cancelled mid-call, ``abort`` waits for that call before closing the descriptor.
 """
@@ -20,7 +27,9 @@ import hashlib
 import os
 import secrets
 import stat
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -36,6 +45,7 @@ from stowage.blobs.base import (
     check_sha256,
     to_thread_owning,
 )
+from stowage.observability.logging import get_logger
 
 TEMP_PREFIX = "upload-"
 TEMP_SUFFIX = ".part"
@@ -43,6 +53,50 @@ BLOB_MODE = 0o444
 TEMP_MODE = 0o600
 _VERIFY_CHUNK = 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
+VERIFIED_CACHE_SIZE = 65536
+
+Fingerprint = tuple[int, int, int, int]
+log = get_logger("stowage.blobs")
+
+
+def _fingerprint(st: os.stat_result) -> Fingerprint:
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
+def _hash_file(path: Path) -> str:
+    hasher = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_VERIFY_CHUNK):
+            hasher.update(chunk)
+    return hasher.hexdigest()
+
+
+class _VerifiedFiles:
+    """Fingerprints of blob files whose content this process has checked, least recently used out first."""
+
+    def __init__(self, capacity: int) -> None:
+        self._capacity = capacity
+        self._entries: OrderedDict[str, Fingerprint] = OrderedDict()
+        self._lock = threading.Lock()  # writer threads and the event loop both record
+
+    def matches(self, sha256: str, fingerprint: Fingerprint) -> bool:
+        with self._lock:
+            if self._entries.get(sha256) != fingerprint:
+                return False
+            self._entries.move_to_end(sha256)
+            return True
+
+    def record(self, sha256: str, fingerprint: Fingerprint) -> None:
+        with self._lock:
+            self._entries[sha256] = fingerprint
+            self._entries.move_to_end(sha256)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+
+    def forget(self, sha256: str) -> None:
+        with self._lock:
+            self._entries.pop(sha256, None)
+
 
 T = TypeVar("T")
 
@@ -110,32 +164,18 @@ class LocalBlobWriter(SpoolingWriter):
         assert fd is not None
         final = self._store.blob_path(info.sha256)
         try:
-            if self._already_stored(final, info.size):
+            if self._store.already_stored(info.sha256, info.size):
                 return
             os.fchmod(fd, BLOB_MODE)
             os.fsync(fd)
             self._store.make_fanout_dirs(final.parent)
             self._temp.replace(final)
             _fsync_dir(final.parent)
+            # These exact bytes were hashed on the way in: no need to re-hash them on the first read.
+            self._store.verified.record(info.sha256, _fingerprint(final.stat()))
         finally:
             os.close(fd)
             _unlink_quietly(self._temp)  # gone already after the rename; the spool of a duplicate otherwise
-
-    @staticmethod
-    def _already_stored(final: Path, size: int) -> bool:
-        try:
-            existing = final.stat()
-        except FileNotFoundError:
-            return False
-        if existing.st_size != size:
-            return False  # damaged copy: replace it with this one
-        try:
-            os.utime(final)
-        except FileNotFoundError:
-            return False  # deleted just now: publish ours
-        except PermissionError:
-            pass  # not ours to touch, but it is there
-        return True
 
     async def _discard(self) -> None:
         pending = self._pending
@@ -160,6 +200,7 @@ class LocalBlobStore(BlobStore):
         self._root = Path(root).absolute()
         self._blobs = self._root / "blobs"
         self._tmp = self._root / "tmp"
+        self.verified = _VerifiedFiles(VERIFIED_CACHE_SIZE)
 
     @property
     def root(self) -> Path:
@@ -260,6 +301,53 @@ class LocalBlobStore(BlobStore):
 
     def local_path(self, sha256: str) -> Path | None:
         return self.blob_path(sha256)
+
+    async def ensure_intact(self, sha256: str, *, always: bool = False) -> None:
+        path = self.blob_path(sha256)
+        try:
+            before = await asyncio.to_thread(os.stat, path)
+        except FileNotFoundError:
+            raise BlobNotFound(sha256) from None
+        fingerprint = _fingerprint(before)
+        if not always and self.verified.matches(sha256, fingerprint):
+            return
+        if not await self.verify(sha256):
+            self.verified.forget(sha256)
+            log.error("blob_corrupt", sha256=sha256, path=str(path), size=before.st_size)
+            raise BlobCorrupt(sha256, "the content does not hash to its name")
+        self.verified.record(sha256, fingerprint)
+
+    def already_stored(self, sha256: str, size: int) -> bool:
+        """Whether an intact copy of this content is stored (called by a committing writer, in its thread).
+
+        If so its mtime is refreshed, so ``gc``'s grace period covers the reference about to be recorded.
+        A copy of the wrong size or content (truncated by a crash, damaged on disk) is not intact: the
+        caller replaces it with its fresh bytes.
+        """
+        final = self.blob_path(sha256)
+        try:
+            existing = final.stat()
+        except FileNotFoundError:
+            return False
+        if existing.st_size != size:
+            return False
+        if not self.verified.matches(sha256, _fingerprint(existing)):
+            try:
+                intact = _hash_file(final) == sha256
+            except FileNotFoundError:
+                return False
+            if not intact:
+                log.error("blob_corrupt_replaced", sha256=sha256, path=str(final))
+                return False
+        try:
+            os.utime(final)
+        except FileNotFoundError:
+            return False  # deleted just now: publish ours
+        except PermissionError:
+            return True  # not ours to touch, but it is there and intact
+        with contextlib.suppress(FileNotFoundError):
+            self.verified.record(sha256, _fingerprint(final.stat()))
+        return True
 
     # --- maintenance -------------------------------------------------------------------------------
 

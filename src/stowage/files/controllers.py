@@ -19,9 +19,8 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CON
 
 from stowage.accounts.authn import provide_principal
 from stowage.api.problems import status_for
-from stowage.blobs import BlobNotFound
 from stowage.errors import FieldError, InvalidInput
-from stowage.files.downloads import plan_download
+from stowage.files.downloads import ensure_servable, plan_download
 from stowage.files.http_semantics import (
     Preconditions,
     content_disposition,
@@ -133,9 +132,11 @@ async def _download(request: AnyRequest, files: FileServices, node: Any, *, atta
         range_header=request.headers.get("range"),
         force_attachment=attachment,
     )
-    if plan.sha256 is not None and not await files.deps.store.exists(plan.sha256):
-        # Lost content must fail before the headers go out, as a logged 500, not a cut-off 200.
-        raise BlobNotFound(plan.sha256)
+    if plan.sha256 is not None:
+        # Lost or damaged content must fail before the headers go out, as a logged 500, not a cut-off
+        # or corrupt 200. Responses without a body only need the content to exist.
+        sends_bytes = request.method != "HEAD" and plan.length > 0
+        await ensure_servable(files.deps.store, plan.sha256, files.deps.settings.verify_reads if sends_bytes else "off")
     return BlobResponse(plan, files.deps.store, head=request.method == "HEAD")
 
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import msgspec
 
-from stowage.blobs import BlobStore
+from stowage.blobs import BlobNotFound, BlobStore
+from stowage.config import VerifyReads
 from stowage.db.tables import Node
 from stowage.errors import Conflict, PreconditionFailed
 from stowage.files.http_semantics import (
@@ -38,6 +39,18 @@ class DownloadPlan(msgspec.Struct):
     @property
     def length(self) -> int:
         return self.end - self.start
+
+
+async def ensure_servable(store: BlobStore, sha256: str, verify: VerifyReads) -> None:
+    """Fail before any byte is sent if the content is missing (BlobNotFound) or, unless ``verify`` is
+    ``off``, no longer hashes to its name (BlobCorrupt): both answer a logged 500, never corrupt bytes.
+    ``changed`` re-hashes only content this process has not verified since it last changed on disk;
+    ``always`` re-hashes on every read."""
+    if verify == "off":
+        if not await store.exists(sha256):
+            raise BlobNotFound(sha256)
+        return
+    await store.ensure_intact(sha256, always=verify == "always")
 
 
 def plan_download(

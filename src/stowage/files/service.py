@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +29,7 @@ from stowage.db.engine import Database
 from stowage.db.tables import Node, User, Version
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, QuotaExceeded, StowageError
 from stowage.files import repository
+from stowage.files.downloads import ensure_servable
 from stowage.files.http_semantics import make_etag
 from stowage.files.metadata import apply_patch as apply_metadata_patch
 from stowage.files.names import normalise_name, split_path, with_suffix_number
@@ -596,11 +598,19 @@ class FileService:
 
     def _reader(self, sha256: str | None) -> Any:
         store = self.deps.store
+        verify = self.deps.settings.verify_reads
+
+        async def checked_content(digest: str) -> AsyncIterator[bytes]:
+            # Checked when the archive reaches this entry; a failure then aborts the stream (logged).
+            await ensure_servable(store, digest, verify)
+            async with contextlib.aclosing(store.open_read(digest)) as chunks:
+                async for chunk in chunks:
+                    yield chunk
 
         def open_content() -> AsyncIterator[bytes]:
             if sha256 is None:
                 return _empty()
-            return store.open_read(sha256)
+            return checked_content(sha256)
 
         return open_content
 

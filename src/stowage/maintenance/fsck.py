@@ -31,7 +31,7 @@ check is never undone.
 
 Blob files are deleted only when older than the grace period, and through a quarantine rename that
 closes the race with a deduplicating upload: the write path refreshes the mtime of a blob it is about to
-reference again (``LocalBlobWriter._already_stored``), so a file that is still old *after* it has been
+reference again (``LocalBlobStore.already_stored``), so a file that is still old *after* it has been
 renamed away cannot be in use by an upload — and one touched in between is put back.
 """
 
