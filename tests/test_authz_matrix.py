@@ -118,6 +118,8 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/admin/invites"): Rule.ADMIN,
     ("DELETE", "/api/v1/admin/invites/{invite_id:str}"): Rule.ADMIN,
     ("GET", "/api/v1/admin/audit"): Rule.ADMIN,
+    ("GET", "/api/v1/admin/maintenance"): Rule.ADMIN,
+    ("GET", "/api/v1/admin/storage"): Rule.ADMIN,
     # files and folders (personal access tokens welcome; writes need the write scope)
     ("GET", "/api/v1/files/root"): SELF,
     ("GET", "/api/v1/nodes/{node_id:str}"): OWNED,
@@ -139,6 +141,10 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): OWNED,
     ("POST", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/restore"): OWNED_WRITE,
     ("DELETE", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): OWNED_WRITE,
+    ("PATCH", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): OWNED_WRITE,
+    ("GET", "/api/v1/search"): SELF,
+    ("GET", "/api/v1/starred"): SELF,
+    ("GET", "/api/v1/recent"): SELF,
     ("POST", "/api/v1/zip"): SELF,
     ("POST", "/api/v1/batch/delete"): SELF_WRITE,
     ("POST", "/api/v1/batch/move"): SELF_WRITE,
@@ -193,6 +199,12 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): 200,
     ("POST", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/restore"): 200,
     ("DELETE", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): 204,
+    ("PATCH", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): 200,
+    ("GET", "/api/v1/search"): 200,
+    ("GET", "/api/v1/starred"): 200,
+    ("GET", "/api/v1/recent"): 200,
+    ("GET", "/api/v1/admin/maintenance"): 200,
+    ("GET", "/api/v1/admin/storage"): 200,
     ("POST", "/api/v1/zip"): 200,
     ("POST", "/api/v1/batch/delete"): 200,
     ("POST", "/api/v1/batch/move"): 200,
@@ -521,7 +533,7 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
 
         return for_route
 
-    def on_version(*, fresh_target: bool = True) -> Callable[[str], Prepare]:
+    def on_version(*, fresh_target: bool = True, payload: Callable[[], Any] = lambda: None) -> Callable[[str], Prepare]:
         """A route naming an old version of the owner's file (the file has a newer current one)."""
 
         def for_route(route: str) -> Prepare:
@@ -542,7 +554,7 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
                 target = (
                     await make(cast) if fresh and fresh_target else await shared_target(route, lambda: make(shared))
                 )
-                return {"node_id": target["node_id"], "version_id": target["version_id"]}, None
+                return {"node_id": target["node_id"], "version_id": target["version_id"]}, payload()
 
             return prepare
 
@@ -626,6 +638,12 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
         ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): on_version(fresh_target=False),
         ("POST", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/restore"): on_version(),
         ("DELETE", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): on_version(),
+        ("PATCH", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}"): on_version(
+            payload=lambda: {"pinned": True}
+        ),
+        ("GET", "/api/v1/search"): plain(),
+        ("GET", "/api/v1/starred"): plain(),
+        ("GET", "/api/v1/recent"): plain(),
         ("POST", "/api/v1/zip"): in_own_tree(selection),
         ("POST", "/api/v1/batch/delete"): in_own_tree(selection),
         ("POST", "/api/v1/batch/move"): in_own_tree(move_selection),
@@ -707,6 +725,8 @@ def preparers(world: World, shared: Cast, victim_id: str) -> dict[tuple[str, str
         ("POST", "/api/v1/admin/invites"): body({"email": "invited@example.com"}),
         ("DELETE", "/api/v1/admin/invites/{invite_id:str}"): invite,
         ("GET", "/api/v1/admin/audit"): body(None),
+        ("GET", "/api/v1/admin/maintenance"): body(None),
+        ("GET", "/api/v1/admin/storage"): body(None),
     }
 
 

@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from datetime import timedelta
 from importlib.resources import files
 from pathlib import Path
 from typing import Any
@@ -42,7 +41,8 @@ from stowage.files.search_controllers import SearchController
 from stowage.files.service import FileDeps
 from stowage.files.services import FileServices
 from stowage.mail.mailer import create_mailer
-from stowage.maintenance.fsck import fsck
+from stowage.maintenance.controllers import SystemAdminController
+from stowage.maintenance.housekeeping import housekeeping_loop
 from stowage.observability.logging import configure_logging, get_logger
 from stowage.observability.metrics import Metrics
 from stowage.observability.middleware import ObservabilityMiddleware
@@ -124,7 +124,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
                 )
             )
             files = FileServices.build(FileDeps(settings=settings, database=database, store=store))
-            housekeeping = asyncio.create_task(_housekeeping(files, settings))
+            housekeeping = asyncio.create_task(housekeeping_loop(files, settings))
 
             async def stop_housekeeping() -> None:
                 housekeeping.cancel()
@@ -171,32 +171,6 @@ class _JsonSchemaPlugin(JsonRenderPlugin):
         ]
 
 
-HOUSEKEEPING_INTERVAL_SECONDS = 3600
-STALE_TEMP_SECONDS = 24 * 3600
-
-
-async def _housekeeping(files: FileServices, settings: Settings) -> None:
-    """Hourly (first run an hour after start): purge trash past its retention (never earlier),
-    remove temp files abandoned for a day, and collect garbage (blob files without a row, older than
-    the grace period) with a metadata-only consistency pass that repairs what is safe to repair."""
-    retention = timedelta(days=settings.trash_retention_days)
-    while True:
-        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
-        try:
-            purged = await files.tree.purge_expired(retention)
-            removed = await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS)
-            report = await fsck(files.deps.database, files.deps.store, rehash=False, repair=True)
-            log.info(
-                "housekeeping",
-                trash_purged=purged,
-                temp_files_removed=removed,
-                problems=len(report.problems),
-                repaired=len(report.repaired),
-            )
-        except Exception:
-            log.exception("housekeeping_failed")
-
-
 def _openapi_config() -> OpenAPIConfig:
     return OpenAPIConfig(
         title="Stowage API",
@@ -232,6 +206,7 @@ def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
         AuthController,
         MeController,
         AdminController,
+        SystemAdminController,
         NodesController,
         TrashController,
         SearchController,

@@ -12,7 +12,7 @@ import shutil
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 import typer
@@ -193,7 +193,7 @@ def fsck_command(
     rehash: Annotated[bool, typer.Option("--rehash/--no-rehash", help="Re-hash every blob (slow).")] = True,
 ) -> None:
     """Check blobs, versions, reference counts and usage; exit 1 when problems remain."""
-    raise typer.Exit(code=_run_maintenance(config, repair=repair, rehash=rehash, grace_seconds=3600))
+    raise typer.Exit(code=_run_maintenance(config, "fsck", repair=repair, rehash=rehash, grace_seconds=3600))
 
 
 @app.command("gc")
@@ -202,14 +202,17 @@ def gc_command(
     grace: Annotated[float, typer.Option(help="Only remove files untouched for this many seconds.")] = 3600,
 ) -> None:
     """Remove blob files no version references and repair metadata drift (no re-hashing)."""
-    raise typer.Exit(code=_run_maintenance(config, repair=True, rehash=False, grace_seconds=grace))
+    raise typer.Exit(code=_run_maintenance(config, "gc", repair=True, rehash=False, grace_seconds=grace))
 
 
-def _run_maintenance(config: Path | None, *, repair: bool, rehash: bool, grace_seconds: float) -> int:
+def _run_maintenance(
+    config: Path | None, kind: Literal["fsck", "gc"], *, repair: bool, rehash: bool, grace_seconds: float
+) -> int:
+    """Run the check against the configured installation and record it for the admin endpoint."""
     from stowage.blobs import LocalBlobStore
     from stowage.db import migrate as migrations
     from stowage.db.engine import Database
-    from stowage.maintenance.fsck import fsck
+    from stowage.maintenance.housekeeping import checked_run
     from stowage.observability.logging import configure_logging
 
     settings = _settings(config)
@@ -221,8 +224,9 @@ def _run_maintenance(config: Path | None, *, repair: bool, rehash: bool, grace_s
         try:
             await migrations.upgrade(database)
             store = LocalBlobStore(data_dir)
-            removed = await store.remove_stale_temp(24 * 3600) if repair else 0
-            report = await fsck(database, store, rehash=rehash, repair=repair, grace_seconds=grace_seconds)
+            report, removed = await checked_run(
+                database, store, kind=kind, rehash=rehash, repair=repair, grace_seconds=grace_seconds
+            )
         finally:
             await database.dispose()
         for problem in report.problems:

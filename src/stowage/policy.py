@@ -67,6 +67,7 @@ class Action(StrEnum):
     ADMIN_USERS_WRITE = "admin:users.write"
     ADMIN_INVITES = "admin:invites"
     ADMIN_AUDIT_READ = "admin:audit.read"
+    ADMIN_SYSTEM_READ = "admin:system.read"
 
     @property
     def scope(self) -> Scope:

@@ -1,0 +1,114 @@
+"""The server's hourly upkeep, and the recorded runs of ``stowage fsck`` / ``stowage gc``.
+
+Each housekeeping pass purges trash past its retention (never earlier), thins old versions by the
+retention policy, removes upload spools abandoned for a day, and collects garbage: blob files without
+a row, older than the grace period, with a metadata-only consistency pass that repairs what is safe to
+repair. The pass is recorded as a ``gc`` run (trigger ``housekeeping``) for the admin endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+from stowage.blobs import BlobStore
+from stowage.config import Settings
+from stowage.db.engine import Database
+from stowage.files.services import FileServices
+from stowage.maintenance import runs
+from stowage.maintenance.fsck import FsckReport, fsck
+from stowage.observability.logging import get_logger
+
+log = get_logger("stowage.maintenance")
+
+HOUSEKEEPING_INTERVAL_SECONDS = 3600
+STALE_TEMP_SECONDS = 24 * 3600
+
+
+async def housekeeping_pass(files: FileServices, settings: Settings) -> FsckReport:
+    started = datetime.now(UTC)
+    database = files.deps.database
+    try:
+        purged = await files.tree.purge_expired(timedelta(days=settings.trash_retention_days))
+        thinned = await files.versions.apply_retention_everywhere()
+        removed = await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS)
+        report = await fsck(database, files.deps.store, rehash=False, repair=True)
+    except Exception as exc:
+        await _record_failure(database, "gc", "housekeeping", started, exc)
+        raise
+    outcome, body = runs.summarise(report, trash_purged=purged, versions_thinned=thinned, temp_files_removed=removed)
+    await runs.record(
+        database,
+        kind="gc",
+        trigger="housekeeping",
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        outcome=outcome,
+        report=body,
+    )
+    log.info(
+        "housekeeping",
+        trash_purged=purged,
+        versions_thinned=thinned,
+        temp_files_removed=removed,
+        problems=len(report.problems),
+        repaired=len(report.repaired),
+    )
+    return report
+
+
+async def housekeeping_loop(files: FileServices, settings: Settings) -> None:
+    """Hourly, the first pass an hour after start (a restart loop must not hammer the store)."""
+    while True:
+        await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
+        try:
+            await housekeeping_pass(files, settings)
+        except Exception:
+            log.exception("housekeeping_failed")
+
+
+async def checked_run(
+    database: Database,
+    store: BlobStore,
+    *,
+    kind: runs.RunKind,
+    rehash: bool,
+    repair: bool,
+    grace_seconds: float,
+) -> tuple[FsckReport, int]:
+    """``stowage fsck`` / ``stowage gc``: the check (gc also removes stale spools), recorded either way."""
+    started = datetime.now(UTC)
+    try:
+        removed = await store.remove_stale_temp(STALE_TEMP_SECONDS) if repair else 0
+        report = await fsck(database, store, rehash=rehash, repair=repair, grace_seconds=grace_seconds)
+    except Exception as exc:
+        await _record_failure(database, kind, "cli", started, exc)
+        raise
+    outcome, body = runs.summarise(report, temp_files_removed=removed)
+    await runs.record(
+        database,
+        kind=kind,
+        trigger="cli",
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        outcome=outcome,
+        report=body,
+    )
+    return report, removed
+
+
+async def _record_failure(
+    database: Database, kind: runs.RunKind, trigger: runs.Trigger, started: datetime, exc: Exception
+) -> None:
+    try:
+        await runs.record(
+            database,
+            kind=kind,
+            trigger=trigger,
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            outcome="failed",
+            report={"error": f"{type(exc).__name__}: {exc}"},
+        )
+    except Exception:
+        log.exception("maintenance_run_not_recorded", kind=kind)
