@@ -91,6 +91,14 @@ def decode_cursor(cursor: str | None, length: int) -> list[Any] | None:
     return values
 
 
+def cursor_timestamp(value: Any) -> datetime:
+    """A timestamp taken from a decoded cursor; a tampered one is a 400, not a server error."""
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError:
+        raise _bad_cursor() from None
+
+
 def _bad_cursor() -> InvalidInput:
     return InvalidInput(
         "The cursor is not one this server issued.", errors=[FieldError(field="query.cursor", message="malformed")]
@@ -259,7 +267,7 @@ class FileService:
                 raise Conflict(f"{folder.name!r} is a file; only folders have children.")
             key = tuple(after) if after is not None else None
             if key is not None and sort == "modified":
-                key = (key[0], datetime.fromisoformat(key[1]), key[2], key[3])
+                key = (key[0], cursor_timestamp(key[1]), key[2], key[3])
             rows = await repository.list_children(
                 db,
                 folder.id,
