@@ -361,3 +361,42 @@ __all__ = [
     "used_bytes",
     "versions_of",
 ]
+
+
+# --- damaging blob files (integrity and fsck tests) ------------------------------------------------
+
+# Linux stamps file times from a coarse clock (one tick is 1 to 10 ms): a change made in the same tick as
+# the upload would keep the file's mtime and ctime, which ``verify_reads=changed`` relies on.
+_TIMESTAMP_TICK = 0.02
+
+
+def blob_file(settings: Settings, digest: str) -> Path:
+    """Where the local store keeps the content named ``digest``."""
+    return Path(settings.data_dir) / "blobs" / digest[:2] / digest[2:4] / digest
+
+
+def flip_byte(settings: Settings, digest: str, offset: int = 0) -> bytes:
+    """Damage a stored blob in place (same inode, same size, one byte inverted); returns the new content."""
+    path = blob_file(settings, digest)
+    time.sleep(_TIMESTAMP_TICK)
+    path.chmod(0o644)
+    with path.open("r+b") as handle:
+        handle.seek(offset)
+        original = handle.read(1)
+        handle.seek(offset)
+        handle.write(bytes([original[0] ^ 0xFF]))
+    path.chmod(0o444)
+    return path.read_bytes()
+
+
+def truncate_blob(settings: Settings, digest: str, size: int) -> None:
+    """Cut a stored blob short, in place (what a crash or a full disk can leave)."""
+    path = blob_file(settings, digest)
+    time.sleep(_TIMESTAMP_TICK)
+    path.chmod(0o644)
+    with path.open("r+b") as handle:
+        handle.truncate(size)
+    path.chmod(0o444)
+
+
+__all__ += ["blob_file", "flip_byte", "truncate_blob"]

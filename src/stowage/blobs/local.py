@@ -10,10 +10,11 @@ already stored the temp file is dropped instead (dedup) and the existing file's 
 
 Reads are checked by ``ensure_intact``: a blob is re-hashed before it is served unless this process
 has verified (or written) it since the file last changed — judged by inode, size, mtime and ctime,
-which any rewrite, truncation, replacement or ``touch`` changes. Silent media decay that changes none
-of them is ``fsck``'s job (it re-hashes everything). A deduplicating upload likewise re-hashes an
-existing copy it has not verified before trusting it, and replaces a damaged one with its own bytes,
-so uploading the content again heals a corrupted blob.
+which a rewrite, truncation, replacement or ``touch`` changes (a same-size rewrite within one tick of
+the filesystem clock, a few milliseconds, after the last verification could go unseen). Silent media
+decay that changes none of them is ``fsck``'s job (it re-hashes everything). A deduplicating upload
+likewise re-hashes an existing copy it has not verified before trusting it, and replaces a damaged one
+with its own bytes, so uploading the content again heals a corrupted blob.
 
 All file I/O runs in worker threads. A file descriptor is only touched by one thread call at a time;
 if a caller is cancelled mid-call, ``abort`` waits for that call before closing the descriptor.

@@ -13,7 +13,7 @@ from typing import Any
 from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
-from stowage.blobs import BlobStore
+from stowage.blobs import BlobCorrupt, BlobStore
 from stowage.files.downloads import DownloadPlan
 
 PATHSEND = "http.response.pathsend"
@@ -42,8 +42,14 @@ class BlobResponse(ASGIResponse):
             await send({"type": PATHSEND, "path": str(plan.local_path)})  # type: ignore[arg-type]  # ASGI extension
             return
         chunks: AsyncIterator[bytes] = self.store.open_read(plan.sha256, plan.start, plan.end)
+        sent = 0
         async for chunk in chunks:
+            sent += len(chunk)
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        if sent != plan.length:
+            # The stored file is shorter than its recorded size (possible with verify_reads=off): end the
+            # connection without completing the body, so no client takes the short body for the file.
+            raise BlobCorrupt(plan.sha256, f"sent {sent} of {plan.length} bytes: the stored file is short")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
