@@ -3,6 +3,8 @@ keyset pagination under concurrent changes), rename, move, copy, and look-ups by
 
 from __future__ import annotations
 
+import base64
+import json
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import Any
@@ -300,6 +302,37 @@ async def test_a_malformed_cursor_is_refused(client: httpx.AsyncClient, cursor: 
     alice = await new_account(client, "alice@example.com")
 
     response = await client.get(node_path(alice.root_id, "/children"), params={"cursor": cursor}, headers=alice.headers)
+
+    assert_problem(response, 400, "invalid-input", field="query.cursor")
+
+
+def _cursor(values: list[object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    ("sort", "values"),
+    [
+        ("name", ["file", 1, "a", "b"]),
+        ("name", ["blob", "a", "a", "b"]),
+        ("name", ["file", "a", None, "b"]),
+        ("size", ["file", "12", "a", "b"]),
+        ("size", ["file", True, "a", "b"]),
+        ("modified", ["file", "2026-01-01T00:00:00", "a", "b"]),
+        ("modified", ["file", "yesterday", "a", "b"]),
+        ("modified", ["file", 5, "a", "b"]),
+    ],
+    ids=["name-number", "unknown-kind", "null-name", "size-text", "size-bool", "naive-time", "bad-time", "time-number"],
+)
+async def test_a_cursor_with_values_of_the_wrong_type_is_refused(
+    client: httpx.AsyncClient, sort: str, values: list[object]
+) -> None:
+    """Well-formed cursors with tampered values must not reach SQL (a 500, or a silently wrong page)."""
+    alice = await new_account(client, "alice@example.com")
+
+    response = await client.get(
+        node_path(alice.root_id, "/children"), params={"sort": sort, "cursor": _cursor(values)}, headers=alice.headers
+    )
 
     assert_problem(response, 400, "invalid-input", field="query.cursor")
 

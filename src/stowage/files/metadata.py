@@ -36,7 +36,7 @@ def apply_patch(current: Mapping[str, str] | None, patch: Mapping[str, str | Non
             )
         elif value is not None and len(value) > MAX_VALUE_LENGTH:
             errors.append(FieldError(field=field, message=f"values are at most {MAX_VALUE_LENGTH} characters"))
-        elif value is not None and any(ord(c) < 0x20 and c not in "\t\n\r" for c in value):
+        elif value is not None and any((ord(c) < 0x20 and c not in "\t\n\r") or c == "\x7f" for c in value):
             errors.append(FieldError(field=field, message="values cannot contain control characters"))
     if errors:
         raise InvalidInput("Some metadata entries are not allowed.", errors=errors)

@@ -5,7 +5,8 @@ first, then the chosen key, then name and id), so pages stay correct while the t
 
 Query plans relied on (checked by ``tests/test_files_search.py`` with EXPLAIN on both engines):
 
-* **Everywhere**: ``ix_nodes_owner_id_trashed_at`` narrows to the caller's live nodes; the name test is
+* **Everywhere**: ``ix_nodes_owner_id_trashed_at`` narrows to the caller's live nodes (PostgreSQL may
+  pick the smaller ``ix_nodes_owner_id`` instead); the name test is
   ``search_name LIKE '%…%'`` on a stored, pre-folded column (no function call per row). On PostgreSQL
   with ``pg_trgm`` the trigram index ``ix_nodes_search_name_trgm`` can answer the LIKE instead, which
   the planner prefers when the text is selective.
@@ -13,7 +14,9 @@ Query plans relied on (checked by ``tests/test_files_search.py`` with EXPLAIN on
   ``ix_nodes_parent_id_kind_name``), and matches are the live nodes whose parent is one of them.
 * **Recent files**: ``ix_nodes_owner_id_uploaded_at``, read backwards: the newest uploads come
   first without sorting.
-* **Starred**: the partial index ``ix_nodes_owner_id_starred`` holds only starred rows.
+* **Starred**: on PostgreSQL the partial index ``ix_nodes_owner_id_starred`` holds only starred rows (the
+  filter is the bare column, as in the index predicate). SQLite keeps ``ix_nodes_owner_id_trashed_at``:
+  without statistics its planner prefers the index with two equality terms.
 """
 
 from __future__ import annotations
@@ -30,7 +33,16 @@ from stowage.db.tables import Node
 from stowage.errors import Conflict, FieldError, InvalidInput
 from stowage.files import repository
 from stowage.files.schemas import NodePage
-from stowage.files.service import MAX_PAGE, FileService, decode_cursor, encode_cursor, node_out
+from stowage.files.service import (
+    MAX_PAGE,
+    FileService,
+    bad_cursor,
+    cursor_timestamp,
+    decode_cursor,
+    encode_cursor,
+    listing_key,
+    node_out,
+)
 from stowage.policy import Action, Principal, authorize
 
 Category = Literal["image", "video", "audio", "text", "document", "archive"]
@@ -102,19 +114,23 @@ class SearchService:
     ) -> NodePage:
         query.check()
         limit = max(1, min(limit, MAX_PAGE))
-        after = _listing_key(decode_cursor(cursor, 4), query.sort)
+        after = listing_key(decode_cursor(cursor, 4), query.sort)
         caller = authorize(principal, Action.FILE_READ)
         async with self.db.session() as db:
+            owner_id = caller.user_id
+            folder = None
             if query.folder_id is not None:
                 folder = await self.files.load(db, principal, query.folder_id, Action.FILE_READ)
                 if folder.kind != "folder":
                     raise Conflict(f"{folder.name!r} is a file; search inside a folder.")
+                owner_id = folder.owner_id
+            if folder is not None and folder.parent_id is not None:
                 statement = select(Node).where(
                     Node.parent_id.in_(select(_live_folders_below(folder.id).c.id)), Node.trashed_at.is_(None)
                 )
-            else:
+            else:  # everywhere, or below a root folder: the same set, without walking the tree
                 statement = select(Node).where(
-                    Node.owner_id == caller.user_id, Node.trashed_at.is_(None), Node.parent_id.is_not(None)
+                    Node.owner_id == owner_id, Node.trashed_at.is_(None), Node.parent_id.is_not(None)
                 )
             rows = await _page(
                 db,
@@ -135,9 +151,13 @@ class SearchService:
             Node.owner_id == caller.user_id, Node.uploaded_at.is_not(None), Node.trashed_at.is_(None)
         )
         if after is not None:
-            moment = _timestamp(after[0])
+            moment = cursor_timestamp(after[0])
+            if not isinstance(after[1], str):
+                raise bad_cursor()
+            # The plain bound lets the index range-scan from the cursor instead of skipping newer rows.
             statement = statement.where(
-                or_(Node.uploaded_at < moment, and_(Node.uploaded_at == moment, Node.id < str(after[1])))
+                Node.uploaded_at <= moment,
+                or_(Node.uploaded_at < moment, and_(Node.uploaded_at == moment, Node.id < after[1])),
             )
         statement = statement.order_by(Node.uploaded_at.desc(), Node.id.desc()).limit(limit + 1)
         async with self.db.session() as db:
@@ -180,7 +200,9 @@ def _filtered(statement: Select[Any], query: SearchQuery) -> Select[Any]:
     if query.modified_before is not None:
         statement = statement.where(Node.modified_at < query.modified_before)
     if query.starred is not None:
-        statement = statement.where(Node.starred.is_(query.starred))
+        # The bare column, as in the partial index's predicate: PostgreSQL cannot match ``starred IS true``
+        # to ``WHERE starred`` and would not use ``ix_nodes_owner_id_starred``.
+        statement = statement.where(Node.starred if query.starred else ~Node.starred)
     return statement
 
 
@@ -210,23 +232,6 @@ async def _page(
         statement = statement.where(or_(Node.kind < a_kind, and_(Node.kind == a_kind, rest)))
     order = [kind_col] + [c.desc() if descending else c.asc() for c in (key_col, name_col, id_col)]
     return list((await db.scalars(statement.order_by(*order).limit(limit))).all())
-
-
-def _listing_key(values: list[Any] | None, sort: repository.SortKey) -> tuple[Any, ...] | None:
-    if values is None:
-        return None
-    if sort == "modified":
-        return (values[0], _timestamp(values[1]), values[2], values[3])
-    return tuple(values)
-
-
-def _timestamp(value: Any) -> datetime:
-    try:
-        return datetime.fromisoformat(str(value))
-    except ValueError:
-        raise InvalidInput(
-            "The cursor is not one this server issued.", errors=[FieldError(field="query.cursor", message="malformed")]
-        ) from None
 
 
 def _to_page(rows: Any, limit: int, key_of: Any) -> NodePage:

@@ -85,21 +85,38 @@ def decode_cursor(cursor: str | None, length: int) -> list[Any] | None:
         raw = base64.b64decode((cursor + "=" * (-len(cursor) % 4)).encode("ascii"), altchars=b"-_", validate=True)
         values = msgspec.json.decode(raw)
     except (binascii.Error, UnicodeError, ValueError, msgspec.DecodeError) as exc:
-        raise _bad_cursor() from exc
+        raise bad_cursor() from exc
     if not isinstance(values, list) or len(values) != length:
-        raise _bad_cursor()
+        raise bad_cursor()
     return values
 
 
 def cursor_timestamp(value: Any) -> datetime:
     """A timestamp taken from a decoded cursor; a tampered one is a 400, not a server error."""
     try:
-        return datetime.fromisoformat(str(value))
+        moment = datetime.fromisoformat(str(value))
     except ValueError:
-        raise _bad_cursor() from None
+        raise bad_cursor() from None
+    if moment.tzinfo is None:  # the server issues UTC times; a naive one would fail at the UTC column
+        raise bad_cursor()
+    return moment
 
 
-def _bad_cursor() -> InvalidInput:
+def listing_key(values: list[Any] | None, sort: repository.SortKey) -> tuple[Any, ...] | None:
+    """The decoded (kind, key, name, id) of a listing cursor, type-checked: a tampered value must not
+    reach SQL, where a wrong type fails (500) or compares silently wrong on SQLite."""
+    if values is None:
+        return None
+    kind, key, name, node_id = values
+    key_ok = isinstance(key, int) and not isinstance(key, bool) if sort == "size" else isinstance(key, str)
+    if kind not in ("file", "folder") or not key_ok or not isinstance(name, str) or not isinstance(node_id, str):
+        raise bad_cursor()
+    if sort == "modified":
+        return (kind, cursor_timestamp(key), name, node_id)
+    return (kind, key, name, node_id)
+
+
+def bad_cursor() -> InvalidInput:
     return InvalidInput(
         "The cursor is not one this server issued.", errors=[FieldError(field="query.cursor", message="malformed")]
     )
@@ -260,14 +277,11 @@ class FileService:
         limit: int = 100,
     ) -> NodePage:
         limit = max(1, min(limit, MAX_PAGE))
-        after = decode_cursor(cursor, 4)
+        key = listing_key(decode_cursor(cursor, 4), sort)
         async with self.db.session() as db:
             folder = await self.load(db, principal, folder_id, Action.FILE_READ)
             if folder.kind != "folder":
                 raise Conflict(f"{folder.name!r} is a file; only folders have children.")
-            key = tuple(after) if after is not None else None
-            if key is not None and sort == "modified":
-                key = (key[0], cursor_timestamp(key[1]), key[2], key[3])
             rows = await repository.list_children(
                 db,
                 folder.id,
@@ -303,9 +317,10 @@ class FileService:
                 node.properties = apply_metadata_patch(node.properties, metadata) or None
             if starred is not None:
                 node.starred = starred
+            place = (node.parent_id, node.name)
             if name is not None or parent_id is not None:
                 node = await self._move(db, principal, node, name=name, parent_id=parent_id, on_conflict=on_conflict)
-            elif annotated:
+            if annotated and (node.parent_id, node.name) == place:  # a move logs itself; this logs the rest
                 await db.flush()
                 await repository.log_change(db, node.owner_id, node.id, "update", utcnow())
             return node_out(node)
