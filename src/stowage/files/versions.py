@@ -15,13 +15,13 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.config import Settings
 from stowage.db.base import utcnow
-from stowage.db.tables import Node, Version
-from stowage.errors import Conflict, NotFound
+from stowage.db.tables import Node, User, Version
+from stowage.errors import Conflict, NotFound, ServiceUnavailable
 from stowage.files import repository
 from stowage.files.http_semantics import make_etag
 from stowage.files.retention import Candidate, RetentionPolicy, parse_schedule, versions_to_drop
@@ -52,17 +52,34 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
     return RetentionPolicy(keep_last=settings.version_keep_last, stages=parse_schedule(settings.version_thinning))
 
 
-async def drop_versions(db: AsyncSession, node: Node, versions: Sequence[Version], now: datetime) -> None:
-    """Delete old versions of one file, releasing their blob references and their bytes of quota."""
+async def drop_versions(db: AsyncSession, node: Node, versions: Sequence[Version], now: datetime) -> int:
+    """Delete old versions of one file, releasing their blob references and their bytes of quota.
+
+    Concurrency (PostgreSQL): the owner's row is locked first (``FOR NO KEY UPDATE``, the lock the
+    quota update takes), the order uploads and restores take (they charge the quota before thinning),
+    so a delete and a thinning write of the same file cannot deadlock. Only rows this transaction
+    really deletes are released — a concurrent request may have deleted one first, and releasing it
+    again would count its blob reference and bytes twice — and a version pinned meanwhile is left
+    alone. Returns how many went."""
     if not versions:
-        return
+        return 0
+    await db.execute(select(User.id).where(User.id == node.owner_id).with_for_update(key_share=True))
+    gone: list[Version] = []
     for version in versions:
-        await db.delete(version)
-    await db.flush()
-    unreferenced = await repository.release_blobs(db, [v.sha256 for v in versions])
+        result = await db.execute(
+            delete(Version)
+            .where(Version.id == version.id, Version.pinned.is_(False))
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount:  # type: ignore[attr-defined]
+            gone.append(version)
+    if not gone:
+        return 0
+    unreferenced = await repository.release_blobs(db, [v.sha256 for v in gone])
     await repository.delete_blob_rows(db, unreferenced)
-    await repository.release_usage(db, node.owner_id, sum(v.size for v in versions))
+    await repository.release_usage(db, node.owner_id, sum(v.size for v in gone))
     await repository.log_change(db, node.owner_id, node.id, "update", now)
+    return len(gone)
 
 
 async def apply_retention(db: AsyncSession, node: Node, policy: RetentionPolicy, now: datetime) -> int:
@@ -72,8 +89,7 @@ async def apply_retention(db: AsyncSession, node: Node, policy: RetentionPolicy,
         return 0
     candidates = [Candidate(id=v.id, created_at=v.created_at, pinned=v.pinned) for v in versions]
     doomed = set(versions_to_drop(candidates, current_id=node.current_version_id, policy=policy, now=now))
-    await drop_versions(db, node, [v for v in versions if v.id in doomed], now)
-    return len(doomed)
+    return await drop_versions(db, node, [v for v in versions if v.id in doomed], now)
 
 
 class VersionService:
@@ -154,8 +170,11 @@ class VersionService:
         async with self.db.transaction() as db:
             node = await self._file(db, principal, node_id, Action.FILE_WRITE)
             version = await self._version(db, node, version_id)
-            version.pinned = pinned
-            await db.flush()
+            # A statement with a row count, not an ORM flush: a version deleted meanwhile (by retention or
+            # a delete request) is a 404, not a stale-data error.
+            changed = await db.execute(update(Version).where(Version.id == version.id).values(pinned=pinned))
+            if not changed.rowcount:  # type: ignore[attr-defined]
+                raise NotFound("This file has no such version.")
             await repository.log_change(db, node.owner_id, node.id, "update", utcnow())
             return version_out(version, node)
 
@@ -167,7 +186,11 @@ class VersionService:
                 raise Conflict("This is the file's current version; restore another one first or delete the file.")
             if version.pinned:
                 raise Conflict("This version is pinned; unpin it first (PATCH with pinned: false).")
-            await drop_versions(db, node, [version], utcnow())
+            if not await drop_versions(db, node, [version], utcnow()):
+                # Another request deleted or pinned it after it was read here.
+                if await db.scalar(select(Version.pinned).where(Version.id == version.id)):
+                    raise Conflict("This version is pinned; unpin it first (PATCH with pinned: false).")
+                raise NotFound("This file has no such version.")
 
     async def apply_retention_everywhere(self, *, now: datetime | None = None) -> int:
         """Thin every file with more versions than ``version_keep_last`` (housekeeping); one short
@@ -191,8 +214,14 @@ class VersionService:
             if not node_ids:
                 return dropped
             for node_id in node_ids:
-                async with self.db.transaction() as db:
-                    node = await repository.get_node(db, node_id)
-                    if node is not None:
-                        dropped += await apply_retention(db, node, policy, moment)
+                try:
+                    async with self.db.transaction() as db:
+                        node = await repository.get_node(db, node_id)
+                        if node is not None:
+                            dropped += await apply_retention(db, node, policy, moment)
+                except ServiceUnavailable:
+                    raise  # the database is gone: the next pass retries everything
+                except Exception:
+                    # One file's failure (logged with its id) must not stop the thinning of all the others.
+                    log.exception("retention_failed", node_id=node_id)
             after = node_ids[-1]
