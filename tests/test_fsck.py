@@ -452,7 +452,10 @@ async def test_fsck_with_repairs_while_uploads_run_changes_nothing(live_install:
     writers = [asyncio.create_task(writer(n)) for n in range(3)]
     reports = []
     try:
-        for _ in range(5):
+        # At least five runs, and more until the writers have stored enough to make the check meaningful
+        # (a loaded machine, e.g. tests in parallel, slows them down), for at most a minute.
+        deadline = time.monotonic() + 60
+        while len(reports) < 5 or (len(install.files) <= 10 and time.monotonic() < deadline):
             # A grace period shorter than an upload's publish-to-commit time (which includes waiting for
             # SQLite's write lock) would let fsck collect the blob of an upload in flight: keep the default.
             reports.append(await install.fsck(repair=True, grace_seconds=HOUR))
