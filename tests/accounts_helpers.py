@@ -14,8 +14,8 @@ import socket
 import sqlite3
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -165,27 +165,36 @@ async def concurrent_client(settings: Settings) -> AsyncIterator[httpx.AsyncClie
 
 
 @asynccontextmanager
-async def row_lock(
-    settings: Settings, table: str, column: str, value: str
+async def lock_held(
+    settings: Settings,
+    *,
+    postgres_lock: str,
+    args: Sequence[object] = (),
+    waiting: Sequence[str],
+    sqlite_exclusive: bool = True,
+    sqlite_pause: float = 0.5,
 ) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
-    """Hold a lock that makes the application's writes to one row wait, to line up concurrent requests.
+    """Hold a lock from outside the application, to line up its concurrent requests behind it.
 
-    PostgreSQL: ``SELECT … FOR UPDATE`` on the row; yields ``wait_for(n)``, which returns once ``n``
-    statements updating ``table`` wait for the lock (or after 5 s). SQLite: an external ``BEGIN
-    IMMEDIATE`` (the application's writers wait for the whole database); ``wait_for`` just pauses.
-    The lock is released when the block ends.
+    PostgreSQL: an outside transaction runs ``postgres_lock`` (``SELECT … FOR UPDATE``, ``LOCK TABLE …``);
+    yields ``wait_for(n)``, which returns once ``n`` statements matching one of the ``waiting`` ILIKE
+    patterns wait for a lock (or after 5 s). SQLite: with ``sqlite_exclusive`` an outside ``BEGIN
+    IMMEDIATE`` (the application's writers wait for the whole database); ``wait_for`` just pauses for
+    ``sqlite_pause`` seconds. The lock is released when the block ends.
     """
     if settings.is_sqlite:
         connection = sqlite3.connect(settings.data_dir.resolve() / "stowage.db", isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
+        if sqlite_exclusive:
+            connection.execute("BEGIN IMMEDIATE")
 
         async def pause(_: int) -> None:
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(sqlite_pause)
 
         try:
             yield pause
         finally:
-            connection.execute("ROLLBACK")
+            if sqlite_exclusive:
+                connection.execute("ROLLBACK")
             connection.close()
         return
     dsn = settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
@@ -195,16 +204,16 @@ async def row_lock(
         await holder.execute(f'SET search_path TO "{settings.database_schema}"')
         transaction = holder.transaction()
         await transaction.start()
-        await holder.execute(f"SELECT 1 FROM {table} WHERE {column} = $1 FOR UPDATE", value)  # noqa: S608 - test identifiers
+        await holder.execute(postgres_lock, *args)
 
         async def wait_for(waiters: int) -> None:
             deadline = time.monotonic() + 5
             while time.monotonic() < deadline:
-                waiting = await watcher.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE $1",
-                    f"UPDATE {table} %",
+                count = await watcher.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE ANY($1)",
+                    list(waiting),
                 )
-                if waiting >= waiters:
+                if count >= waiters:
                     return
                 await asyncio.sleep(0.02)
 
@@ -215,6 +224,18 @@ async def row_lock(
     finally:
         await holder.close()
         await watcher.close()
+
+
+def row_lock(
+    settings: Settings, table: str, column: str, value: str
+) -> AbstractAsyncContextManager[Callable[[int], Awaitable[None]]]:
+    """Make the application's UPDATEs of one row wait (see ``lock_held``)."""
+    return lock_held(
+        settings,
+        postgres_lock=f"SELECT 1 FROM {table} WHERE {column} = $1 FOR UPDATE",  # noqa: S608 - test identifiers
+        args=[value],
+        waiting=[f"UPDATE {table} %"],
+    )
 
 
 # --- direct database access -----------------------------------------------------------------------

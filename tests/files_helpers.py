@@ -12,19 +12,18 @@ import hashlib
 import io
 import time
 import zipfile
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-import asyncpg
 import httpx
 from sqlalchemy import select, update
 
-from accounts_helpers import assert_problem, auth, database, signup
+from accounts_helpers import assert_problem, auth, database, lock_held, signup
 from stowage.config import Settings
 from stowage.db.tables import Blob, Node, User, Version
 
@@ -181,49 +180,20 @@ def read_zip(data: bytes) -> dict[str, bytes]:
 # --- known bugs -----------------------------------------------------------------------------------------
 
 
-@asynccontextmanager
-async def name_checks_lined_up(settings: Settings) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
+def name_checks_lined_up(settings: Settings) -> AbstractAsyncContextManager[Callable[[int], Awaitable[None]]]:
     """Make concurrent requests all check a name before any of them inserts it.
 
-    PostgreSQL: an outside transaction holds ``LOCK TABLE nodes IN SHARE MODE`` (reads go on, every
-    INSERT INTO nodes waits); yields ``wait_for(n)``, which returns once ``n`` statements wait for a lock
-    (an INSERT INTO nodes, or the usage UPDATE queued behind one), or after 5 s. The lock is released
-    when the block ends. SQLite serialises writers anyway: ``wait_for`` just lets the requests start.
+    PostgreSQL: ``LOCK TABLE nodes IN SHARE MODE`` (reads go on, every INSERT INTO nodes waits);
+    ``wait_for(n)`` counts an INSERT INTO nodes, or the usage UPDATE queued behind one. SQLite
+    serialises writers anyway: no lock, ``wait_for`` just lets the requests start (see ``lock_held``).
     """
-    if settings.is_sqlite:
-
-        async def started(_: int) -> None:
-            await asyncio.sleep(0.2)
-
-        yield started
-        return
-    dsn = settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    holder = await asyncpg.connect(dsn, timeout=5)
-    watcher = await asyncpg.connect(dsn, timeout=5)
-    try:
-        await holder.execute(f'SET search_path TO "{settings.database_schema}"')
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute("LOCK TABLE nodes IN SHARE MODE")
-
-        async def wait_for(waiters: int) -> None:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                waiting = await watcher.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND (query ILIKE 'INSERT INTO nodes %' OR query ILIKE 'UPDATE users %')"
-                )
-                if waiting >= waiters:
-                    return
-                await asyncio.sleep(0.02)
-
-        try:
-            yield wait_for
-        finally:
-            await transaction.rollback()
-    finally:
-        await holder.close()
-        await watcher.close()
+    return lock_held(
+        settings,
+        postgres_lock="LOCK TABLE nodes IN SHARE MODE",
+        waiting=["INSERT INTO nodes %", "UPDATE users %"],
+        sqlite_exclusive=False,
+        sqlite_pause=0.2,
+    )
 
 
 async def race(settings: Settings, calls: list[Awaitable[httpx.Response]]) -> list[httpx.Response]:
@@ -232,6 +202,26 @@ async def race(settings: Settings, calls: list[Awaitable[httpx.Response]]) -> li
         tasks = [asyncio.ensure_future(call) for call in calls]
         await wait_for(len(tasks))
     return list(await asyncio.gather(*tasks))
+
+
+def expected_listing_order(items: list[dict[str, Any]], sort: str, descending: bool) -> list[str]:
+    """Names in the order listings and search promise: folders first, then the key, name and id."""
+
+    def key(item: dict[str, Any]) -> Any:
+        if sort == "size":
+            return item["size"]
+        if sort == "modified":
+            return datetime.fromisoformat(item["modified_at"])
+        if sort == "type":
+            return item["media_type"] or ""
+        return item["name"]
+
+    ordered: list[str] = []
+    for kind in ("folder", "file"):  # folders first, whatever the order
+        group = [i for i in items if i["kind"] == kind]
+        group.sort(key=lambda i: (key(i), i["name"], i["id"]), reverse=descending)
+        ordered += [i["name"] for i in group]
+    return ordered
 
 
 # --- the storage snapshot -------------------------------------------------------------------------
@@ -342,6 +332,7 @@ __all__ = [
     "content_digest",
     "download",
     "etag_of",
+    "expected_listing_order",
     "mkdir",
     "multipart_body",
     "multipart_headers",

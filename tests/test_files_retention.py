@@ -10,20 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sqlite3
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import structlog
 from sqlalchemy import update
 
-from accounts_helpers import concurrent_client, database, db_transaction, open_client
+from accounts_helpers import concurrent_client, database, db_transaction, lock_held, open_client
 from conftest import make_settings
 from files_helpers import (
     Account,
@@ -122,54 +119,18 @@ async def pin(
     return body
 
 
-@asynccontextmanager
-async def version_row_locked(settings: Settings, version_id: str) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
-    """Make every write touching one version row wait, to line up concurrent requests on it.
-
-    PostgreSQL: ``SELECT … FOR UPDATE`` on the row; ``wait_for(n)`` returns once ``n`` statements on
-    ``versions`` or ``users`` wait for a lock (or after 5 s). SQLite: an outside ``BEGIN IMMEDIATE``
-    (writers wait for the whole database); ``wait_for`` pauses. Released when the block ends.
-    """
-    if settings.is_sqlite:
-        connection = sqlite3.connect(settings.data_dir.resolve() / "stowage.db", isolation_level=None)
-        connection.execute("BEGIN IMMEDIATE")
-
-        async def pause(_: int) -> None:
-            await asyncio.sleep(0.3)
-
-        try:
-            yield pause
-        finally:
-            connection.execute("ROLLBACK")
-            connection.close()
-        return
-    dsn = settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
-    holder = await asyncpg.connect(dsn, timeout=5)
-    watcher = await asyncpg.connect(dsn, timeout=5)
-    try:
-        await holder.execute(f'SET search_path TO "{settings.database_schema}"')
-        transaction = holder.transaction()
-        await transaction.start()
-        await holder.execute("SELECT 1 FROM versions WHERE id = $1 FOR UPDATE", version_id)
-
-        async def wait_for(waiters: int) -> None:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                waiting = await watcher.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-                    "AND (query ILIKE '%versions%' OR query ILIKE '%users%')"
-                )
-                if waiting >= waiters:
-                    return
-                await asyncio.sleep(0.02)
-
-        try:
-            yield wait_for
-        finally:
-            await transaction.rollback()
-    finally:
-        await holder.close()
-        await watcher.close()
+def version_row_locked(
+    settings: Settings, version_id: str
+) -> AbstractAsyncContextManager[Callable[[int], Awaitable[None]]]:
+    """Make every write touching one version row wait (see ``lock_held``); on PostgreSQL ``wait_for``
+    counts statements on ``versions`` or ``users`` waiting for a lock."""
+    return lock_held(
+        settings,
+        postgres_lock="SELECT 1 FROM versions WHERE id = $1 FOR UPDATE",
+        args=[version_id],
+        waiting=["%versions%", "%users%"],
+        sqlite_pause=0.3,
+    )
 
 
 async def lined_up(settings: Settings, version_id: str, calls: list[Awaitable[httpx.Response]]) -> list[httpx.Response]:

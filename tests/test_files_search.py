@@ -25,6 +25,7 @@ from files_helpers import (
     Account,
     assert_problem,
     assert_unchanged,
+    expected_listing_order,
     mkdir,
     new_account,
     node_path,
@@ -351,24 +352,6 @@ async def test_filters_by_kind_type_category_size_time_and_star(client: httpx.As
 # --- sorting and pagination -----------------------------------------------------------------------
 
 
-def _expected(items: list[dict[str, Any]], sort: str, descending: bool) -> list[str]:
-    def key(item: dict[str, Any]) -> Any:
-        if sort == "size":
-            return item["size"]
-        if sort == "modified":
-            return datetime.fromisoformat(item["modified_at"])
-        if sort == "type":
-            return item["media_type"] or ""
-        return item["name"]
-
-    ordered: list[str] = []
-    for kind in ("folder", "file"):  # folders first, whatever the order
-        group = [i for i in items if i["kind"] == kind]
-        group.sort(key=lambda i: (key(i), i["name"], i["id"]), reverse=descending)
-        ordered += [i["name"] for i in group]
-    return ordered
-
-
 async def test_sorting_and_keyset_pagination(client: httpx.AsyncClient) -> None:
     alice = await new_account(client, "alice@example.com")
     top = await mkdir(client, alice, alice.root_id, "sorting")
@@ -388,7 +371,7 @@ async def test_sorting_and_keyset_pagination(client: httpx.AsyncClient) -> None:
     assert len(everything) == 9
 
     expected_by_name = ["alpha", "beta", "a.png", "b.txt", "c.txt", "d.jpg", "e.txt", "f.txt", "g.txt"]
-    assert _expected(everything, "name", descending=False) == expected_by_name
+    assert expected_listing_order(everything, "name", descending=False) == expected_by_name
     for sort in ("name", "size", "modified", "type"):
         for order in ("asc", "desc"):
             params = {"folder_id": top["id"], "sort": sort, "order": order}
@@ -396,7 +379,7 @@ async def test_sorting_and_keyset_pagination(client: httpx.AsyncClient) -> None:
             assert one_page.status_code == 200, one_page.text
             assert one_page.json()["next_cursor"] is None
             names = [i["name"] for i in one_page.json()["items"]]
-            assert names == _expected(everything, sort, order == "desc"), (sort, order)
+            assert names == expected_listing_order(everything, sort, order == "desc"), (sort, order)
             assert set(names[:2]) == {"alpha", "beta"}
             for limit in (1, 2, 4):
                 pages = await _pages(client, alice, SEARCH, **params, limit=limit)

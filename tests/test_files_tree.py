@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Awaitable
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -21,6 +20,7 @@ from files_helpers import (
     assert_unchanged,
     by_path,
     children,
+    expected_listing_order,
     mkdir,
     names_in,
     new_account,
@@ -180,24 +180,6 @@ async def _listing_fixture(client: httpx.AsyncClient) -> tuple[Account, str]:
     return alice, folder["id"]
 
 
-def _expected(items: list[dict[str, Any]], sort: str, descending: bool) -> list[str]:
-    def key(item: dict[str, Any]) -> Any:
-        if sort == "size":
-            return item["size"]
-        if sort == "modified":
-            return datetime.fromisoformat(item["modified_at"])
-        if sort == "type":
-            return item["media_type"] or ""
-        return item["name"]
-
-    ordered: list[str] = []
-    for kind in ("folder", "file"):  # folders first, whatever the order
-        group = [i for i in items if i["kind"] == kind]
-        group.sort(key=lambda i: (key(i), i["name"], i["id"]), reverse=descending)
-        ordered += [i["name"] for i in group]
-    return ordered
-
-
 @pytest.mark.parametrize("sort", ["name", "size", "modified", "type"])
 async def test_listing_sorts_and_pages(client: httpx.AsyncClient, sort: str) -> None:
     alice, folder_id = await _listing_fixture(client)
@@ -211,7 +193,7 @@ async def test_listing_sorts_and_pages(client: httpx.AsyncClient, sort: str) -> 
         assert one_page.status_code == 200
         assert one_page.json()["next_cursor"] is None
         names = [i["name"] for i in one_page.json()["items"]]
-        assert names == _expected(everything, sort, order == "desc"), (sort, order)
+        assert names == expected_listing_order(everything, sort, order == "desc"), (sort, order)
         for limit in (1, 3):
             pages = await _walk(client, alice, folder_id, sort=sort, order=order, limit=limit)
             assert [name for page in pages for name in page] == names, (sort, order, limit)
