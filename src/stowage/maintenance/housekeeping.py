@@ -9,6 +9,7 @@ repair. The pass is recorded as a ``gc`` run (trigger ``housekeeping``) for the 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from stowage.blobs import BlobStore
@@ -26,34 +27,18 @@ STALE_TEMP_SECONDS = 24 * 3600
 
 
 async def housekeeping_pass(files: FileServices, settings: Settings) -> FsckReport:
-    started = datetime.now(UTC)
     database = files.deps.database
-    try:
-        purged = await files.tree.purge_expired(timedelta(days=settings.trash_retention_days))
-        thinned = await files.versions.apply_retention_everywhere()
-        removed = await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS)
-        report = await fsck(database, files.deps.store, rehash=False, repair=True)
-    except Exception as exc:
-        await _record_failure(database, "gc", "housekeeping", started, exc)
-        raise
-    outcome, body = runs.summarise(report, trash_purged=purged, versions_thinned=thinned, temp_files_removed=removed)
-    await runs.record(
-        database,
-        kind="gc",
-        trigger="housekeeping",
-        started_at=started,
-        finished_at=datetime.now(UTC),
-        outcome=outcome,
-        report=body,
-    )
-    log.info(
-        "housekeeping",
-        trash_purged=purged,
-        versions_thinned=thinned,
-        temp_files_removed=removed,
-        problems=len(report.problems),
-        repaired=len(report.repaired),
-    )
+
+    async def work() -> tuple[FsckReport, dict[str, int]]:
+        counts = {
+            "trash_purged": await files.tree.purge_expired(timedelta(days=settings.trash_retention_days)),
+            "versions_thinned": await files.versions.apply_retention_everywhere(),
+            "temp_files_removed": await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS),
+        }
+        return await fsck(database, files.deps.store, rehash=False, repair=True), counts
+
+    report, counts = await _recorded(database, "gc", "housekeeping", work)
+    log.info("housekeeping", **counts, problems=len(report.problems), repaired=len(report.repaired))
     return report
 
 
@@ -77,24 +62,40 @@ async def checked_run(
     grace_seconds: float,
 ) -> tuple[FsckReport, int]:
     """``stowage fsck`` / ``stowage gc``: the check (gc also removes stale spools), recorded either way."""
-    started = datetime.now(UTC)
-    try:
+
+    async def work() -> tuple[FsckReport, dict[str, int]]:
         removed = await store.remove_stale_temp(STALE_TEMP_SECONDS) if repair else 0
         report = await fsck(database, store, rehash=rehash, repair=repair, grace_seconds=grace_seconds)
+        return report, {"temp_files_removed": removed}
+
+    report, counts = await _recorded(database, kind, "cli", work)
+    return report, counts["temp_files_removed"]
+
+
+async def _recorded(
+    database: Database,
+    kind: runs.RunKind,
+    trigger: runs.Trigger,
+    work: Callable[[], Awaitable[tuple[FsckReport, dict[str, int]]]],
+) -> tuple[FsckReport, dict[str, int]]:
+    """Run one maintenance job and record its outcome (a failure too, then re-raised)."""
+    started = datetime.now(UTC)
+    try:
+        report, counts = await work()
     except Exception as exc:
-        await _record_failure(database, kind, "cli", started, exc)
+        await _record_failure(database, kind, trigger, started, exc)
         raise
-    outcome, body = runs.summarise(report, temp_files_removed=removed)
+    outcome, body = runs.summarise(report, **counts)
     await runs.record(
         database,
         kind=kind,
-        trigger="cli",
+        trigger=trigger,
         started_at=started,
         finished_at=datetime.now(UTC),
         outcome=outcome,
         report=body,
     )
-    return report, removed
+    return report, counts
 
 
 async def _record_failure(
