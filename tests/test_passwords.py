@@ -5,10 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import httpx
 import pytest
 
+from accounts_helpers import SIGNUP, assert_problem, table_counts, user_row
 from stowage.accounts import passwords
 from stowage.accounts.passwords import PasswordHasher, check_password_policy, common_passwords
+from stowage.config import Settings
 from stowage.errors import InvalidInput
 
 
@@ -165,46 +168,120 @@ def test_common_list_is_loaded_once_and_large() -> None:
     assert {"password", "qwerty", "123456"} <= first
 
 
+def _policy_accepts(password: str, *, email: str | None = None, display_name: str | None = None) -> bool:
+    """Whether the policy lets ``password`` through (True) or refuses it with ``InvalidInput`` (False)."""
+    try:
+        check_password_policy(password, email=email, display_name=display_name)
+    except InvalidInput:
+        return False
+    return True
+
+
+EMAIL_EQUAL = "The password must not be your email address or a name from it."
+EMAIL_CONTAINED = "The password must not contain the name part of your email address."
+NAME_EQUAL = "The password must not be your display name or a name from it."
+NAME_CONTAINED = "The password must not contain your display name or a long word from it."
+
+
 @pytest.mark.parametrize(
     ("email", "password"),
     [
         ("jsmith@example.org", "Jsmith2024!!"),
         ("jsmith@example.org", "my-JSMITH-pass"),
+        ("jsmith@example.org", "my J.Smith pass"),  # punctuation inside the password is ignored too
         ("john.smith@example.org", "john.smith99"),
         ("john.smith@example.org", "johnsmith-rules"),  # separators removed
-        ("jsmith2024@example.org", "jsmith2024"),  # equal to it
+        ("christopher.lee@example.org", "Christopher rides again"),  # a word of the local part, >= 6
     ],
 )
 def test_rejects_email_local_part(email: str, password: str) -> None:
-    assert "email" in _policy_message(password, email=email)
-
-
-def test_short_local_part_is_not_checked() -> None:
-    check_password_policy("bob-likes-long-walks", email="bob@example.org")
-
-
-@pytest.mark.parametrize("password", ["Ada Lovelace 1815", "adalovelace!!", "xx ADA LOVELACE xx"])
-def test_rejects_display_name(password: str) -> None:
-    assert "display name" in _policy_message(password, display_name="Ada  Lovelace")
-
-
-def test_short_display_name_is_not_checked() -> None:
-    check_password_policy("ada rides a blue bicycle", display_name="Ada")
+    assert _policy_message(password, email=email) == EMAIL_CONTAINED
 
 
 @pytest.mark.parametrize(
-    "password",
+    ("email", "password"),
     [
-        "correct horse battery staple",
-        "Grüße aus dem schönen Köln",
-        "日本語のパスワードです",
-        "  leading and trailing spaces  ",
-        "tr0ub4dor&3 but longer",
+        ("jsmith2024@example.org", "jsmith2024"),
+        ("admin@example.com", "Admin!!!!"),  # a short local part is still refused as the whole password
+        ("admin@example.com", "a.d.m.i.n."),  # punctuation ignored
+        ("admin@example.com", "Admin@Example.com"),  # the whole address
+        ("john.lee@example.org", "Lee!!!!!!"),  # one word of the local part
     ],
 )
-def test_accepts_long_passphrases(password: str) -> None:
-    check_password_policy(password, email="ada@example.org", display_name="Ada Lovelace")
+def test_rejects_password_equal_to_the_email_or_a_name_from_it(email: str, password: str) -> None:
+    assert _policy_message(password, email=email) == EMAIL_EQUAL
+
+
+def test_readme_admin_passphrase_is_accepted() -> None:
+    """The README tour's first command: a 5-letter local part must not ban every password containing it."""
+    assert _policy_accepts("a long admin passphrase", email="admin@example.com")
+    assert _policy_message("Admin@Example.com rules", email="admin@example.com") == EMAIL_CONTAINED
+    assert _policy_message("admin!!!!", email="admin@example.com") == EMAIL_EQUAL
+
+
+async def test_signup_applies_the_name_rule(client: httpx.AsyncClient, settings: Settings) -> None:
+    """Over HTTP on both databases: the short local part inside a passphrase signs up; a long one is refused."""
+    accepted = await client.post(SIGNUP, json={"email": "admin@example.com", "password": "a long admin passphrase"})
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["user"]["email"] == "admin@example.com"
+    before = await table_counts(settings)
+    refused = await client.post(SIGNUP, json={"email": "jsmith2024@example.org", "password": "Jsmith2024 rules!"})
+    assert_problem(refused, 400, "invalid-input", detail=EMAIL_CONTAINED, field="body.password")
+    assert await user_row(settings, "jsmith2024@example.org") is None
+    assert await table_counts(settings) == before
+
+
+def test_contained_local_part_counts_from_six_letters_and_digits() -> None:
+    passphrase = "{} in chains forever"
+    assert _policy_accepts(passphrase.format("alice"), email="alice@example.org")  # 5: only equality counts
+    assert _policy_message(passphrase.format("alicia"), email="alicia@example.org") == EMAIL_CONTAINED  # 6
+    assert _policy_accepts(passphrase.format("a.lee"), email="a.lee@example.org")  # "alee": 4
+    assert _policy_message(passphrase.format("al.lee.x"), email="al.lee.x@example.org") == EMAIL_CONTAINED  # 6
+
+
+def test_short_local_part_is_not_checked() -> None:
+    """Only as the whole password: contained, "bob" is accepted; alone (any case, punctuation), refused."""
+    assert _policy_accepts("bob-likes-long-walks", email="bob@example.org")
+    assert _policy_message("B.O.B. !!!", email="bob@example.org") == EMAIL_EQUAL
+    assert _policy_message("bobby1-likes-long-walks", email="bobby1@example.org") == EMAIL_CONTAINED
+
+
+@pytest.mark.parametrize("password", ["Ada Lovelace 1815", "adalovelace#1", "xx ADA LOVELACE xx", "lovelace forever"])
+def test_rejects_display_name(password: str) -> None:
+    assert _policy_message(password, display_name="Ada  Lovelace") == NAME_CONTAINED
+
+
+@pytest.mark.parametrize("password", ["Ada Lovelace", "adalovelace!!", "ADA!!!!!!", "  ada  ....  "])
+def test_rejects_password_equal_to_the_display_name_or_one_of_its_words(password: str) -> None:
+    assert _policy_message(password, display_name="Ada  Lovelace") == NAME_EQUAL
+
+
+def test_short_display_name_is_not_checked() -> None:
+    """Only as the whole password: contained, "Ada" is accepted; alone, refused; a 6-letter name, refused."""
+    assert _policy_accepts("ada rides a blue bicycle", display_name="Ada")
+    assert _policy_message("Ada!!!!!", display_name="Ada") == NAME_EQUAL
+    assert _policy_message("adaline rides a blue bicycle", display_name="Adaline") == NAME_CONTAINED
+
+
+@pytest.mark.parametrize(
+    ("password", "refused_twin", "message"),
+    [
+        ("correct horse battery staple", "correct horse lovelace staple", NAME_CONTAINED),
+        ("Grüße aus dem schönen Köln", "Grüße!", "The password must be at least 8 characters long."),
+        ("日本語のパスワードです", "パスワード", "The password must be at least 8 characters long."),
+        ("  leading and trailing spaces  ", "  ada lovelace  ", NAME_EQUAL),
+        ("tr0ub4dor&3 but longer", "tr0ub4dor&3 ada.lovelace", NAME_CONTAINED),
+    ],
+)
+def test_accepts_long_passphrases(password: str, refused_twin: str, message: str) -> None:
+    names = {"email": "ada@example.org", "display_name": "Ada Lovelace"}
+    assert _policy_accepts(password, **names)
+    assert _policy_message(refused_twin, **names) == message
 
 
 def test_no_composition_rules() -> None:
-    check_password_policy("onlylowercaselettershere")
+    """Lowercase only, digits only, uppercase only pass; what fails is being common, never the mix."""
+    for password in ["onlylowercaselettershere", "40718293561", "ALLUPPERCASELETTERS"]:
+        assert _policy_accepts(password), password
+    for common in ["iloveyou", "12345678", "SUNSHINE"]:
+        assert "too common" in _policy_message(common), common

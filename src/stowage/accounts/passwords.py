@@ -33,12 +33,16 @@ SALT_LENGTH = 16
 
 MIN_LENGTH = 8
 MAX_LENGTH = 256
-# A name shorter than this is too likely to occur by chance in a good password to forbid it.
-MIN_PERSONAL_PART = 4
+# A name part this long is a meaningful guess wherever it appears in a password; a shorter one ("ann",
+# "admin", "j.li") turns up by chance in good passphrases, so it is refused only as the whole password.
+MIN_CONTAINED_PART = 6
 PASSWORD_FIELD = "body.password"
 
 _COMMON_PASSWORDS_FILE = "common-passwords.txt.gz"
-_NAME_SEPARATORS = str.maketrans("", "", " .-_+'")
+_EMAIL_EQUAL = "The password must not be your email address or a name from it."
+_EMAIL_CONTAINED = "The password must not contain the name part of your email address."
+_NAME_EQUAL = "The password must not be your display name or a name from it."
+_NAME_CONTAINED = "The password must not contain your display name or a long word from it."
 
 
 def _normalize(password: str) -> str:
@@ -108,18 +112,49 @@ def common_passwords() -> frozenset[str]:
         return frozenset(folded for line in lines if (folded := _normalize(line.strip()).casefold()))
 
 
-def _personal_parts(email: str | None, display_name: str | None) -> list[tuple[str, str]]:
-    """(case-folded text, message) pairs that a password must not contain."""
-    parts: list[tuple[str, str]] = []
+def _skeleton(text: str) -> str:
+    """``text`` as a guesser varies it: NFKC, case-folded, letters and digits only (no spaces or punctuation)."""
+    return "".join(char for char in _normalize(text).casefold() if char.isalnum())
+
+
+def _words(text: str) -> list[str]:
+    """The skeletons of the words of ``text``, split at anything that is not a letter or a digit."""
+    folded = _normalize(text).casefold()
+    return "".join(char if char.isalnum() else " " for char in folded).split()
+
+
+def _personal_parts(email: str | None, display_name: str | None) -> list[tuple[str, str, str]]:
+    """(skeleton, message if equal, message if contained) for every name a guesser would try first.
+
+    From the email: the whole address, its local part and each word of the local part; from the display
+    name: the whole name and each of its words. Empty skeletons (a name of punctuation only) are dropped.
+    """
+    parts: list[tuple[str, str, str]] = []
     if email:
-        local = _normalize(email.rpartition("@")[0] if "@" in email else email).casefold()
-        message = "The password must not contain the name part of your email address."
-        parts += [(local, message), (local.translate(_NAME_SEPARATORS), message)]
+        local = email.rpartition("@")[0] if "@" in email else email
+        for text in [_skeleton(email), _skeleton(local), *_words(local)]:
+            parts.append((text, _EMAIL_EQUAL, _EMAIL_CONTAINED))
     if display_name:
-        name = " ".join(_normalize(display_name).casefold().split())
-        message = "The password must not contain your display name."
-        parts += [(name, message), (name.translate(_NAME_SEPARATORS), message)]
-    return [(text, message) for text, message in parts if len(text) >= MIN_PERSONAL_PART]
+        for text in [_skeleton(display_name), *_words(display_name)]:
+            parts.append((text, _NAME_EQUAL, _NAME_CONTAINED))
+    return [part for part in parts if part[0]]
+
+
+def _personal_message(password: str, email: str | None, display_name: str | None) -> str | None:
+    """Why ``password`` is built from the account's own names, or None.
+
+    Refused: a password whose skeleton equals a part's skeleton (any length), or contains one of at
+    least ``MIN_CONTAINED_PART`` letters and digits.
+    """
+    skeleton = _skeleton(password)
+    if not skeleton:
+        return None
+    for part, equal_message, contained_message in _personal_parts(email, display_name):
+        if skeleton == part:
+            return equal_message
+        if len(part) >= MIN_CONTAINED_PART and part in skeleton:
+            return contained_message
+    return None
 
 
 def check_password_policy(
@@ -132,8 +167,12 @@ def check_password_policy(
     """Raise ``InvalidInput`` (one ``FieldError`` on ``field``) when ``password`` is not acceptable.
 
     Rejected: fewer than 8 or more than 256 characters (Unicode code points after NFKC), a password on
-    the common/breached list (any case), or one that contains the email's local part or the display
-    name (any case, when that part has at least 4 characters). Spaces and any characters are allowed.
+    the common/breached list (any case), or one built from the account's names. Names and password are
+    compared as skeletons (NFKC, case-folded, letters and digits only): a password whose skeleton equals
+    the email address, its local part, the display name or one of their words is refused whatever the
+    length; one that contains such a part is refused when the part has at least 6 letters and digits
+    (so "a long admin passphrase" is fine for admin@example.com, "Jsmith2024!" is not for jsmith@…).
+    Spaces and any characters are allowed.
     """
     normalized = _normalize(password)
     folded = normalized.casefold()
@@ -148,6 +187,6 @@ def check_password_policy(
             "Choose another one; a few unrelated words make a strong password that is easy to remember."
         )
     else:
-        message = next((msg for text, msg in _personal_parts(email, display_name) if text in folded), None)
+        message = _personal_message(normalized, email, display_name)
     if message is not None:
         raise InvalidInput(message, errors=[FieldError(field=field, message=message)])
