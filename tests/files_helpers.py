@@ -267,6 +267,16 @@ async def collect_garbage(settings: Settings) -> None:
         await fsck(db, LocalBlobStore(settings.data_dir.resolve()), rehash=False, repair=True, grace_seconds=0)
 
 
+async def fsck_problems(settings: Settings) -> list[tuple[str, str]]:
+    """What a full check (re-hashing every blob, no grace period) finds, as (kind, subject); [] when clean."""
+    from stowage.blobs import LocalBlobStore
+    from stowage.maintenance.fsck import fsck
+
+    async with database(settings) as db:
+        report = await fsck(db, LocalBlobStore(settings.data_dir.resolve()), rehash=True, grace_seconds=0)
+    return [(p.kind, p.subject) for p in report.problems]
+
+
 async def storage(settings: Settings) -> Storage:
     async with database(settings) as db, db.session() as session:
         nodes = (
@@ -333,6 +343,7 @@ __all__ = [
     "download",
     "etag_of",
     "expected_listing_order",
+    "fsck_problems",
     "mkdir",
     "multipart_body",
     "multipart_headers",

@@ -1,5 +1,5 @@
 """A signed-in user's own account over HTTP: profile, password change, sessions, personal access
-tokens and account deletion, on SQLite and PostgreSQL."""
+tokens and account deletion (also by an administrator, with files), on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -29,6 +29,21 @@ from accounts_helpers import (
     user_row,
 )
 from conftest import make_settings
+from files_helpers import (
+    ROOT,
+    Account,
+    collect_garbage,
+    fsck_problems,
+    mkdir,
+    names_in,
+    new_account,
+    node_path,
+    put_raw,
+    sha256_hex,
+    storage,
+    upload,
+    used_bytes,
+)
 from stowage.config import Settings
 
 SESSIONS = f"{ME}/sessions"
@@ -334,6 +349,65 @@ async def test_delete_account(client: httpx.AsyncClient, settings: Settings) -> 
     assert after["api_keys"] == before["api_keys"] - 1
     again = await signup(client, "kate@example.com")
     assert again["user"]["id"] != pair["user"]["id"]
+
+
+@pytest.mark.parametrize("by", ["self", "admin"])
+async def test_deleting_an_account_with_files_releases_its_content(
+    client: httpx.AsyncClient, settings: Settings, by: str
+) -> None:
+    """``DELETE /me`` and ``DELETE /admin/users/{id}`` of an account with files (old versions, trash, and
+    content that deduplicates with another user's file): every credential dies at once, its tree and
+    usage go, the shared content stays downloadable, gc removes the rest and fsck finds nothing."""
+    admin = await make_admin(client, settings, "root@example.com") if by == "admin" else None
+    pair = await signup(client, "kate@example.com")
+    other = await login(client, "kate@example.com")
+    pat = await create_pat(client, pair["access_token"], ["read"])
+    root = await client.get(ROOT, headers=auth(pair["access_token"]))
+    kate = Account("kate@example.com", pair["user"]["id"], pair["access_token"], root.json()["id"])
+    bob = await new_account(client, "bob@example.com")
+    draft_1, draft_2 = b"kate's draft, first version", b"kate's draft, second version"
+    note, shared = b"kate's deleted note", b"the same holiday photo, kept by kate and by bob"
+    docs = await mkdir(client, kate, kate.root_id, "docs")
+    draft = await upload(client, kate, docs["id"], "draft.txt", draft_1)
+    assert (await put_raw(client, kate, docs["id"], "draft.txt", draft_2, on_conflict="replace")).status_code == 200
+    photo = await upload(client, kate, kate.root_id, "photo.jpg", shared)
+    trashed = await upload(client, kate, kate.root_id, "note.txt", note)
+    assert (await client.delete(node_path(trashed["id"]), headers=kate.headers)).status_code == 200
+    bobs = await upload(client, bob, bob.root_id, "same.jpg", shared)
+    kates_nodes = {kate.root_id, docs["id"], draft["id"], photo["id"], trashed["id"]}
+    assert {b[0]: b[2] for b in (await storage(settings)).blobs}[sha256_hex(shared)] == 2
+
+    if admin is None:
+        deleted = await client.request("DELETE", ME, json={"password": PASSWORD}, headers=kate.headers)
+    else:
+        deleted = await client.delete(f"/api/v1/admin/users/{kate.user_id}", headers=auth(admin["access_token"]))
+
+    assert deleted.status_code == 204, deleted.text
+    for token in (pair["access_token"], other["access_token"], pat["token"]):
+        assert_problem(await client.get(ME, headers=auth(token)), 401, "unauthenticated")
+        assert_problem(
+            await client.get(node_path(photo["id"], "/content"), headers=auth(token)), 401, "unauthenticated"
+        )
+    for refresh_token in (pair["refresh_token"], other["refresh_token"]):
+        assert_problem(await refresh(client, refresh_token), 401, "unauthenticated")
+    state = await storage(settings)
+    assert kates_nodes.isdisjoint(n[0] for n in state.nodes)
+    assert kates_nodes.isdisjoint(v[1] for v in state.versions)
+    assert kate.user_id not in state.usage
+    assert state.usage[bob.user_id] == len(shared)
+    assert state.blobs == [(sha256_hex(shared), len(shared), 1)]
+    assert sha256_hex(draft_1) in state.blob_files  # blob files are the garbage collector's to remove
+    assert (await client.get(node_path(bobs["id"], "/content"), headers=bob.headers)).content == shared
+
+    await collect_garbage(settings)
+
+    assert (await storage(settings)).blob_files == {sha256_hex(shared)}
+    assert await fsck_problems(settings) == []
+    assert (await client.get(node_path(bobs["id"], "/content"), headers=bob.headers)).content == shared
+    again = await new_account(client, "kate@example.com")
+    assert again.user_id != kate.user_id
+    assert await names_in(client, again, again.root_id) == []
+    assert await used_bytes(settings, again.user_id) == 0
 
 
 async def test_last_admin_cannot_delete_themselves(client: httpx.AsyncClient, settings: Settings) -> None:

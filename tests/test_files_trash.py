@@ -16,6 +16,7 @@ from files_helpers import (
     by_path,
     children,
     collect_garbage,
+    fsck_problems,
     mkdir,
     names_in,
     new_account,
@@ -332,7 +333,8 @@ async def test_purging_a_folder_accounts_for_what_was_deleted_from_it_before(
 ) -> None:
     alice = await new_account(client, "alice@example.com")
     folder = await mkdir(client, alice, alice.root_id, "F")
-    inner = await upload(client, alice, folder["id"], "x.txt", b"deleted before its folder")
+    content = b"deleted before its folder"
+    inner = await upload(client, alice, folder["id"], "x.txt", content)
     await client.delete(node_path(inner["id"]), headers=alice.headers)
     await client.delete(node_path(folder["id"]), headers=alice.headers)
 
@@ -340,10 +342,124 @@ async def test_purging_a_folder_accounts_for_what_was_deleted_from_it_before(
 
     await collect_garbage(settings)
     state = await storage(settings)
-    still_in_trash = [i["id"] for i in await _trash(client, alice.headers)] == [inner["id"]]
+    # The file has its own trash entry: purging the folder leaves it there, still charged.
+    assert [i["id"] for i in await _trash(client, alice.headers)] == [inner["id"]]
     charged = state.usage[alice.user_id]
     held = sum(v[3] for v in state.versions)
-    assert still_in_trash or (charged, held) == (0, 0), (still_in_trash, charged, state.versions)
-    assert charged == held, f"usage {charged} bytes, versions hold {held}"
-    assert {b[0] for b in state.blobs} == {v[2] for v in state.versions}, state.blobs
+    assert (charged, held) == (len(content), len(content)), (charged, state.versions)
+    assert {b[0] for b in state.blobs} == {v[2] for v in state.versions} == {sha256_hex(content)}, state.blobs
     assert state.blob_files == {v[2] for v in state.versions}
+    assert await fsck_problems(settings) == []
+
+
+async def test_purging_a_folder_keeps_an_item_deleted_from_it_before(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    alice = await new_account(client, "alice@example.com")
+    kept, gone = b"deleted on its own, before its folder", b"deleted with its folder"
+    pp = await mkdir(client, alice, alice.root_id, "pp")
+    inner = await mkdir(client, alice, pp["id"], "inner")
+    keep = await upload(client, alice, inner["id"], "keep.txt", kept)
+    other = await upload(client, alice, inner["id"], "other.txt", gone)
+    assert (await client.delete(node_path(keep["id"]), headers=alice.headers)).status_code == 200
+    assert (await client.delete(node_path(inner["id"]), headers=alice.headers)).status_code == 200
+    assert {i["id"] for i in await _trash(client, alice.headers)} == {keep["id"], inner["id"]}
+
+    response = await client.delete(f"{TRASH}/{inner['id']}", headers=alice.headers)
+
+    assert response.status_code == 204, response.text
+    # One entry purged; the separately deleted file stays, now under the purged folder's parent.
+    assert [(i["id"], i["parent_id"]) for i in await _trash(client, alice.headers)] == [(keep["id"], pp["id"])]
+    await collect_garbage(settings)
+    state = await storage(settings)
+    assert state.usage[alice.user_id] == len(kept)
+    assert {n[0] for n in state.nodes} == {alice.root_id, pp["id"], keep["id"]}
+    assert {v[1] for v in state.versions} == {keep["id"]}
+    assert state.blob_files == {sha256_hex(kept)}
+    assert await fsck_problems(settings) == []
+    assert_problem(await client.delete(f"{TRASH}/{other['id']}", headers=alice.headers), 404, "not-found")
+
+    # Its original folder is gone: restoring asks where to.
+    before = await storage(settings)
+    home = await client.post(f"{TRASH}/{keep['id']}/restore", json={}, headers=alice.headers)
+    assert_problem(home, 409, "conflict", detail_contains="parent_id")
+    assert_unchanged(before, await storage(settings))
+
+    restored = await client.post(f"{TRASH}/{keep['id']}/restore", json={"parent_id": pp["id"]}, headers=alice.headers)
+
+    assert restored.status_code == 200, restored.text
+    assert (restored.json()["parent_id"], restored.json()["trashed_at"]) == (pp["id"], None)
+    assert await names_in(client, alice, pp["id"]) == ["keep.txt"]
+    assert (await client.get(by_path("content", "pp/keep.txt"), headers=alice.headers)).content == kept
+    assert await _trash(client, alice.headers) == []
+    assert await used_bytes(settings, alice.user_id) == len(kept)
+
+
+async def test_restoring_a_folder_leaves_an_item_deleted_from_it_before_in_the_trash(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    alice = await new_account(client, "alice@example.com")
+    docs = await mkdir(client, alice, alice.root_id, "docs")
+    alone = await upload(client, alice, docs["id"], "alone.txt", b"deleted on its own")
+    await upload(client, alice, docs["id"], "with.txt", b"deleted with the folder")
+    await client.delete(node_path(alone["id"]), headers=alice.headers)
+    await client.delete(node_path(docs["id"]), headers=alice.headers)
+
+    restored = await client.post(f"{TRASH}/{docs['id']}/restore", json={}, headers=alice.headers)
+
+    assert restored.status_code == 200, restored.text
+    assert await names_in(client, alice, docs["id"]) == ["with.txt"]
+    assert [i["id"] for i in await _trash(client, alice.headers)] == [alone["id"]]
+    assert_problem(await client.get(node_path(alone["id"]), headers=alice.headers), 404, "not-found")
+    # Its folder is back, so it can go home now.
+    home = await client.post(f"{TRASH}/{alone['id']}/restore", json={}, headers=alice.headers)
+    assert home.status_code == 200, home.text
+    assert await names_in(client, alice, docs["id"]) == ["alone.txt", "with.txt"]
+    assert await _trash(client, alice.headers) == []
+
+
+async def test_nested_trash_entries_expire_and_empty_one_by_one(client: httpx.AsyncClient, settings: Settings) -> None:
+    """Trash entries inside one another (a file, then its folder, then that folder's parent): each
+    purge removes exactly its own entry, in one unit of work or several."""
+    alice = await new_account(client, "alice@example.com")
+    bob = await new_account(client, "bob@example.com")
+    entries: dict[str, dict[str, str]] = {}
+    for account in (alice, bob):
+        pp = await mkdir(client, account, account.root_id, "pp")
+        inner = await mkdir(client, account, pp["id"], "inner")
+        await upload(client, account, pp["id"], "p.txt", f"{account.email} p".encode())
+        await upload(client, account, inner["id"], "i.txt", f"{account.email} i".encode())
+        keep = await upload(client, account, inner["id"], "keep.txt", f"{account.email} keep".encode())
+        for node in (keep, inner, pp):  # deleted innermost first: three entries, nested
+            assert (await client.delete(node_path(node["id"]), headers=account.headers)).status_code == 200
+        entries[account.email] = {"pp": pp["id"], "inner": inner["id"], "keep": keep["id"]}
+    alices = entries[alice.email]
+    now = utcnow()
+    # Alice's two folders expired (the outer one first, so its purge moves the inner one mid-batch); her file is young.
+    await set_trashed_at(settings, [alices["pp"]], now - timedelta(days=32))
+    await set_trashed_at(settings, [alices["inner"]], now - timedelta(days=31))
+    await set_trashed_at(settings, [alices["keep"]], now - timedelta(days=1))
+
+    async with database(settings) as db:
+        files = FileServices.build(FileDeps(settings=settings, database=db, store=LocalBlobStore(settings.data_dir)))
+        purged = await files.tree.purge_expired(timedelta(days=30), batch=10)
+
+    assert purged == 2
+    assert [(i["id"], i["parent_id"]) for i in await _trash(client, alice.headers)] == [(alices["keep"], alice.root_id)]
+    assert await used_bytes(settings, alice.user_id) == len(b"alice@example.com keep")
+    assert len(await _trash(client, bob.headers)) == 3
+    purged_content = [f"alice@example.com {name}".encode() for name in ("p", "i")]
+    assert sorted(await fsck_problems(settings)) == sorted(("orphan_blob", sha256_hex(c)) for c in purged_content)
+    await collect_garbage(settings)
+    assert await fsck_problems(settings) == []
+
+    for account in (alice, bob):
+        assert (await client.delete(TRASH, headers=account.headers)).status_code == 204
+        assert await _trash(client, account.headers) == []
+
+    await collect_garbage(settings)
+    state = await storage(settings)
+    assert {n[0] for n in state.nodes} == {alice.root_id, bob.root_id}
+    assert (state.versions, state.blobs, state.blob_files) == ([], [], frozenset())
+    assert state.usage[alice.user_id] == state.usage[bob.user_id] == 0
+    assert await fsck_problems(settings) == []

@@ -191,7 +191,13 @@ async def list_trash_roots(
 
 
 async def trash_roots_older_than(db: AsyncSession, cutoff: datetime, limit: int) -> Sequence[Node]:
-    statement = select(Node).where(Node.trash_root_id == Node.id, Node.trashed_at < cutoff).limit(limit)
+    """Expired trash entries, oldest first (a deterministic batch, whatever the engine's row order)."""
+    statement = (
+        select(Node)
+        .where(Node.trash_root_id == Node.id, Node.trashed_at < cutoff)
+        .order_by(Node.trashed_at, Node.id)
+        .limit(limit)
+    )
     return (await db.scalars(statement)).all()
 
 
@@ -239,6 +245,14 @@ async def versions_of_user(db: AsyncSession, owner_id: str) -> Sequence[Version]
     return (await db.scalars(select(Version).where(Version.node_id.in_(nodes)))).all()
 
 
+async def delete_tree_of(db: AsyncSession, owner_id: str) -> None:
+    """Delete every node a user owns (live and trashed) with its versions, versions first: a blob row
+    can only go once no version references it, so the users→nodes cascade would come too late."""
+    owned = select(Node.id).where(Node.owner_id == owner_id)
+    await db.execute(delete(Version).where(Version.node_id.in_(owned)))
+    await db.execute(delete(Node).where(Node.owner_id == owner_id))
+
+
 async def delete_nodes(db: AsyncSession, node_ids: Sequence[str]) -> None:
     if node_ids:
         await db.execute(delete(Version).where(Version.node_id.in_(list(node_ids))))
@@ -246,11 +260,30 @@ async def delete_nodes(db: AsyncSession, node_ids: Sequence[str]) -> None:
         await db.execute(delete(Node).where(Node.id.in_(list(node_ids))))
 
 
-async def all_subtree_nodes(db: AsyncSession, root_id: str) -> Sequence[Node]:
-    """Every node below ``root_id`` (and itself), live or trashed."""
-    tree = select(Node.id).where(Node.id == root_id).cte("whole", recursive=True)
-    tree = tree.union_all(select(Node.id).join(tree, Node.parent_id == tree.c.id))
-    return (await db.scalars(select(Node).where(Node.id.in_(select(tree.c.id))))).all()
+def _purge_set(root_id: str) -> Any:
+    """The ids a purge of the trash entry ``root_id`` removes: its whole subtree, except items below it
+    that have a trash entry of their own (deleted before their folder) and what is inside those."""
+    tree = select(Node.id).where(Node.id == root_id).cte("purge_set", recursive=True)
+    own_entry = and_(Node.trash_root_id.is_not(None), Node.trash_root_id == Node.id)
+    return tree.union_all(select(Node.id).join(tree, Node.parent_id == tree.c.id).where(~own_entry))
+
+
+async def purge_set_nodes(db: AsyncSession, root_id: str) -> Sequence[Node]:
+    purge_set = _purge_set(root_id)
+    return (await db.scalars(select(Node).where(Node.id.in_(select(purge_set.c.id))))).all()
+
+
+async def detach_trash_entries_below(db: AsyncSession, root_id: str, new_parent_id: str) -> int:
+    """Move the separate trash entries found inside ``root_id``'s purge set under ``new_parent_id``,
+    so that deleting the set (``parent_id`` cascades) leaves them, and what they hold, in the trash."""
+    purge_set = _purge_set(root_id)
+    result = await db.execute(
+        update(Node)
+        .where(Node.parent_id.in_(select(purge_set.c.id)), Node.trash_root_id == Node.id, Node.id != root_id)
+        .values(parent_id=new_parent_id)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 async def nodes_in_trash_set(db: AsyncSession, trash_root_id: str) -> Sequence[Node]:

@@ -736,11 +736,17 @@ def quota_exceeded(*, needed: int, used: int, limit: int) -> StowageError:
 
 
 async def purge_trash_set(db: AsyncSession, root: Node) -> list[str]:
-    """Delete a trashed subtree with its versions; release usage and blob references.
+    """Delete one trash entry — the item and everything deleted along with it — with its versions;
+    release usage and blob references.
 
-    Returns the blob hashes no longer referenced, to delete after the commit."""
-    # The whole subtree, including items deleted from it earlier (they go with their folder).
-    nodes = await repository.all_subtree_nodes(db, root.id)
+    Items inside it that were deleted before it have trash entries of their own and are not part of
+    it: they stay in the trash (still charged, still restorable with a ``parent_id``, since their
+    original folder is gone), moved under the purged item's parent so the ``parent_id`` cascade
+    cannot take them. Returns the blob hashes no longer referenced, to delete after the commit."""
+    await db.refresh(root)  # an earlier purge in this unit of work may have moved it (see above)
+    assert root.parent_id is not None, "the root folder is never in the trash"
+    await repository.detach_trash_entries_below(db, root.id, root.parent_id)
+    nodes = await repository.purge_set_nodes(db, root.id)
     node_ids = [n.id for n in nodes]
     versions = await repository.versions_of_nodes(db, node_ids)
     freed = sum(v.size for v in versions)
@@ -753,10 +759,13 @@ async def purge_trash_set(db: AsyncSession, root: Node) -> list[str]:
 
 
 async def release_user_content(db: AsyncSession, user_id: str) -> list[str]:
-    """Before an account is deleted: drop the blob references of all its versions.
+    """Before an account is deleted: delete its whole tree (trash included) with the versions, and drop
+    the blob references those versions held.
 
-    Returns the hashes no longer referenced by anyone (their files go to the garbage collector)."""
+    Content shared with other users' files keeps its blob row (and file). Returns the hashes no longer
+    referenced by anyone: their rows go here, their files to the garbage collector after the commit."""
     versions = await repository.versions_of_user(db, user_id)
+    await repository.delete_tree_of(db, user_id)
     unreferenced = await repository.release_blobs(db, [v.sha256 for v in versions])
     await repository.delete_blob_rows(db, unreferenced)
     return unreferenced
