@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
@@ -49,11 +51,45 @@ def postgres_unavailable_reason() -> str | None:
     return _postgres_problem[0]
 
 
-def require_postgres() -> None:
-    reason = postgres_unavailable_reason()
+def require_capability(name: str, reason: str | None) -> None:
+    """Skip the test when ``reason`` says why ``name`` (a service, a privilege) cannot be had here —
+    or fail it under ``STOWAGE_REQUIRE_SERVICES=1``, so CI cannot pass without having run it."""
     if reason is None:
         return
-    message = f"PostgreSQL at {POSTGRES_URL} is unreachable ({reason})"
+    message = f"{name}: {reason}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message}; STOWAGE_REQUIRE_SERVICES=1 forbids skipping")
+    pytest.skip(message)
+
+
+def require_postgres() -> None:
+    reason = postgres_unavailable_reason()
+    require_capability(f"PostgreSQL at {POSTGRES_URL}", None if reason is None else f"unreachable ({reason})")
+
+
+def postgres_proxy_target() -> tuple[str, int]:
+    """Host and port of the test PostgreSQL server, for tests that put a TCP proxy in front of it.
+
+    A server reached through a Unix socket cannot be proxied: skip, or fail under
+    ``STOWAGE_REQUIRE_SERVICES=1`` like every other missing capability.
+    """
+    url = urlsplit(_asyncpg_dsn(POSTGRES_URL))
+    reason = None if url.hostname else "it is not reached over TCP, so no TCP proxy can be put in front of it"
+    require_capability(f"the test database {POSTGRES_URL}", reason)
+    assert url.hostname is not None
+    return url.hostname, url.port or 5432
+
+
+def require_tool(name: str, *, package: str | None = None) -> str:
+    """The path of the command-line tool ``name`` (e.g. ``jq``), for tests that run shell commands.
+
+    Missing, the test is skipped with the reason and the install command — or fails under
+    ``STOWAGE_REQUIRE_SERVICES=1``, so CI cannot pass without having run it.
+    """
+    path = shutil.which(name)
+    if path is not None:
+        return path
+    message = f"{name} is not installed (on Debian/Ubuntu: sudo apt-get install {package or name})"
     if REQUIRE_SERVICES:
         pytest.fail(f"{message}; STOWAGE_REQUIRE_SERVICES=1 forbids skipping")
     pytest.skip(message)
