@@ -249,10 +249,18 @@ async def test_disable_and_enable(client: httpx.AsyncClient, settings: Settings)
 
     assert enabled.status_code == 200
     assert enabled.json()["disabled"] is False
+    # Disabling revoked every credential for good: enabling brings none of them back.
+    for credential in (user["access_token"], pat["token"]):
+        assert_problem(await client.get(ME, headers=auth(credential)), 401, "unauthenticated")
+    assert_problem(await refresh(client, user["refresh_token"]), 401, "unauthenticated")
     fresh = await login(client, "dora@example.com")
     assert await me_status(client, fresh["access_token"]) == 200
-    assert await me_status(client, user["access_token"]) == 401  # sessions ended by disabling stay ended
-    assert await me_status(client, pat["token"]) == 200  # personal tokens were suspended, not revoked
+    tokens = await client.get(f"{ME}/tokens", headers=auth(fresh["access_token"]))
+    assert tokens.json() == []
+    new_pat = await create_pat(client, fresh["access_token"], ["read"])
+    assert await me_status(client, new_pat["token"]) == 200
+    update = (await admin.all_pages(AUDIT, action="admin.user_update", user_id=user["user"]["id"]))[-1]
+    assert update["details"] == {"disabled": True, "sessions_revoked": 1, "tokens_revoked": 1}
 
 
 async def test_quota_display_name_verified_and_role(client: httpx.AsyncClient, settings: Settings) -> None:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
+
+from accounts_helpers import ME, assert_problem, auth, create_pat, login, me_status, refresh, signup
 
 PASSWORD = "correct horse battery staple"
 
@@ -56,6 +60,26 @@ def test_user_lifecycle(settings_env: dict[str, str]) -> None:
     )
     assert passwd.returncode == 0, passwd.stderr
     assert "password changed" in passwd.stdout
+
+
+async def test_disable_then_enable_revokes_every_credential(
+    client: httpx.AsyncClient, settings_env: dict[str, str]
+) -> None:
+    """``stowage user disable`` ends sessions, refresh tokens and personal tokens for good: after
+    ``enable`` only a fresh login works (the same rule as the admin API)."""
+    pair = await signup(client, "dora@example.com")
+    pat = await create_pat(client, pair["access_token"], ["read"])
+    assert await me_status(client, pat["token"]) == 200
+
+    for command in ("disable", "enable"):
+        result = await asyncio.to_thread(run_cli, settings_env, "user", command, "dora@example.com")
+        assert result.returncode == 0, result.stderr
+
+    for credential in (pair["access_token"], pat["token"]):
+        assert_problem(await client.get(ME, headers=auth(credential)), 401, "unauthenticated")
+    assert_problem(await refresh(client, pair["refresh_token"]), 401, "unauthenticated")
+    fresh = await login(client, "dora@example.com")
+    assert await me_status(client, fresh["access_token"]) == 200
 
 
 def test_user_errors_are_clear_and_change_nothing(settings_env: dict[str, str]) -> None:

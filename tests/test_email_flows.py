@@ -23,6 +23,7 @@ from accounts_helpers import (
     concurrent_client,
     expire_email_tokens,
     login,
+    make_admin,
     me_status,
     open_client,
     refresh,
@@ -225,8 +226,6 @@ async def test_expired_reset_token(client: httpx.AsyncClient, mail: MailSink, se
 async def test_disabled_account_gets_no_reset_mail(
     client: httpx.AsyncClient, mail: MailSink, settings: Settings
 ) -> None:
-    from accounts_helpers import make_admin
-
     admin = await make_admin(client, settings, "root@example.com")
     user = await signup(client, "iona@example.com")
     await client.patch(
@@ -237,6 +236,25 @@ async def test_disabled_account_gets_no_reset_mail(
 
     assert response.status_code == 202
     assert mail.count() == 0
+
+
+async def test_a_reset_link_mailed_before_disabling_stays_dead_after_enabling(
+    client: httpx.AsyncClient, mail: MailSink, settings: Settings
+) -> None:
+    admin = await make_admin(client, settings, "root@example.com")
+    user = await signup(client, "jade@example.com")
+    assert (await forgot(client, "jade@example.com")).status_code == 202
+    token = token_from_mail(mail.last())
+    for disabled in (True, False):
+        response = await client.patch(
+            f"/api/v1/admin/users/{user['user']['id']}",
+            json={"disabled": disabled},
+            headers=auth(admin["access_token"]),
+        )
+        assert response.status_code == 200, response.text
+
+    assert_problem(await reset(client, token), 400, "invalid-input", field="body.token")
+    await login(client, "jade@example.com", PASSWORD)  # the password is unchanged
 
 
 async def test_concurrent_resets_cannot_share_one_token(

@@ -7,7 +7,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -56,6 +56,17 @@ def decode_cursor(cursor: str | None) -> str | None:
             errors=[FieldError(field="query.cursor", message="malformed cursor")],
         )
     return decoded
+
+
+async def revoke_every_credential(db: AsyncSession, user_id: str, now: datetime) -> dict[str, str | int | bool | None]:
+    """Disabling ends every credential of the account for good: its sessions (with their access and
+    refresh tokens), its personal access tokens and other API keys, and its open email links.
+    Enabling it again restores none of them — the user logs in afresh and makes new tokens — so a
+    credential that leaked before the account was disabled stays dead. Returns counts for the audit."""
+    sessions = await repository.revoke_sessions(db, user_id, now=now, reason="disabled")
+    keys = await repository.revoke_api_keys(db, user_id, now=now)
+    await repository.expire_email_tokens(db, user_id, None, now)
+    return {"sessions_revoked": sessions, "tokens_revoked": keys}
 
 
 def invite_out(invite: Invite) -> InviteOut:
@@ -152,7 +163,7 @@ class AdminService:
                 user.disabled_at = now if request.disabled else None
                 changes["disabled"] = request.disabled
                 if request.disabled:
-                    await repository.revoke_sessions(db, user.id, now=now, reason="disabled")
+                    changes.update(await revoke_every_credential(db, user.id, now))
             user.updated_at = now
             await record(
                 db, "admin.user_update", actor_id=actor.user_id, target_id=user.id, client=client, changes=changes
@@ -171,14 +182,17 @@ class AdminService:
         async with self.deps.database.transaction() as db:
             user = await self._load(db, user_id)
             now = utcnow()
+            revoked: dict[str, str | int | bool | None] = {}
             if request.disabled is not None:
                 if request.disabled and user.role == Role.ADMIN.value and user.disabled_at is None:
                     await self._ensure_not_last_admin(db)
                 user.disabled_at = now if request.disabled else None
                 if request.disabled:
-                    await repository.revoke_sessions(db, user.id, now=now, reason="disabled")
+                    revoked = await revoke_every_credential(db, user.id, now)
             user.updated_at = now
-            await record(db, "admin.user_update", target_id=user.id, via="cli", disabled=request.disabled)
+            await record(
+                db, "admin.user_update", target_id=user.id, changes=revoked, via="cli", disabled=request.disabled
+            )
             return user_out(user, self.settings)
 
     async def reset_password(

@@ -122,6 +122,14 @@ async def list_api_keys(db: AsyncSession, user_id: str) -> Sequence[ApiKey]:
     return (await db.scalars(statement)).all()
 
 
+async def revoke_api_keys(db: AsyncSession, user_id: str, *, now: datetime) -> int:
+    """Revoke every live API key of a user (personal access tokens and any other kind), for good."""
+    result = await db.execute(
+        update(ApiKey).where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None)).values(revoked_at=now)
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
 # --- invites and email tokens -----------------------------------------------------------------
 
 
@@ -173,13 +181,13 @@ async def get_email_token(db: AsyncSession, token_hash: str) -> EmailToken | Non
     return await db.get(EmailToken, token_hash)
 
 
-async def expire_email_tokens(db: AsyncSession, user_id: str, purpose: str, now: datetime) -> None:
-    """A newly mailed link supersedes older ones of the same purpose."""
-    await db.execute(
-        update(EmailToken)
-        .where(EmailToken.user_id == user_id, EmailToken.purpose == purpose, EmailToken.used_at.is_(None))
-        .values(used_at=now)
-    )
+async def expire_email_tokens(db: AsyncSession, user_id: str, purpose: str | None, now: datetime) -> None:
+    """A newly mailed link supersedes older ones of the same purpose; ``None`` spends every open link
+    (disabling an account)."""
+    statement = update(EmailToken).where(EmailToken.user_id == user_id, EmailToken.used_at.is_(None))
+    if purpose is not None:
+        statement = statement.where(EmailToken.purpose == purpose)
+    await db.execute(statement.values(used_at=now))
 
 
 # --- audit log --------------------------------------------------------------------------------
