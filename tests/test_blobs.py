@@ -8,16 +8,18 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from conftest import require_capability
 from stowage.blobs import BlobCorrupt, BlobInfo, BlobNotFound, BlobStore, LocalBlobStore, MemoryBlobStore
 from stowage.blobs.base import BlobWriter
 from stowage.blobs.local import LocalBlobWriter
 from stowage.blobs.memory import MemoryBlobWriter
-from stowage.errors import PayloadTooLarge, StowageError
+from stowage.errors import InsufficientStorage, PayloadTooLarge, StowageError
+from support.small_fs import CannotMount, small_tmpfs
 
 DATA = bytes(range(256)) * 4 + b"tail"  # 1028 bytes, every byte value
 DATA_SHA = hashlib.sha256(DATA).hexdigest()
@@ -504,6 +506,91 @@ async def test_local_store_does_not_leak_file_descriptors(local: LocalBlobStore)
         await anext(local.open_read(MISSING))
 
     assert open_fds() == before
+
+
+# --- a full disk (a real tmpfs of 1 MiB; needs root) ------------------------------------------------
+
+SMALL_FS_BYTES = 1024 * 1024
+
+
+@contextlib.contextmanager
+def _small_data_dir(path: Path, *, inodes: int | None = None) -> Iterator[Path]:
+    try:
+        with small_tmpfs(path, SMALL_FS_BYTES, inodes=inodes) as mounted:
+            yield mounted
+    except CannotMount as exc:
+        require_capability("a small tmpfs filesystem for the full-disk tests", str(exc))
+
+
+@pytest.fixture
+def small_local(tmp_path: Path) -> Iterator[LocalBlobStore]:
+    """A local store whose data folder is a 1 MiB filesystem of its own."""
+    with _small_data_dir(tmp_path / "small") as root:
+        yield LocalBlobStore(root)
+
+
+async def test_local_write_that_does_not_fit_raises_insufficient_storage_and_leaves_nothing(
+    small_local: LocalBlobStore,
+) -> None:
+    writer = await small_local.open_writer()
+    with pytest.raises(InsufficientStorage) as caught:
+        await write_all(writer, os.urandom(2 * SMALL_FS_BYTES), 64 * 1024)
+
+    assert caught.value.code == "insufficient-storage"
+    assert "disk is full" in caught.value.detail
+    assert caught.value.path == str(small_local.root)  # for the operator's log
+    assert isinstance(caught.value.__cause__, OSError)
+    assert temp_count(small_local) == 0  # the spool is gone, and its space with it
+    assert await hashes(small_local) == []
+    with pytest.raises(RuntimeError, match="aborted"):
+        await writer.write(b"more")
+
+    info = await put(small_local, DATA)  # the store goes on working once there is room
+    assert await read(small_local, info.sha256) == DATA
+
+
+def _use_up_inodes(root: Path) -> list[Path]:
+    """Create empty files until the filesystem has no inode left; return them (to free them again)."""
+    fillers: list[Path] = []
+    with contextlib.suppress(OSError):
+        for n in range(1000):
+            filler = root / f"filler-{n}"
+            filler.touch()
+            fillers.append(filler)
+    assert fillers, "the filesystem had no free inode to begin with"
+    return fillers
+
+
+async def test_local_open_writer_without_a_free_inode_raises_insufficient_storage(tmp_path: Path) -> None:
+    with _small_data_dir(tmp_path / "small", inodes=16) as root:
+        store = LocalBlobStore(root)
+        store.temp_dir.mkdir()
+        fillers = _use_up_inodes(root)
+
+        with pytest.raises(InsufficientStorage):
+            await store.open_writer()
+
+        assert temp_count(store) == 0
+        for filler in fillers:
+            filler.unlink()
+        assert (await put(store, DATA)).sha256 == DATA_SHA
+
+
+async def test_local_commit_without_room_for_its_directories_raises_insufficient_storage(tmp_path: Path) -> None:
+    with _small_data_dir(tmp_path / "small", inodes=16) as root:
+        store = LocalBlobStore(root)
+        writer = await store.open_writer()
+        await writer.write(DATA)  # spooled while there was room
+        fillers = _use_up_inodes(root)  # now blobs/ab/cd cannot be created
+
+        with pytest.raises(InsufficientStorage):
+            await writer.commit()
+
+        assert temp_count(store) == 0
+        assert await hashes(store) == []
+        for filler in fillers:
+            filler.unlink()
+        assert (await put(store, DATA)).sha256 == DATA_SHA
 
 
 async def wait_until(condition: Callable[[], bool]) -> None:

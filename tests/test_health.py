@@ -9,16 +9,25 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import text
 
-from conftest import POSTGRES_URL, make_settings
+from accounts_helpers import PASSWORD, SIGNUP
+from conftest import POSTGRES_URL, make_settings, postgres_proxy_target
 from stowage.app import create_app
 from stowage.config import Settings
 from stowage.db import migrate
 from stowage.db.engine import Database
+from stowage.errors import ServiceUnavailable
 from support import asgi_client, assert_problem
 from support.tcp_proxy import TcpProxy
 
 ANSWER_WITHIN_SECONDS = 15  # a generous bound: the point is that a broken dependency never hangs a request
+# Small database timeouts for the stalled-server tests, and what may pass beyond their sum (scheduling on
+# a busy machine). A correctness bound, not a benchmark: before every wait was bounded, these settings
+# let a stalled server hold a request for 9 s (the statement timeout plus 5 s, plus a 2 s polite close).
+STALL_CONNECT_TIMEOUT = 1.0
+STALL_STATEMENT_TIMEOUT = 2.0
+STALL_MARGIN = 3.0
 
 
 @pytest.fixture
@@ -111,20 +120,37 @@ async def test_schema_behind_this_build_makes_the_server_unready(running: tuple[
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[TcpProxy]:
-    async with TcpProxy("127.0.0.1", 5432) as running:
+    host, port = postgres_proxy_target()
+    async with TcpProxy(host, port) as running:
         yield running
+
+
+def proxied_settings(settings_env: dict[str, str], proxy: TcpProxy, **overrides: Any) -> Settings:
+    """Settings for the same database and test schema, reached through ``proxy``."""
+    target = httpx.URL(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
+    return make_settings(settings_env, database_url=str(target.copy_with(port=proxy.port)), **overrides)
 
 
 @pytest.fixture
 async def proxied_client(settings_env: dict[str, str], proxy: TcpProxy) -> AsyncIterator[httpx.AsyncClient]:
     """The application with its database reached through ``proxy`` (same database, same test schema)."""
-    target = httpx.URL(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
-    if (target.host, target.port or 5432) != ("127.0.0.1", 5432):
-        pytest.skip(f"the proxy forwards to 127.0.0.1:5432, but the test database is {target.host}:{target.port}")
-    url = str(target.copy_with(port=proxy.port))
-    settings = make_settings(settings_env, database_url=url)
-    async with asgi_client(create_app(settings)) as client:
+    async with asgi_client(create_app(proxied_settings(settings_env, proxy))) as client:
         yield client
+
+
+@pytest.fixture
+def stall_settings(settings_env: dict[str, str], proxy: TcpProxy) -> Settings:
+    return proxied_settings(
+        settings_env,
+        proxy,
+        database_connect_timeout=STALL_CONNECT_TIMEOUT,
+        database_statement_timeout=STALL_STATEMENT_TIMEOUT,
+    )
+
+
+def stall_bound(settings: Settings) -> float:
+    """How long a request may wait on a database that stopped answering: taking a connection, then one statement."""
+    return settings.database_connect_timeout + settings.database_statement_timeout + STALL_MARGIN
 
 
 @pytest.mark.postgres
@@ -176,3 +202,60 @@ async def test_hung_database_gives_a_bounded_readiness_answer(
     assert body["checks"]["database"]["ok"] is False
     assert body["checks"]["data_dir"]["ok"] is True
     assert (await _get(client, "/readyz")).status_code == 200
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_database_that_stops_answering_gives_503_within_the_configured_timeouts(
+    stall_settings: Settings, proxy: TcpProxy
+) -> None:
+    bound = stall_bound(stall_settings)
+    async with asgi_client(create_app(stall_settings)) as client:
+        assert (await _get(client, "/api/v1/info")).status_code == 200  # the pool now holds live connections
+
+        proxy.pause()  # TCP stays open, nothing is forwarded: the pre-ping of the next checkout gets no answer
+        try:
+            async with asyncio.timeout(bound):
+                read = await client.get("/api/v1/info")
+            async with asyncio.timeout(bound):
+                write = await client.post(SIGNUP, json={"email": "ann@example.com", "password": PASSWORD})
+        finally:
+            proxy.resume()
+
+        for response in (read, write):
+            body = assert_problem(response, 503, "service-unavailable")
+            assert "database" in body["detail"]
+            assert int(response.headers["retry-after"]) > 0
+        assert (await _get(client, "/api/v1/info")).status_code == 200  # and it recovers by itself
+        assert (await client.post(SIGNUP, json={"email": "ann@example.com", "password": PASSWORD})).status_code == 201
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+async def test_a_statement_that_gets_no_answer_is_cut_off_at_the_statement_timeout(
+    stall_settings: Settings, proxy: TcpProxy
+) -> None:
+    """The server stalls after the connection was taken and pinged: only the statement bound can end the wait,
+    and leaving the unit of work (rollback, returning the connection) must not wait for the server either."""
+    database = Database(stall_settings)
+
+    async def stall_after_checkout() -> None:
+        async with asyncio.timeout(stall_bound(stall_settings)), database.transaction() as session:
+            await session.execute(text("SELECT 1"))  # the connection is taken, pinged and answering
+            proxy.pause()
+            await session.execute(text("SELECT 2"))
+
+    try:
+        async with database.session() as session:
+            assert (await session.execute(text("SELECT 1"))).scalar() == 1
+
+        with pytest.raises(ServiceUnavailable) as caught:
+            await stall_after_checkout()
+        proxy.resume()
+
+        assert isinstance(caught.value.__cause__, TimeoutError)
+        async with database.session() as session:
+            assert (await session.execute(text("SELECT 3"))).scalar() == 3
+    finally:
+        proxy.resume()
+        await database.dispose()

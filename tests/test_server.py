@@ -14,7 +14,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import POSTGRES_URL
+from conftest import POSTGRES_URL, postgres_proxy_target
 from stowage import __version__
 from stowage.config import SECRET_FILE_NAME
 from support import assert_problem
@@ -175,9 +175,8 @@ async def test_workers_share_one_metrics_view(start_server: StartServer, tmp_pat
 @pytest.fixture
 async def stalled_db_env(settings_env: dict[str, str]) -> AsyncIterator[tuple[dict[str, str], TcpProxy]]:
     target = httpx.URL(POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1))
-    if (target.host, target.port or 5432) != ("127.0.0.1", 5432):
-        pytest.skip(f"the proxy forwards to 127.0.0.1:5432, but the test database is {target.host}:{target.port}")
-    async with TcpProxy("127.0.0.1", 5432) as proxy:
+    host, port = postgres_proxy_target()
+    async with TcpProxy(host, port) as proxy:
         env = {**settings_env, "STOWAGE_DATABASE_URL": str(target.copy_with(port=proxy.port))}
         yield env, proxy
 

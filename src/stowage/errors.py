@@ -7,6 +7,7 @@ maps them once. This module must never import a web framework. Each error has a 
 
 from __future__ import annotations
 
+import errno
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -80,6 +81,13 @@ class PayloadTooLarge(StowageError):
     title = "The request body is too large"
 
 
+class RequestTimeout(StowageError):
+    """The client stopped sending the request body before it was complete."""
+
+    code = "request-timeout"
+    title = "The request body stopped arriving"
+
+
 class UnsupportedMediaType(StowageError):
     code = "unsupported-media-type"
     title = "Unsupported media type"
@@ -97,6 +105,31 @@ class RangeNotSatisfiable(StowageError):
 class QuotaExceeded(StowageError):
     code = "quota-exceeded"
     title = "Storage quota exceeded"
+
+
+class InsufficientStorage(StowageError):
+    """The server's own storage is full (a full disk, a filesystem quota, a file-size limit): nothing was stored.
+
+    Not the user's quota (:class:`QuotaExceeded`): an operator must free space. ``path`` says where
+    the write failed, for the log only — clients are not told the server's paths.
+    """
+
+    code = "insufficient-storage"
+    title = "The server's storage is full"
+
+    def __init__(self, detail: str, *, path: str | None = None) -> None:
+        super().__init__(detail)
+        self.path = path
+
+
+# errno values meaning "no room to write": the disk is full, a filesystem quota is used up, or the
+# file would pass the filesystem's (or the process's) largest file size.
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when ``exc`` is an OS error saying the disk (or a quota on it) has no room left."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL_ERRNOS
 
 
 class RateLimited(StowageError):

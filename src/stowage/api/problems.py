@@ -53,10 +53,12 @@ STATUS_BY_ERROR: dict[type[errors.StowageError], int] = {
     errors.MethodNotAllowed: 405,
     errors.Conflict: 409,
     errors.PreconditionFailed: 412,
+    errors.RequestTimeout: 408,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.RangeNotSatisfiable: 416,
     errors.QuotaExceeded: 507,
+    errors.InsufficientStorage: 507,
     errors.RateLimited: 429,
     errors.ServiceUnavailable: 503,
     errors.InternalError: 500,
@@ -189,6 +191,9 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Resp
     assert isinstance(exc, errors.StowageError)
     if isinstance(exc, errors.ServiceUnavailable):
         log.warning("dependency_unavailable", detail=exc.detail, cause=repr(exc.__cause__))
+    elif isinstance(exc, errors.InsufficientStorage):
+        # The operator's problem, not the client's: say where the disk is full (the client is not told).
+        log.error("insufficient_storage", detail=exc.detail, path=exc.path, cause=repr(exc.__cause__))
     elif isinstance(exc, errors.InternalError) or (
         status_for(exc) >= 500 and not isinstance(exc, errors.QuotaExceeded)
     ):

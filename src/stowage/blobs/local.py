@@ -16,6 +16,10 @@ decay that changes none of them is ``fsck``'s job (it re-hashes everything). A d
 likewise re-hashes an existing copy it has not verified before trusting it, and replaces a damaged one
 with its own bytes, so uploading the content again heals a corrupted blob.
 
+A write that finds no room — a full disk, a used-up filesystem quota, a file past the largest size
+the filesystem allows (ENOSPC, EDQUOT, EFBIG) — raises :class:`~stowage.errors.InsufficientStorage`
+after the spool is removed, so a full disk leaves nothing behind and the next upload that fits works.
+
 All file I/O runs in worker threads. A file descriptor is only touched by one thread call at a time;
 if a caller is cancelled mid-call, ``abort`` waits for that call before closing the descriptor.
 """
@@ -46,6 +50,7 @@ from stowage.blobs.base import (
     check_sha256,
     to_thread_owning,
 )
+from stowage.errors import InsufficientStorage, is_disk_full
 from stowage.observability.logging import get_logger
 
 TEMP_PREFIX = "upload-"
@@ -55,6 +60,10 @@ TEMP_MODE = 0o600
 _VERIFY_CHUNK = 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
 VERIFIED_CACHE_SIZE = 65536
+DISK_FULL_DETAIL = (
+    "The server's disk is full (no space left to store the content); nothing was stored. "
+    "Retry once an administrator has freed space."
+)
 
 Fingerprint = tuple[int, int, int, int]
 log = get_logger("stowage.blobs")
@@ -139,10 +148,17 @@ class LocalBlobWriter(SpoolingWriter):
         return self._temp
 
     async def _call(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` in a worker thread; it keeps running if we are cancelled, and ``_discard`` waits for it."""
+        """Run ``fn`` in a worker thread; it keeps running if we are cancelled, and ``_discard`` waits for it.
+
+        A full disk becomes InsufficientStorage here; the base class then aborts, removing the spool."""
         task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(fn))
         self._pending = task
-        return await asyncio.shield(task)
+        try:
+            return await asyncio.shield(task)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise self._store.disk_full() from exc
+            raise
 
     async def _spool(self, chunk: bytes) -> None:
         fd = self._fd
@@ -215,6 +231,10 @@ class LocalBlobStore(BlobStore):
         check_sha256(sha256)
         return self._blobs / sha256[:2] / sha256[2:4] / sha256
 
+    def disk_full(self) -> InsufficientStorage:
+        """The error for a write that found no room in the data folder (its path goes to the log only)."""
+        return InsufficientStorage(DISK_FULL_DETAIL, path=str(self._root))
+
     def make_fanout_dirs(self, leaf: Path) -> None:
         """Create ``blobs/ab/cd`` as needed, fsyncing each new directory's parent so its entry is durable."""
         for directory in (self._blobs, leaf.parent, leaf):
@@ -229,7 +249,12 @@ class LocalBlobStore(BlobStore):
     async def open_writer(self, *, max_size: int | None = None) -> LocalBlobWriter:
         if max_size is not None and max_size < 0:
             raise ValueError(f"max_size must be None or 0 or more, got {max_size}")
-        fd, path = await to_thread_owning(self._create_temp, self._release_temp)
+        try:
+            fd, path = await to_thread_owning(self._create_temp, self._release_temp)
+        except OSError as exc:
+            if is_disk_full(exc):  # no room even for an empty file (inodes or quota used up)
+                raise self.disk_full() from exc
+            raise
         return LocalBlobWriter(self, fd, path, max_size=max_size)
 
     def _create_temp(self) -> tuple[int, Path]:

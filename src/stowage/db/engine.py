@@ -7,8 +7,16 @@ writers can never deadlock by both upgrading a read lock, and writers inside one
 pool instead of spinning on the busy timeout. Reads use a second engine with a normal pool.
 
 PostgreSQL: one asyncpg engine with pre-ping (a connection broken while idle is replaced, not
-handed out), a connect timeout and a statement timeout, so a database that vanishes yields a
-quick ``ServiceUnavailable`` instead of a hung request.
+handed out). Every wait is bounded, so a database that vanishes — or keeps its TCP connections open
+and stops answering — yields ``ServiceUnavailable`` instead of a hung request: taking a connection
+(waiting for a free one, connecting, the pre-ping) by ``database_connect_timeout``, each statement by
+``database_statement_timeout`` (on the server, and in asyncpg on the client, which a silent server
+cannot stretch). A connection that timed out is dropped at once rather than closed politely, since a
+polite close would wait for the same silent server.
+
+A full disk is not an outage: SQLite's "database or disk is full", an OS error saying so (ENOSPC,
+EDQUOT, EFBIG) and PostgreSQL's ``disk_full`` become ``InsufficientStorage``, so the operator is sent
+to the disk rather than to the network.
 
 Transactions are committed in exactly one place: ``Database.transaction()`` at the request boundary.
 """
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,10 +38,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from stowage.config import Settings
-from stowage.errors import ServiceUnavailable
+from stowage.errors import InsufficientStorage, ServiceUnavailable, is_disk_full
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _NOT_TRANSIENT = ("no such table", "no such column", "syntax error", "has no column")
+_POSTGRES_DISK_FULL = "53100"  # SQLSTATE disk_full: the database server could not extend a file
 
 
 def _normalise_url(url: str) -> str:
@@ -68,6 +78,26 @@ def is_unavailable_error(exc: BaseException) -> bool:
     return False
 
 
+def is_disk_full_error(exc: BaseException) -> bool:
+    """True when ``exc`` means a write found no room: on this machine's disk, or the database server's."""
+    return is_local_disk_full_error(exc) or (
+        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == _POSTGRES_DISK_FULL
+    )
+
+
+def is_local_disk_full_error(exc: BaseException) -> bool:
+    """True when ``exc`` says this machine's disk is full: an OS error so saying, or SQLite's SQLITE_FULL."""
+    if is_disk_full(exc):
+        return True
+    if isinstance(exc, DBAPIError):
+        orig = exc.orig
+        if isinstance(orig, sqlite3.Error) and orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
+            return True
+        cause = getattr(orig, "__cause__", None)
+        return isinstance(cause, OSError) and is_disk_full(cause)
+    return False
+
+
 def _unicode_lower(value: object) -> object:
     return value.lower() if isinstance(value, str) else value
 
@@ -79,6 +109,8 @@ class Database:
         self.url = _normalise_url(settings.effective_database_url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.schema = settings.database_schema
+        self.data_dir = settings.data_dir.resolve()
+        self.connect_timeout = settings.database_connect_timeout
         if self.is_sqlite:
             self.read_engine = self._sqlite_engine(pool_size=max(2, settings.database_pool_size), writer=False)
             self.write_engine = self._sqlite_engine(pool_size=1, writer=True)
@@ -130,7 +162,7 @@ class Database:
         }
         if settings.database_schema:
             server_settings["search_path"] = settings.database_schema
-        return create_async_engine(
+        engine = create_async_engine(
             self.url,
             pool_size=settings.database_pool_size,
             max_overflow=settings.database_pool_size,
@@ -139,10 +171,23 @@ class Database:
             pool_recycle=1800,
             connect_args={
                 "timeout": settings.database_connect_timeout,
-                "command_timeout": settings.database_statement_timeout + 5,
+                # asyncpg's own bound on every round trip (statements, BEGIN/COMMIT/ROLLBACK, the
+                # pre-ping): enforced on the client, so it holds when the server says nothing at all.
+                "command_timeout": settings.database_statement_timeout,
                 "server_settings": server_settings,
             },
         )
+
+        @event.listens_for(engine.sync_engine, "invalidate")
+        def _drop_at_once(dbapi_connection: Any, _record: ConnectionPoolEntry, _exc: BaseException | None) -> None:
+            # SQLAlchemy closes an invalidated connection politely first (sending Terminate and waiting
+            # up to 2 s for the server); a server that stopped answering would add that wait to the
+            # request. The connection is being thrown away anyway: abort its socket now.
+            driver = getattr(dbapi_connection, "driver_connection", None)
+            if driver is not None and not driver.is_closed():
+                driver.terminate()
+
+        return engine
 
     # --- sessions -------------------------------------------------------------------------------
 
@@ -151,12 +196,14 @@ class Database:
         """A read-only unit of work. Closing it at the end returns the connection with its transaction
         rolled back, while objects already loaded stay readable (a rollback would expire them)."""
         async with self._guard(), self._read_sessions() as session:
+            await self._check_out(session)
             yield session
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A write unit of work: committed when the block ends normally, rolled back otherwise."""
         async with self._guard(), self._write_sessions() as session:
+            await self._check_out(session)
             try:
                 yield session
             except BaseException:
@@ -164,17 +211,53 @@ class Database:
                 raise
             await session.commit()
 
+    async def _check_out(self, session: AsyncSession) -> None:
+        """Take the session's PostgreSQL connection now, within ``database_connect_timeout``.
+
+        Checkout covers waiting for a free connection, opening a new one and the pre-ping; each has a
+        timeout of its own, but one after the other (a ping that times out, then a reconnect) they
+        could add up, so the whole checkout gets one deadline here. SQLite checks out lazily as before:
+        its writer queues on the pool by design, bounded by the busy timeout.
+        """
+        if self.is_sqlite:
+            return
+        try:
+            async with asyncio.timeout(self.connect_timeout):
+                await session.connection()
+        except TimeoutError as exc:
+            raise ServiceUnavailable(
+                f"The metadata database did not answer within {self.connect_timeout:g}s; retry shortly.",
+                retry_after=5,
+            ) from exc
+
     @asynccontextmanager
     async def _guard(self) -> AsyncIterator[None]:
-        """Turn "database unreachable" driver errors into the domain's ServiceUnavailable."""
+        """Turn driver errors into domain errors: a full disk into InsufficientStorage, "database
+        unreachable" into ServiceUnavailable."""
         try:
             yield
-        except ServiceUnavailable:
+        except (ServiceUnavailable, InsufficientStorage):
             raise
         except Exception as exc:
+            if is_disk_full_error(exc):
+                raise self._disk_full(exc) from exc
             if is_unavailable_error(exc):
                 raise ServiceUnavailable("The metadata database is unreachable; retry shortly.", retry_after=5) from exc
             raise
+
+    def _disk_full(self, exc: BaseException) -> InsufficientStorage:
+        """The error for a write that found no room. On this machine ``path`` (for the log) is the data
+        folder, where the SQLite database and its log live; a PostgreSQL server's disk is not ours to name."""
+        if is_local_disk_full_error(exc):
+            return InsufficientStorage(
+                "The server's disk is full: the change cannot be recorded; nothing was stored. "
+                "Retry once an administrator has freed space.",
+                path=str(self.data_dir),
+            )
+        return InsufficientStorage(
+            "The database server's disk is full: it cannot record the change; nothing was stored. "
+            "Retry once an administrator has freed space on the database server."
+        )
 
     async def ping(self, deadline_seconds: float) -> None:
         """Run a trivial query; raise ServiceUnavailable if it does not answer in time."""
