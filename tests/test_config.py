@@ -36,6 +36,7 @@ def test_defaults_are_safe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert settings.cors_allow_origins == ()
     assert settings.cors_allow_credentials is False
     assert settings.auto_migrate is True
+    assert settings.body_idle_timeout == 60.0  # a stalled upload cannot hold its connection and spool for ever
 
 
 def test_environment_overrides_defaults(tmp_path: Path) -> None:
@@ -49,6 +50,7 @@ def test_environment_overrides_defaults(tmp_path: Path) -> None:
             "STOWAGE_AUTO_MIGRATE": "off",
             "STOWAGE_DATABASE_CONNECT_TIMEOUT": "1.5",
             "STOWAGE_PUBLIC_URL": "https://files.example.com",
+            "STOWAGE_BODY_IDLE_TIMEOUT": "2.5",
         }
     )
 
@@ -60,6 +62,7 @@ def test_environment_overrides_defaults(tmp_path: Path) -> None:
     assert settings.auto_migrate is False
     assert settings.database_connect_timeout == 1.5
     assert settings.public_url == "https://files.example.com"
+    assert settings.body_idle_timeout == 2.5
     assert settings.effective_database_url.endswith(f"{tmp_path / 'd' / 'stowage.db'}")
 
 
@@ -168,6 +171,9 @@ BAD_VALUES: list[tuple[dict[str, str], str, str | tuple[str, ...]]] = [
     ({"STOWAGE_MAX_REQUEST_HEADER_BYTES": "100"}, "STOWAGE_MAX_REQUEST_HEADER_BYTES", "between 8192 and"),
     ({"STOWAGE_LOG_FILE_MAX_BYTES": "10"}, "STOWAGE_LOG_FILE_MAX_BYTES", "at least 1024 bytes"),
     ({"STOWAGE_SHUTDOWN_TIMEOUT": "0"}, "STOWAGE_SHUTDOWN_TIMEOUT", "between 1 and 3600"),
+    ({"STOWAGE_BODY_IDLE_TIMEOUT": "0"}, "STOWAGE_BODY_IDLE_TIMEOUT", "more than 0 and at most 3600"),
+    ({"STOWAGE_BODY_IDLE_TIMEOUT": "nan"}, "STOWAGE_BODY_IDLE_TIMEOUT", "more than 0 and at most 3600"),
+    ({"STOWAGE_BODY_IDLE_TIMEOUT": "7200"}, "STOWAGE_BODY_IDLE_TIMEOUT", "more than 0 and at most 3600"),
 ]
 
 

@@ -27,11 +27,13 @@ from litestar.static_files import create_static_files_router
 
 from stowage import __version__
 from stowage.accounts.admin_controllers import AdminController
+from stowage.accounts.authn import authenticate_first
 from stowage.accounts.common import AccountDeps
 from stowage.accounts.controllers import AuthController, MeController
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.services import AccountServices
 from stowage.api.problems import EXCEPTION_HANDLERS
+from stowage.api.requests import StowageRequest
 from stowage.blobs import LocalBlobStore
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
 from stowage.db import migrate
@@ -230,6 +232,9 @@ def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
     return Litestar(
         route_handlers=route_handlers,
         dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        # Authentication runs before any body is read: an anonymous request to a protected route is a 401.
+        guards=[authenticate_first],
+        request_class=StowageRequest,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[_lifespan(settings, metrics)],
         openapi_config=_openapi_config(),
@@ -249,6 +254,7 @@ def create_app(settings: Settings) -> ObservabilityMiddleware:
         metrics=metrics,
         hsts=settings.hsts,
         page_policies={"/docs": DOCS_CSP},
+        body_idle_timeout=settings.body_idle_timeout,
     )
 
 

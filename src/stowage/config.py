@@ -101,6 +101,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     max_request_body_bytes: int = 1024 * 1024
     max_request_header_bytes: int = 65536
+    # Seconds a request body may go without a byte before the request is refused (408) and closed.
+    body_idle_timeout: float = 60.0
     shutdown_timeout: int = 30
 
     # --- derived values -------------------------------------------------------------------------
@@ -367,6 +369,12 @@ def _validate(s: Settings) -> None:
         "max_request_header_bytes",
         "must be between 8192 and 1048576",
         s.max_request_header_bytes,
+    )
+    _require(
+        0 < s.body_idle_timeout <= 3600,
+        "body_idle_timeout",
+        "must be more than 0 and at most 3600 seconds",
+        s.body_idle_timeout,
     )
     _require(
         1 <= s.shutdown_timeout <= 3600,

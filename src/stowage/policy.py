@@ -85,10 +85,19 @@ class Owned(msgspec.Struct, frozen=True):
     owner_id: str
 
 
-def authorize(principal: Principal | None, action: Action, resource: Owned | None = None) -> Principal:
-    """Allow, or raise the error the caller should see. Returns the principal for convenience."""
+def require_principal(principal: Principal | None) -> Principal:
+    """The caller, or the 401 every protected operation answers when there is none.
+
+    ``authorize`` starts with it; front ends also ask it before reading a request body, so an
+    anonymous request to a protected route is told to sign in whatever its body holds."""
     if principal is None:
         raise Unauthenticated("Sign in first: send Authorization: Bearer <access token or personal token>.")
+    return principal
+
+
+def authorize(principal: Principal | None, action: Action, resource: Owned | None = None) -> Principal:
+    """Allow, or raise the error the caller should see. Returns the principal for convenience."""
+    principal = require_principal(principal)
     needed = action.scope
     if needed is Scope.ADMIN:
         if not principal.is_admin:

@@ -18,7 +18,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +135,28 @@ class ServerProcess:
     def log_records(self) -> list[dict[str, Any]]:
         """Every JSON log line the server wrote to stderr so far (other lines are skipped)."""
         return list(_json_lines(self.stderr_text()))
+
+
+@contextlib.asynccontextmanager
+async def running_server(
+    workdir: Path, env: Mapping[str, str] | None = None, args: tuple[str, ...] = ()
+) -> AsyncIterator[ServerProcess]:
+    """A started server for the body of the ``async with``; stopped (or killed) afterwards."""
+    server = ServerProcess(workdir, env=env, args=args)
+    try:
+        await server.start()
+        yield server
+    finally:
+        await server.stop(timeout=15)
+
+
+async def wait_until(condition: Callable[[], bool], *, within: float = 10.0) -> None:
+    """Poll ``condition`` until it holds; fail after ``within`` seconds (a bound on waiting, not a timing check)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {within}s")
+        await asyncio.sleep(0.02)
 
 
 def _json_lines(text: str) -> Iterator[dict[str, Any]]:

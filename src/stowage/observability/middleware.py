@@ -1,11 +1,20 @@
-"""The outermost ASGI layer: request id, access log, metrics, security headers, last-resort 500.
+"""The outermost ASGI layer: request id, access log, metrics, security headers, last-resort 500,
+and the request body's life cycle.
 
 It wraps the whole Litestar application (not just matched routes), so unknown paths, wrong methods
 and framework failures get a request id, a log line and a metric like everything else.
+
+It also sees every read of the request body, so two HTTP/1.1 rules are kept here, once for every
+route: a body that stops arriving for ``body_idle_timeout`` seconds ends the request with a 408
+(the upload reading it aborts and removes its spool), and an answer sent before the body was read
+to its end (a 401, 413 or 507 decided from the headers, or that 408) carries ``Connection: close``,
+because the unread rest of the body would otherwise be parsed as the next request on the
+connection (RFC 9110 §10.1.1, RFC 9112 §9.6). Granian closes the connection after such an answer.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
@@ -14,6 +23,7 @@ from typing import Any
 import structlog
 
 from stowage.api.problems import PROBLEM_MEDIA_TYPE, internal_error_body
+from stowage.errors import RequestTimeout
 from stowage.observability import context
 from stowage.observability.logging import get_logger
 from stowage.observability.metrics import Metrics
@@ -30,6 +40,10 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 UNMATCHED_ROUTE = "<unmatched>"
+DEFAULT_BODY_IDLE_TIMEOUT = 60.0
+# Versions whose connections carry more requests after this one: only there does ``Connection``
+# mean anything (HTTP/2 forbids the header; each request has its own stream).
+_PERSISTENT_HTTP1 = frozenset({"1.0", "1.1"})
 
 BASE_SECURITY_HEADERS: Mapping[bytes, bytes] = {
     b"x-content-type-options": b"nosniff",
@@ -50,9 +64,11 @@ class ObservabilityMiddleware:
         metrics: Metrics | None,
         hsts: bool,
         page_policies: Mapping[str, str] | None = None,
+        body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT,
     ) -> None:
         self.app = app
         self.metrics = metrics
+        self.body_idle_timeout = body_idle_timeout
         # Paths that serve pages meant to render in a browser, with the CSP each needs.
         self.page_policies = {path: policy.encode() for path, policy in (page_policies or {}).items()}
         self.security_headers = dict(BASE_SECURITY_HEADERS)
@@ -71,21 +87,39 @@ class ObservabilityMiddleware:
         request_context = context.RequestContext(request_id=request_id)
         token = context.set_current(request_context)
         structlog.contextvars.bind_contextvars(request_id=request_id)
-        state: dict[str, Any] = {"status": 0, "bytes_in": 0, "bytes_out": 0, "started": False}
+        state: dict[str, Any] = {
+            "status": 0,
+            "bytes_in": 0,
+            "bytes_out": 0,
+            "started": False,
+            # True until the last chunk of the request body has been received (or the client left).
+            "body_pending": _may_have_body(scope),
+        }
         if self.metrics:
             self.metrics.in_flight.inc()
 
         async def counting_receive() -> Message:
-            message = await receive()
+            if state["body_pending"] and not state["started"]:
+                message = await self._receive_body_chunk(receive, scope, state)
+            else:
+                # Once the answer is under way, reads only listen for the client leaving: no deadline.
+                message = await receive()
             if message["type"] == "http.request":
                 state["bytes_in"] += len(message.get("body", b""))
+                if not message.get("more_body", False):
+                    state["body_pending"] = False
+            elif message["type"] == "http.disconnect":
+                state["body_pending"] = False
             return message
 
         async def decorating_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 state["started"] = True
-                message["headers"] = self._with_headers(message.get("headers", []), request_id, scope["path"])
+                headers = message.get("headers", [])
+                if state["body_pending"] and scope.get("http_version") in _PERSISTENT_HTTP1:
+                    headers = _with_connection_close(headers)
+                message["headers"] = self._with_headers(headers, request_id, scope["path"])
             elif message["type"] == "http.response.body":
                 state["bytes_out"] += len(message.get("body", b""))
             elif message["type"] == "http.response.pathsend":
@@ -115,30 +149,55 @@ class ObservabilityMiddleware:
                 state["aborted"] = True
                 raise
         finally:
-            duration = time.perf_counter() - started
-            route = scope.get("path_template") or UNMATCHED_ROUTE
-            method = scope.get("method", "")
-            status = state["status"] or 499  # nothing sent: the client went away first
-            if self.metrics:
-                self.metrics.in_flight.dec()
-                self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
-                self.metrics.latency.labels(method=method, route=route).observe(duration)
-                self.metrics.bytes_in.labels(route=route).inc(state["bytes_in"])
-                self.metrics.bytes_out.labels(route=route).inc(state["bytes_out"])
-            access_log.info(
-                "request" if not state.get("aborted") else "request_aborted",
-                method=method,
-                route=route,
-                path=scope.get("path", ""),
-                status=status,
-                bytes_in=state["bytes_in"],
-                bytes_out=state["bytes_out"],
-                duration_ms=round(duration * 1000, 2),
-                user_id=request_context.user_id,
-                client=_client(scope),
-            )
+            self._record(scope, state, time.perf_counter() - started, request_context.user_id)
             structlog.contextvars.unbind_contextvars("request_id")
             context.reset_current(token)
+
+    def _record(self, scope: Scope, state: dict[str, Any], duration: float, user_id: str | None) -> None:
+        """The request's access-log line and metrics."""
+        route = scope.get("path_template") or UNMATCHED_ROUTE
+        method = scope.get("method", "")
+        status = state["status"] or 499  # nothing sent: the client went away first
+        if self.metrics:
+            self.metrics.in_flight.dec()
+            self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
+            self.metrics.latency.labels(method=method, route=route).observe(duration)
+            self.metrics.bytes_in.labels(route=route).inc(state["bytes_in"])
+            self.metrics.bytes_out.labels(route=route).inc(state["bytes_out"])
+        access_log.info(
+            "request" if not state.get("aborted") else "request_aborted",
+            method=method,
+            route=route,
+            path=scope.get("path", ""),
+            status=status,
+            bytes_in=state["bytes_in"],
+            bytes_out=state["bytes_out"],
+            duration_ms=round(duration * 1000, 2),
+            user_id=user_id,
+            client=_client(scope),
+        )
+
+    async def _receive_body_chunk(self, receive: Receive, scope: Scope, state: dict[str, Any]) -> Message:
+        """The next body message, or ``RequestTimeout`` when none comes within ``body_idle_timeout``.
+
+        Raised inside the application's read, it unwinds whatever is consuming the body (an upload
+        aborts and deletes its spool file) and is answered as a 408 problem, with ``Connection: close``
+        since the body never ended.
+        """
+        try:
+            async with asyncio.timeout(self.body_idle_timeout):
+                return await receive()
+        except TimeoutError:
+            error_log.warning(
+                "request_body_timeout",
+                path=scope.get("path"),
+                bytes_in=state["bytes_in"],
+                idle_seconds=self.body_idle_timeout,
+            )
+            raise RequestTimeout(
+                f"The request body stopped arriving: no byte came for {self.body_idle_timeout:g} s after the "
+                f"first {state['bytes_in']}. Nothing was stored; send the request again."
+            ) from None
 
     def _with_headers(self, headers: Any, request_id: str, path: str) -> list[tuple[bytes, bytes]]:
         result = list(headers)
@@ -152,6 +211,27 @@ class ObservabilityMiddleware:
             if name not in present:
                 result.append((name, value))
         return result
+
+
+def _may_have_body(scope: Scope) -> bool:
+    """Whether the request can carry a body: HTTP/1.x declares it (RFC 9112 §6.3); HTTP/2 may not."""
+    framed = False
+    for key, value in scope.get("headers", ()):
+        name = key.lower()
+        if name == b"transfer-encoding":
+            return True
+        if name == b"content-length":
+            if value.strip() != b"0":
+                return True
+            framed = True
+    return not framed and scope.get("http_version") not in _PERSISTENT_HTTP1
+
+
+def _with_connection_close(headers: Any) -> list[tuple[bytes, bytes]]:
+    """``headers`` with ``Connection: close`` (replacing whatever connection option the app set)."""
+    kept = [(name, value) for name, value in headers if name.lower() != b"connection"]
+    kept.append((b"connection", b"close"))
+    return kept
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
