@@ -59,9 +59,9 @@ from stowage.db.base import search_key
 from stowage.db.engine import Database
 from stowage.db.tables import Node, User
 from stowage.files.schemas import NodePage
-from stowage.files.search import SearchQuery
-from stowage.files.service import FileDeps, encode_cursor
 from stowage.files.services import FileServices
+from stowage.files.services._search import SearchQuery
+from stowage.files.services._tree import FileDeps, encode_cursor
 from stowage.policy import CredentialKind, Principal, Role, Scope
 
 DEFAULT_POSTGRES_URL = os.environ.get("STOWAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

@@ -27,10 +27,10 @@ from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stowage.accounts.admin_service import AdminService
-from stowage.accounts.common import AccountDeps
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.schemas import AdminCreateUserRequest
+from stowage.accounts.services._admin import AdminService
+from stowage.accounts.services._common import AccountDeps
 from stowage.app import create_app
 from stowage.config import Settings, load_or_create_secret
 from stowage.db.engine import Database

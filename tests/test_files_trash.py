@@ -31,8 +31,8 @@ from files_helpers import (
 from stowage.blobs import LocalBlobStore
 from stowage.config import Settings
 from stowage.db.base import utcnow
-from stowage.files.service import FileDeps
 from stowage.files.services import FileServices
+from stowage.files.services._tree import FileDeps
 
 
 async def _trash(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict]:

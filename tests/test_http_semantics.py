@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stowage.errors import InvalidInput, RangeNotSatisfiable
-from stowage.files import http_semantics
-from stowage.files.http_semantics import (
+from stowage.http import semantics as http_semantics
+from stowage.http.semantics import (
     ByteRange,
     EntityTag,
     Preconditions,

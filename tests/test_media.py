@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from stowage.files.media import (
+from stowage.files.media_types import (
     ACTIVE_TYPES,
     OCTET_STREAM,
     SANDBOX_POLICY,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stowage.files.retention import (
+from stowage.rules.retention import (
     DEFAULT_SCHEDULE,
     Candidate,
     RetentionPolicy,

@@ -26,31 +26,31 @@ from litestar.openapi.spec import Components, SecurityScheme
 from litestar.static_files import create_static_files_router
 
 from stowage import __version__
-from stowage.accounts.admin_controllers import AdminController
-from stowage.accounts.authn import authenticate_first
-from stowage.accounts.common import AccountDeps
-from stowage.accounts.controllers import AuthController, MeController
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.services import AccountServices
+from stowage.accounts.services._common import AccountDeps
+from stowage.api.accounts import AuthController, MeController
+from stowage.api.admin import AdminController
+from stowage.api.authn import authenticate_first
+from stowage.api.files import NodesController, TrashController
+from stowage.api.maintenance import SystemAdminController
 from stowage.api.problems import EXCEPTION_HANDLERS
 from stowage.api.requests import StowageRequest
+from stowage.api.search import SearchController
+from stowage.api.system import HealthController, InfoController, MetricsController
 from stowage.blobs import LocalBlobStore
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
 from stowage.db import migrate
 from stowage.db.engine import Database
-from stowage.files.controllers import NodesController, TrashController
-from stowage.files.search_controllers import SearchController
-from stowage.files.service import FileDeps
 from stowage.files.services import FileServices
+from stowage.files.services._tree import FileDeps
 from stowage.mail.mailer import create_mailer
-from stowage.maintenance.controllers import SystemAdminController
 from stowage.maintenance.housekeeping import housekeeping_loop
 from stowage.observability.logging import configure_logging, get_logger
 from stowage.observability.metrics import Metrics
 from stowage.observability.middleware import ObservabilityMiddleware
 from stowage.ratelimit import create_rate_limiter
 from stowage.runtime import Runtime
-from stowage.system.controllers import HealthController, InfoController, MetricsController
 from stowage.system.service import SystemService
 
 log = get_logger("stowage.app")

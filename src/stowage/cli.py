@@ -255,9 +255,9 @@ def _read_password(from_stdin: bool) -> str:
 
 def _run_accounts(config: Path | None, action: Callable[[AccountServices], Awaitable[int]]) -> None:
     """Build the account services against the configured database, run ``action``, clean up."""
-    from stowage.accounts.common import AccountDeps
     from stowage.accounts.passwords import PasswordHasher
     from stowage.accounts.services import AccountServices
+    from stowage.accounts.services._common import AccountDeps
     from stowage.db import migrate as migrations
     from stowage.db.engine import Database
     from stowage.errors import StowageError

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from stowage.files.retention import DEFAULT_SCHEDULE, ScheduleError, parse_schedule
+from stowage.rules.retention import DEFAULT_SCHEDULE, ScheduleError, parse_schedule
 
 ENV_PREFIX = "STOWAGE_"
 SECRET_FILE_NAME = "secret.key"  # noqa: S105 - a file name, not a secret

@@ -8,7 +8,7 @@ from litestar import Controller, Request, get
 from litestar.datastructures import State
 from litestar.di import NamedDependency, Provide
 
-from stowage.accounts.authn import provide_principal
+from stowage.api.authn import provide_principal
 from stowage.maintenance import runs
 from stowage.maintenance.storage import StorageOut, storage_usage
 from stowage.policy import Principal

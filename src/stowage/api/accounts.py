@@ -10,8 +10,6 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
-from stowage.accounts.authn import provide_client, provide_principal
-from stowage.accounts.common import ClientInfo
 from stowage.accounts.schemas import (
     Accepted,
     ChangePasswordRequest,
@@ -31,6 +29,8 @@ from stowage.accounts.schemas import (
     UserOut,
 )
 from stowage.accounts.services import AccountServices
+from stowage.accounts.services._common import ClientInfo
+from stowage.api.authn import provide_client, provide_principal
 from stowage.policy import Principal
 from stowage.runtime import Runtime
 

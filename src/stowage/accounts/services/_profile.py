@@ -8,7 +8,6 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.accounts import repository, tokens
-from stowage.accounts.common import AccountDeps, ClientInfo, normalise_email, record, security_log, user_out
 from stowage.accounts.passwords import check_password_policy
 from stowage.accounts.schemas import (
     CreatedToken,
@@ -17,6 +16,7 @@ from stowage.accounts.schemas import (
     TokenOut,
     UserOut,
 )
+from stowage.accounts.services._common import AccountDeps, ClientInfo, normalise_email, record, security_log, user_out
 from stowage.db.base import utcnow
 from stowage.db.tables import ApiKey, EmailToken, User
 from stowage.errors import (
@@ -28,7 +28,7 @@ from stowage.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
-from stowage.files.service import release_user_content
+from stowage.files.services._tree import release_user_content
 from stowage.mail.templates import link_for, password_reset_email, verification_email
 from stowage.policy import Action, Owned, Principal, Role, authorize
 

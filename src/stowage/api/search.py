@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from stowage.files.controllers import DEPENDENCIES, Caller, Cursor, Files, Limit, Order, Sort
+from stowage.api.files import DEPENDENCIES, Caller, Cursor, Files, Limit, Order, Sort
 from stowage.files.schemas import NodePage
-from stowage.files.search import MAX_QUERY_LENGTH, Category, SearchQuery
+from stowage.files.services._search import MAX_QUERY_LENGTH, Category, SearchQuery
 
 
 def _aware(moment: datetime | None) -> datetime | None:

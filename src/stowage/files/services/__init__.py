@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stowage.files.search import SearchService
-from stowage.files.service import FileDeps, FileService
-from stowage.files.uploads import UploadService
-from stowage.files.versions import VersionService
+from stowage.files.services._search import SearchService
+from stowage.files.services._tree import FileDeps, FileService
+from stowage.files.services._uploads import UploadService
+from stowage.files.services._versions import VersionService
 
 
 @dataclass(slots=True)

@@ -29,8 +29,6 @@ from stowage.db.engine import Database
 from stowage.db.tables import Node, User, Version
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, QuotaExceeded, StowageError
 from stowage.files import repository
-from stowage.files.downloads import ensure_servable
-from stowage.files.http_semantics import make_etag
 from stowage.files.metadata import apply_patch as apply_metadata_patch
 from stowage.files.names import normalise_name, split_path, with_suffix_number
 from stowage.files.schemas import (
@@ -42,6 +40,8 @@ from stowage.files.schemas import (
     NodePage,
 )
 from stowage.files.zipstream import ZipEntry
+from stowage.http.semantics import make_etag
+from stowage.http.serving import ensure_servable
 from stowage.observability.logging import get_logger
 from stowage.policy import Action, Owned, Principal, authorize
 

@@ -23,14 +23,14 @@ from stowage.db.base import utcnow
 from stowage.db.tables import Node, User, Version
 from stowage.errors import Conflict, NotFound, ServiceUnavailable
 from stowage.files import repository
-from stowage.files.http_semantics import make_etag
-from stowage.files.retention import Candidate, RetentionPolicy, parse_schedule, versions_to_drop
 from stowage.files.schemas import NodeOut, VersionList, VersionOut
-from stowage.files.service import FileService, charge_or_fail, node_out
+from stowage.files.services._tree import FileService, charge_or_fail, node_out
+from stowage.http.semantics import make_etag
 from stowage.observability.logging import get_logger
 from stowage.policy import Action, Principal
+from stowage.rules.retention import Candidate, RetentionPolicy, parse_schedule, versions_to_drop
 
-log = get_logger("stowage.files.versions")
+log = get_logger("stowage.files.services._versions")
 RETENTION_PAGE = 500
 
 

@@ -15,7 +15,8 @@ from stowage.blobs import BlobNotFound, BlobStore
 from stowage.config import VerifyReads
 from stowage.db.tables import Node
 from stowage.errors import Conflict, PreconditionFailed
-from stowage.files.http_semantics import (
+from stowage.files.media_types import must_download, safe_serving_headers
+from stowage.http.semantics import (
     Preconditions,
     content_disposition,
     content_range,
@@ -25,7 +26,6 @@ from stowage.files.http_semantics import (
     make_etag,
     parse_range,
 )
-from stowage.files.media import must_download, safe_serving_headers
 
 
 class DownloadPlan(msgspec.Struct):

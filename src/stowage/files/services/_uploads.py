@@ -30,11 +30,10 @@ from stowage.errors import (
     PreconditionFailed,
 )
 from stowage.files import repository
-from stowage.files.http_semantics import make_etag
-from stowage.files.media import sniff_media_type
+from stowage.files.media_types import sniff_media_type
 from stowage.files.names import normalise_name, split_path
 from stowage.files.schemas import ConflictPolicy, NodeOut
-from stowage.files.service import (
+from stowage.files.services._tree import (
     FileDeps,
     FileService,
     charge_or_fail,
@@ -44,7 +43,8 @@ from stowage.files.service import (
     quota_of,
     unique_name,
 )
-from stowage.files.versions import apply_retention, retention_policy
+from stowage.files.services._versions import apply_retention, retention_policy
+from stowage.http.semantics import make_etag
 from stowage.policy import Action, Principal, authorize
 
 SNIFF_BYTES = 4096

@@ -33,7 +33,7 @@ from stowage.db.tables import Node
 from stowage.errors import Conflict, FieldError, InvalidInput
 from stowage.files import repository
 from stowage.files.schemas import NodePage
-from stowage.files.service import (
+from stowage.files.services._tree import (
     MAX_PAGE,
     FileService,
     bad_cursor,

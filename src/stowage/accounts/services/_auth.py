@@ -15,7 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.accounts import repository, tokens
-from stowage.accounts.common import (
+from stowage.accounts.passwords import check_password_policy
+from stowage.accounts.schemas import LoginRequest, SignupRequest, TokenPair
+from stowage.accounts.services._common import (
     AccountDeps,
     ClientInfo,
     default_display_name,
@@ -23,8 +25,6 @@ from stowage.accounts.common import (
     record,
     user_out,
 )
-from stowage.accounts.passwords import check_password_policy
-from stowage.accounts.schemas import LoginRequest, SignupRequest, TokenPair
 from stowage.db.base import utcnow
 from stowage.db.tables import ApiKey, Invite, RefreshToken, Session, User
 from stowage.errors import Conflict, PermissionDenied, Unauthenticated

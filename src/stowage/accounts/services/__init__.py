@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stowage.accounts.admin_service import AdminService
-from stowage.accounts.auth_service import AuthService
-from stowage.accounts.common import AccountDeps
-from stowage.accounts.profile_service import ProfileService
+from stowage.accounts.services._admin import AdminService
+from stowage.accounts.services._auth import AuthService
+from stowage.accounts.services._common import AccountDeps
+from stowage.accounts.services._profile import ProfileService
 
 
 @dataclass(slots=True)

@@ -17,18 +17,9 @@ from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from stowage.accounts.authn import provide_principal
+from stowage.api.authn import provide_principal
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
-from stowage.files.downloads import ensure_servable, plan_download
-from stowage.files.http_semantics import (
-    Preconditions,
-    content_disposition,
-    parse_content_digest,
-    parse_sha256_header,
-)
-from stowage.files.multipart import MultipartStream, read_field
-from stowage.files.responses import BlobResponse, StreamResponse
 from stowage.files.schemas import (
     BatchDeleteRequest,
     BatchMoveRequest,
@@ -49,8 +40,17 @@ from stowage.files.schemas import (
     ZipRequest,
 )
 from stowage.files.services import FileServices
-from stowage.files.uploads import UploadOptions
+from stowage.files.services._uploads import UploadOptions
 from stowage.files.zipstream import stream_zip, zip_size_if_known
+from stowage.http.multipart import MultipartStream, read_field
+from stowage.http.responses import BlobResponse, StreamResponse
+from stowage.http.semantics import (
+    Preconditions,
+    content_disposition,
+    parse_content_digest,
+    parse_sha256_header,
+)
+from stowage.http.serving import ensure_servable, plan_download
 from stowage.policy import Principal
 from stowage.runtime import Runtime
 

@@ -8,7 +8,6 @@ from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_204_NO_CONTENT
 
-from stowage.accounts.controllers import AUTH_DEPENDENCIES, BEARER, Accounts, Caller, Client
 from stowage.accounts.schemas import (
     AdminCreateUserRequest,
     AdminResetPasswordRequest,
@@ -20,6 +19,7 @@ from stowage.accounts.schemas import (
     UserOut,
     UserPage,
 )
+from stowage.api.accounts import AUTH_DEPENDENCIES, BEARER, Accounts, Caller, Client
 
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size")]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="`next_cursor` from the previous page")]

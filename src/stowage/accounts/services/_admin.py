@@ -12,7 +12,6 @@ from datetime import datetime, timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.accounts import repository, tokens
-from stowage.accounts.common import AccountDeps, ClientInfo, default_display_name, normalise_email, record, user_out
 from stowage.accounts.passwords import check_password_policy
 from stowage.accounts.schemas import (
     AdminCreateUserRequest,
@@ -25,10 +24,18 @@ from stowage.accounts.schemas import (
     UserOut,
     UserPage,
 )
+from stowage.accounts.services._common import (
+    AccountDeps,
+    ClientInfo,
+    default_display_name,
+    normalise_email,
+    record,
+    user_out,
+)
 from stowage.db.base import utcnow
 from stowage.db.tables import Invite, User
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound
-from stowage.files.service import release_user_content
+from stowage.files.services._tree import release_user_content
 from stowage.policy import Action, Principal, Role, authorize
 
 MAX_PAGE = 200

@@ -14,7 +14,7 @@ from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
 from stowage.blobs import BlobCorrupt, BlobStore
-from stowage.files.downloads import DownloadPlan
+from stowage.http.serving import DownloadPlan
 
 PATHSEND = "http.response.pathsend"
 

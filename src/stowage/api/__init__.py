@@ -1,0 +1,1 @@
+"""The REST front end: controllers, their dependencies, authentication from headers, problem+json."""
