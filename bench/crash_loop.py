@@ -49,7 +49,7 @@ from urllib.parse import quote
 import httpx
 
 MIB = 1024 * 1024
-PASSWORD = "crash loop password, long enough"  # noqa: S105 - a throwaway account on a throwaway server
+PASSWORD = "tidal orchard pebble ninety"  # noqa: S105 - a throwaway account on a throwaway server
 EMAIL = "crash-loop@example.com"
 GRACE_SECONDS = 3600.0
 CHUNK = 256 * 1024
