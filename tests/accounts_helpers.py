@@ -29,8 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.schemas import AdminCreateUserRequest
-from stowage.accounts.services._admin import AdminService
-from stowage.accounts.services._common import AccountDeps
+from stowage.accounts.services import AccountDeps, AdminService
 from stowage.app import create_app
 from stowage.config import Settings, load_or_create_secret
 from stowage.db.engine import Database

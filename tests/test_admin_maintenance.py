@@ -44,10 +44,9 @@ from stowage.blobs import LocalBlobStore
 from stowage.config import Settings
 from stowage.db.base import utcnow
 from stowage.db.tables import Blob
-from stowage.files.services import FileServices
-from stowage.files.services._tree import FileDeps
+from stowage.files.services import FileDeps, FileServices
 from stowage.maintenance import housekeeping, runs
-from stowage.maintenance.fsck import FsckReport, Problem
+from stowage.maintenance.fsck_report import FsckReport, Problem
 from stowage.maintenance.housekeeping import checked_run, housekeeping_pass
 from support.server import clean_environ, stowage_command
 

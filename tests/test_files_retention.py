@@ -38,9 +38,8 @@ from files_helpers import (
 from stowage.blobs import LocalBlobStore
 from stowage.config import ConfigError, Settings, load_settings
 from stowage.db.tables import Version
-from stowage.files.services import FileServices
+from stowage.files.services import FileDeps, FileServices
 from stowage.files.services import _versions as versions_module
-from stowage.files.services._tree import FileDeps
 
 GENEROUS = {"version_keep_last": 100, "version_thinning": ""}
 

@@ -39,9 +39,8 @@ from stowage.db import migrate
 from stowage.db.base import search_key
 from stowage.db.engine import Database
 from stowage.db.tables import Change, Node, User
-from stowage.files.services import FileServices
-from stowage.files.services._search import SearchQuery
-from stowage.files.services._tree import FileDeps
+from stowage.files.schemas import SearchQuery
+from stowage.files.services import FileDeps, FileServices
 from stowage.policy import CredentialKind, Principal, Role, Scope
 
 SEARCH = f"{API}/search"

@@ -31,8 +31,7 @@ from files_helpers import (
 from stowage.blobs import LocalBlobStore
 from stowage.config import Settings
 from stowage.db.base import utcnow
-from stowage.files.services import FileServices
-from stowage.files.services._tree import FileDeps
+from stowage.files.services import FileDeps, FileServices
 
 
 async def _trash(client: httpx.AsyncClient, headers: dict[str, str]) -> list[dict]:
@@ -313,8 +312,8 @@ async def test_automatic_purge_respects_the_retention(client: httpx.AsyncClient,
 
     async with database(settings) as db:
         files = FileServices.build(FileDeps(settings=settings, database=db, store=LocalBlobStore(settings.data_dir)))
-        purged = await files.tree.purge_expired(timedelta(days=30), batch=2)
-        again = await files.tree.purge_expired(timedelta(days=30), batch=2)
+        purged = await files.trash.purge_expired(timedelta(days=30), batch=2)
+        again = await files.trash.purge_expired(timedelta(days=30), batch=2)
 
     assert (purged, again) == (4, 0)
     remaining = await _trash(client, alice.headers)
@@ -442,7 +441,7 @@ async def test_nested_trash_entries_expire_and_empty_one_by_one(client: httpx.As
 
     async with database(settings) as db:
         files = FileServices.build(FileDeps(settings=settings, database=db, store=LocalBlobStore(settings.data_dir)))
-        purged = await files.tree.purge_expired(timedelta(days=30), batch=10)
+        purged = await files.trash.purge_expired(timedelta(days=30), batch=10)
 
     assert purged == 2
     assert [(i["id"], i["parent_id"]) for i in await _trash(client, alice.headers)] == [(alices["keep"], alice.root_id)]

@@ -33,8 +33,10 @@ from stowage.config import Settings
 from stowage.db.base import utcnow
 from stowage.db.engine import Database
 from stowage.db.tables import Blob, Node, User, Version
+from stowage.maintenance import blob_files
 from stowage.maintenance import fsck as fsck_module
-from stowage.maintenance.fsck import FsckReport, fsck
+from stowage.maintenance.fsck import fsck
+from stowage.maintenance.fsck_report import FsckReport
 from support import asgi_client
 
 PASSWORD = "correct horse battery staple"
@@ -401,7 +403,7 @@ def test_quarantine_puts_back_a_file_touched_before_the_rename(tmp_path: Path) -
     path.write_bytes(b"x")
     quarantine = tmp_path / "tmp"
 
-    assert fsck_module._quarantine(path, quarantine, cutoff=time.time() - HOUR) is None  # fresh: untouched
+    assert blob_files.quarantine(path, quarantine, cutoff=time.time() - HOUR) is None  # fresh: untouched
     assert path.exists()
 
     age(path, 2 * HOUR)
@@ -413,12 +415,12 @@ def test_quarantine_puts_back_a_file_touched_before_the_rename(tmp_path: Path) -
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Path, "rename", touch_then_rename)
-        assert fsck_module._quarantine(path, quarantine, cutoff=time.time() - HOUR) is None
+        assert blob_files.quarantine(path, quarantine, cutoff=time.time() - HOUR) is None
     assert path.read_bytes() == b"x"
     assert list(quarantine.iterdir()) == []
 
     age(path, 2 * HOUR)
-    moved = fsck_module._quarantine(path, quarantine, cutoff=time.time() - HOUR)
+    moved = blob_files.quarantine(path, quarantine, cutoff=time.time() - HOUR)
     assert moved is not None
     assert not path.exists()
     assert moved.read_bytes() == b"x"

@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stowage.errors import InvalidInput, RangeNotSatisfiable
+from stowage.files.schemas import etag_of
 from stowage.http import semantics as http_semantics
 from stowage.http.semantics import (
     ByteRange,
@@ -22,10 +23,10 @@ from stowage.http.semantics import (
     evaluate_preconditions,
     http_date,
     if_range_allows_partial,
-    make_etag,
     parse_content_digest,
     parse_entity_tags,
     parse_http_date,
+    parse_if_match,
     parse_range,
     parse_sha256_header,
     unsatisfied_content_range,
@@ -264,16 +265,35 @@ def test_http_date_round_trips_at_second_precision(dt: datetime) -> None:
 # ---------------------------------------------------------------------------------------------- entity tags
 
 SHA = hashlib.sha256(b"hello").hexdigest()
-ETAG = make_etag(SHA)
-OTHER = make_etag(hashlib.sha256(b"other").hexdigest())
+ETAG = etag_of(SHA)
+OTHER = etag_of(hashlib.sha256(b"other").hexdigest())
 
 
-def test_make_etag_is_a_strong_quoted_digest() -> None:
-    assert make_etag(SHA) == f'"{SHA}"'
-    assert make_etag(SHA.upper()) == ETAG
+def test_etag_of_is_a_strong_quoted_digest() -> None:
+    assert etag_of(SHA) == f'"{SHA}"'
+    assert etag_of(SHA.upper()) == ETAG
     for bad in ("", "abc", SHA + "0", SHA[:-1] + "g", f'"{SHA[2:]}"'):
         with pytest.raises(ValueError, match="64 hex"):
-            make_etag(bad)
+            etag_of(bad)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, None),
+        ("*", "*"),
+        (" * ", "*"),
+        (f"{ETAG}, *", "*"),
+        (ETAG, frozenset({ETAG})),
+        (f"{ETAG} , {OTHER}", frozenset({ETAG, OTHER})),
+        (f"W/{ETAG}", frozenset()),  # If-Match compares strongly: a weak tag can never match
+        (f"W/{ETAG}, {OTHER}", frozenset({OTHER})),
+        ("unquoted", frozenset()),
+        ("", frozenset()),
+    ],
+)
+def test_parse_if_match(value: str | None, expected: object) -> None:
+    assert parse_if_match(value) == expected
 
 
 @pytest.mark.parametrize(

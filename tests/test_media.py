@@ -10,14 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from stowage.files.media_types import (
-    ACTIVE_TYPES,
     OCTET_STREAM,
+    sniff_media_type,
+    type_from_extension,
+)
+from stowage.http.content_safety import (
+    ACTIVE_TYPES,
     SANDBOX_POLICY,
     is_active_content,
     must_download,
     safe_serving_headers,
-    sniff_media_type,
-    type_from_extension,
 )
 
 

@@ -21,7 +21,7 @@ from litestar.testing import AsyncTestClient, RequestFactory
 from conftest import make_settings
 from stowage import errors
 from stowage.api import problems
-from stowage.api.problems import EXCEPTION_HANDLERS, STATUS_BY_ERROR, handle_http_exception
+from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, STATUS_BY_ERROR, handle_http_exception
 from stowage.app import create_app
 from stowage.config import Settings
 from stowage.observability.middleware import ObservabilityMiddleware
@@ -315,7 +315,10 @@ async def test_failure_outside_the_framework_still_answers_problem_json() -> Non
     async def broken_app(scope: Any, receive: Any, send: Any) -> None:
         raise RuntimeError("crash before any response")
 
-    app = ObservabilityMiddleware(broken_app, metrics=None, hsts=False)
+    # The last-resort body is the REST front end's problem+json, handed to the middleware as app.py does.
+    app = ObservabilityMiddleware(
+        broken_app, metrics=None, hsts=False, last_resort=(PROBLEM_MEDIA_TYPE, problems.internal_error_body)
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://broken.test") as client:
         response = await client.get("/anything", headers={"X-Request-ID": "outer-1"})
 

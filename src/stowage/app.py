@@ -17,9 +17,8 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Request, Router
+from litestar import Litestar, Router
 from litestar.config.cors import CORSConfig
-from litestar.di import Provide
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
 from litestar.openapi.spec import Components, SecurityScheme
@@ -27,23 +26,22 @@ from litestar.static_files import create_static_files_router
 
 from stowage import __version__
 from stowage.accounts.passwords import PasswordHasher
-from stowage.accounts.services import AccountServices
-from stowage.accounts.services._common import AccountDeps
+from stowage.accounts.services import AccountDeps, AccountServices
 from stowage.api.accounts import AuthController, MeController
 from stowage.api.admin import AdminController
 from stowage.api.authn import authenticate_first
+from stowage.api.deps import DEPENDENCIES
 from stowage.api.files import NodesController, TrashController
 from stowage.api.maintenance import SystemAdminController
-from stowage.api.problems import EXCEPTION_HANDLERS
+from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body
 from stowage.api.requests import StowageRequest
 from stowage.api.search import SearchController
 from stowage.api.system import HealthController, InfoController, MetricsController
-from stowage.blobs import LocalBlobStore
+from stowage.blobs import create_blob_store
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
 from stowage.db import migrate
 from stowage.db.engine import Database
-from stowage.files.services import FileServices
-from stowage.files.services._tree import FileDeps
+from stowage.files.services import FileDeps, FileServices
 from stowage.mail.mailer import create_mailer
 from stowage.maintenance.housekeeping import housekeeping_loop
 from stowage.observability.logging import configure_logging, get_logger
@@ -87,11 +85,6 @@ class SchemaOutOfDate(RuntimeError):
     """The database schema is not at this build's revision; the server refuses to serve."""
 
 
-def _runtime(request: Request[Any, Any, Any]) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
 def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -114,7 +107,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None) -> Any:
             await system.initialise()
             limiter = create_rate_limiter(settings)
             stack.push_async_callback(limiter.close)
-            store = LocalBlobStore(data_dir)
+            store = create_blob_store(settings)
             accounts = AccountServices.build(
                 AccountDeps(
                     settings=settings,
@@ -231,7 +224,7 @@ def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
         )
     return Litestar(
         route_handlers=route_handlers,
-        dependencies={"runtime": Provide(_runtime, sync_to_thread=False)},
+        dependencies=DEPENDENCIES,
         # Authentication runs before any body is read: an anonymous request to a protected route is a 401.
         guards=[authenticate_first],
         request_class=StowageRequest,
@@ -255,6 +248,7 @@ def create_app(settings: Settings) -> ObservabilityMiddleware:
         hsts=settings.hsts,
         page_policies={"/docs": DOCS_CSP},
         body_idle_timeout=settings.body_idle_timeout,
+        last_resort=(PROBLEM_MEDIA_TYPE, internal_error_body),
     )
 
 

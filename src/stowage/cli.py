@@ -209,7 +209,7 @@ def _run_maintenance(
     config: Path | None, kind: Literal["fsck", "gc"], *, repair: bool, rehash: bool, grace_seconds: float
 ) -> int:
     """Run the check against the configured installation and record it for the admin endpoint."""
-    from stowage.blobs import LocalBlobStore
+    from stowage.blobs import create_blob_store
     from stowage.db import migrate as migrations
     from stowage.db.engine import Database
     from stowage.maintenance.housekeeping import checked_run
@@ -217,13 +217,13 @@ def _run_maintenance(
 
     settings = _settings(config)
     configure_logging(settings)
-    data_dir = ensure_data_dir(settings)
+    ensure_data_dir(settings)
 
     async def run() -> int:
         database = Database(settings)
         try:
             await migrations.upgrade(database)
-            store = LocalBlobStore(data_dir)
+            store = create_blob_store(settings)
             report, removed = await checked_run(
                 database, store, kind=kind, rehash=rehash, repair=repair, grace_seconds=grace_seconds
             )
@@ -256,8 +256,7 @@ def _read_password(from_stdin: bool) -> str:
 def _run_accounts(config: Path | None, action: Callable[[AccountServices], Awaitable[int]]) -> None:
     """Build the account services against the configured database, run ``action``, clean up."""
     from stowage.accounts.passwords import PasswordHasher
-    from stowage.accounts.services import AccountServices
-    from stowage.accounts.services._common import AccountDeps
+    from stowage.accounts.services import AccountDeps, AccountServices
     from stowage.db import migrate as migrations
     from stowage.db.engine import Database
     from stowage.errors import StowageError

@@ -204,3 +204,25 @@ async def list_audit_events(
     if user_id:
         statement = statement.where(or_(AuditEvent.actor_id == user_id, AuditEvent.target_id == user_id))
     return (await db.scalars(statement)).all()
+
+
+async def session_with_user(db: AsyncSession, session_id: str, user_id: str) -> tuple[Session, User] | None:
+    """A session and its user, both as the access token names them (None when either is gone)."""
+    row = (
+        await db.execute(
+            select(Session, User)
+            .join(User, User.id == Session.user_id)
+            .where(Session.id == session_id, User.id == user_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None
+
+
+async def api_key_with_user(db: AsyncSession, token_hash: str) -> tuple[ApiKey, User] | None:
+    """The API key with this token hash, and its user."""
+    row = (
+        await db.execute(
+            select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.token_hash == token_hash)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None

@@ -3,10 +3,7 @@ translates the request into one service call and the result back."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Controller, Request, delete, get, patch, post
-from litestar.di import NamedDependency, Provide
+from litestar import Controller, delete, get, patch, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK, HTTP_202_ACCEPTED, HTTP_204_NO_CONTENT
 
@@ -28,35 +25,12 @@ from stowage.accounts.schemas import (
     UpdateMeRequest,
     UserOut,
 )
-from stowage.accounts.services import AccountServices
-from stowage.accounts.services._common import ClientInfo
-from stowage.api.authn import provide_client, provide_principal
-from stowage.policy import Principal
-from stowage.runtime import Runtime
-
-BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
-
-
-def _accounts(request: Request[Any, Any, Any]) -> AccountServices:
-    runtime: Runtime = request.app.state.runtime
-    return runtime.accounts
-
-
-AUTH_DEPENDENCIES = {
-    "principal": Provide(provide_principal),
-    "client": Provide(provide_client),
-    "accounts": Provide(_accounts, sync_to_thread=False),
-}
-
-Accounts = NamedDependency[AccountServices]
-Caller = NamedDependency[Principal | None]
-Client = NamedDependency[ClientInfo]
+from stowage.api.deps import BEARER, Accounts, Caller, Client
 
 
 class AuthController(Controller):
     path = "/api/v1/auth"
     tags = ["auth"]
-    dependencies = AUTH_DEPENDENCIES
 
     @post("/signup", summary="Create an account and sign in", description="Needs `invite_token` in invite mode.")
     async def signup(self, data: JSONBody[SignupRequest], accounts: Accounts, client: Client) -> TokenPair:
@@ -105,7 +79,6 @@ class AuthController(Controller):
 class MeController(Controller):
     path = "/api/v1/me"
     tags = ["account"]
-    dependencies = AUTH_DEPENDENCIES
     security = BEARER
 
     @get("/", summary="The signed-in user")

@@ -19,7 +19,7 @@ from stowage.accounts.schemas import (
     UserOut,
     UserPage,
 )
-from stowage.api.accounts import AUTH_DEPENDENCIES, BEARER, Accounts, Caller, Client
+from stowage.api.deps import BEARER, Accounts, Caller, Client
 
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size")]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="`next_cursor` from the previous page")]
@@ -28,7 +28,6 @@ Cursor = Annotated[str | None, QueryParameter(max_length=200, description="`next
 class AdminController(Controller):
     path = "/api/v1/admin"
     tags = ["admin"]
-    dependencies = AUTH_DEPENDENCIES
     security = BEARER
 
     @get("/users", summary="List or search users (by email or display name)")

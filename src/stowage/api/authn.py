@@ -16,7 +16,7 @@ from litestar import Request
 from litestar.connection import ASGIConnection
 from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
 
-from stowage.accounts.services._common import ClientInfo
+from stowage.accounts.services import ClientInfo
 from stowage.errors import Unauthenticated
 from stowage.observability.context import current
 from stowage.policy import Principal, require_principal

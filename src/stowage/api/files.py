@@ -1,8 +1,9 @@
 """REST endpoints for files and folders. HTTP only: headers and bodies in, one service call, out.
 
 Uploads stream the request body (no size limit from the framework: the service enforces the upload
-limit and the quota while streaming). Downloads are planned by ``downloads.plan_download`` and sent
-by ``responses.BlobResponse`` (pathsend when the server offers it).
+limit and the quota while streaming). Downloads get a ``FileContent`` and its byte source from the
+read service, are planned by ``http.serving.plan_download`` and sent by ``http.responses.BlobResponse``
+(pathsend when the server offers it).
 """
 
 from __future__ import annotations
@@ -11,23 +12,23 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
+import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, put, route
 from litestar.datastructures import State
-from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from stowage.api.authn import provide_principal
+from stowage.api.deps import BEARER, Caller, Files
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.schemas import (
     BatchDeleteRequest,
     BatchMoveRequest,
-    BatchResult,
     ConflictPolicy,
     CopyRequest,
     CreateFolderPathRequest,
     CreateFolderRequest,
+    FileContent,
     FolderOut,
     NodeOut,
     NodePage,
@@ -39,8 +40,7 @@ from stowage.files.schemas import (
     VersionOut,
     ZipRequest,
 )
-from stowage.files.services import FileServices
-from stowage.files.services._uploads import UploadOptions
+from stowage.files.services import ContentSource, FileServices, ItemOutcome, UploadOptions
 from stowage.files.zipstream import stream_zip, zip_size_if_known
 from stowage.http.multipart import MultipartStream, read_field
 from stowage.http.responses import BlobResponse, StreamResponse
@@ -48,28 +48,29 @@ from stowage.http.semantics import (
     Preconditions,
     content_disposition,
     parse_content_digest,
+    parse_if_match,
     parse_sha256_header,
 )
-from stowage.http.serving import ensure_servable, plan_download
+from stowage.http.serving import plan_download
 from stowage.policy import Principal
-from stowage.runtime import Runtime
 
-BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 AnyRequest = Request[Any, Any, State]
 
 
-def _files(request: AnyRequest) -> FileServices:
-    runtime: Runtime = request.app.state.runtime
-    return runtime.files
+class BatchItemResult(msgspec.Struct):
+    """One item's outcome: ``status`` is the HTTP status it would have had on its own."""
+
+    id: str
+    status: int
+    node: NodeOut | None = None
+    error: str | None = None
+    detail: str | None = None
 
 
-DEPENDENCIES = {
-    "principal": Provide(provide_principal),
-    "files": Provide(_files, sync_to_thread=False),
-}
+class BatchResult(msgspec.Struct):
+    results: list[BatchItemResult]
 
-Files = NamedDependency[FileServices]
-Caller = NamedDependency[Principal | None]
+
 OnConflict = Annotated[ConflictPolicy, QueryParameter(description="What to do when the name is taken")]
 Sort = Annotated[Literal["name", "size", "modified", "type"], QueryParameter()]
 Order = Annotated[Literal["asc", "desc"], QueryParameter()]
@@ -115,7 +116,7 @@ def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadO
             modified = modified.replace(tzinfo=UTC)
     return UploadOptions(
         on_conflict=on_conflict,
-        if_match=h.get("if-match"),
+        expected_etags=parse_if_match(h.get("if-match")),
         if_none_match_any=if_none_match is not None,
         sha256=expected,
         declared_length=declared,
@@ -123,27 +124,38 @@ def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadO
     )
 
 
-async def _download(request: AnyRequest, files: FileServices, node: Any, *, attachment: bool) -> BlobResponse:
+async def _send(request: AnyRequest, opened: tuple[FileContent, ContentSource], *, attachment: bool) -> BlobResponse:
+    """Answer a GET or HEAD for content the read service opened: plan, check, then send."""
+    content, source = opened
     plan = plan_download(
-        node,
-        files.deps.store,
+        content,
         method=request.method,
         preconditions=_preconditions(request),
         range_header=request.headers.get("range"),
         force_attachment=attachment,
     )
-    if plan.sha256 is not None:
+    if plan.status != 304:
         # Lost or damaged content must fail before the headers go out, as a logged 500, not a cut-off
         # or corrupt 200. Responses without a body only need the content to exist.
-        sends_bytes = request.method != "HEAD" and plan.length > 0
-        await ensure_servable(files.deps.store, plan.sha256, files.deps.settings.verify_reads if sends_bytes else "off")
-    return BlobResponse(plan, files.deps.store, head=request.method == "HEAD")
+        await source.ensure_servable(sends_bytes=request.method != "HEAD" and plan.has_body)
+    return BlobResponse(plan, source, head=request.method == "HEAD")
+
+
+def _batch_result(outcomes: list[ItemOutcome]) -> BatchResult:
+    """Each item with the status it would have had as a request of its own."""
+    return BatchResult(
+        results=[
+            BatchItemResult(id=o.id, status=200, node=o.node)
+            if o.error is None
+            else BatchItemResult(id=o.id, status=status_for(o.error), error=o.error.code, detail=o.error.detail)
+            for o in outcomes
+        ]
+    )
 
 
 class NodesController(Controller):
     path = "/api/v1"
     tags = ["files"]
-    dependencies = DEPENDENCIES
     security = BEARER
 
     @get("/files/root", summary="The caller's root folder")
@@ -170,7 +182,7 @@ class NodesController(Controller):
 
     @delete("/nodes/{node_id:str}", status_code=HTTP_200_OK, summary="Move to the trash (folders recursively)")
     async def delete_node(self, node_id: FromPath[str], files: Files, principal: Caller) -> NodeOut:
-        return await files.tree.trash(principal, node_id)
+        return await files.trash.trash(principal, node_id)
 
     @get("/nodes/{node_id:str}/children", summary="List a folder (keyset-paginated)")
     async def children(
@@ -233,8 +245,7 @@ class NodesController(Controller):
         principal: Caller,
         download: Annotated[bool, QueryParameter(description="Force Content-Disposition: attachment")] = False,
     ) -> BlobResponse:
-        node = await files.tree.load_for_read(principal, node_id)
-        return await _download(request, files, node, attachment=download)
+        return await _send(request, await files.reading.open_file(principal, node_id), attachment=download)
 
     @put(
         "/nodes/{node_id:str}/content",
@@ -319,8 +330,8 @@ class NodesController(Controller):
         principal: Caller,
         download: Annotated[bool, QueryParameter()] = False,
     ) -> BlobResponse:
-        node = await files.versions.for_download(principal, node_id, version_id)
-        return await _download(request, files, node, attachment=download)
+        opened = await files.reading.open_version(principal, node_id, version_id)
+        return await _send(request, opened, attachment=download)
 
     @post(
         "/nodes/{node_id:str}/versions/{version_id:str}/restore",
@@ -368,8 +379,7 @@ class NodesController(Controller):
         principal: Caller,
         download: Annotated[bool, QueryParameter()] = False,
     ) -> BlobResponse:
-        node = await files.tree.load_path_for_read(principal, path)
-        return await _download(request, files, node, attachment=download)
+        return await _send(request, await files.reading.open_path(principal, path), attachment=download)
 
     @put(
         "/content/" + ANY_PATH,
@@ -403,36 +413,35 @@ class NodesController(Controller):
 
     @post("/batch/delete", status_code=HTTP_200_OK, summary="Trash many items; one result per item")
     async def batch_delete(self, data: JSONBody[BatchDeleteRequest], files: Files, principal: Caller) -> BatchResult:
-        return await files.tree.batch_delete(principal, data.ids, status_for)
+        return _batch_result(await files.trash.batch_delete(principal, data.ids))
 
     @post("/batch/move", status_code=HTTP_200_OK, summary="Move many items; one result per item")
     async def batch_move(self, data: JSONBody[BatchMoveRequest], files: Files, principal: Caller) -> BatchResult:
-        return await files.tree.batch_move(principal, data.ids, data.parent_id, data.on_conflict, status_for)
+        return _batch_result(await files.tree.batch_move(principal, data.ids, data.parent_id, data.on_conflict))
 
 
 class TrashController(Controller):
     path = "/api/v1/trash"
     tags = ["trash"]
-    dependencies = DEPENDENCIES
     security = BEARER
 
     @get("/", summary="Items in the trash (what was deleted, newest first)")
     async def list_trash(self, files: Files, principal: Caller, cursor: Cursor = None, limit: Limit = 100) -> NodePage:
-        return await files.tree.list_trash(principal, cursor=cursor, limit=limit)
+        return await files.trash.list_trash(principal, cursor=cursor, limit=limit)
 
     @delete("/", status_code=HTTP_204_NO_CONTENT, summary="Empty the trash (purges for good)")
     async def empty(self, files: Files, principal: Caller) -> None:
-        await files.tree.empty_trash(principal)
+        await files.trash.empty_trash(principal)
 
     @post("/{node_id:str}/restore", status_code=HTTP_200_OK, summary="Restore to the original or a chosen folder")
     async def restore(
         self, node_id: FromPath[str], data: JSONBody[RestoreRequest], files: Files, principal: Caller
     ) -> NodeOut:
-        return await files.tree.restore(principal, node_id, parent_id=data.parent_id, on_conflict=data.on_conflict)
+        return await files.trash.restore(principal, node_id, parent_id=data.parent_id, on_conflict=data.on_conflict)
 
     @delete("/{node_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Purge one item for good")
     async def purge(self, node_id: FromPath[str], files: Files, principal: Caller) -> None:
-        await files.tree.purge(principal, node_id)
+        await files.trash.purge(principal, node_id)
 
 
 def _etag(node: NodeOut) -> dict[str, str]:
@@ -440,7 +449,7 @@ def _etag(node: NodeOut) -> dict[str, str]:
 
 
 async def _zip(files: FileServices, principal: Principal | None, ids: list[str], name: str | None) -> StreamResponse:
-    entries = await files.tree.zip_entries(principal, ids)
+    entries = await files.reading.zip_entries(principal, ids)
     total = zip_size_if_known(entries)
     archive = name or "download.zip"
     if not archive.lower().endswith(".zip"):

@@ -8,9 +8,9 @@ from typing import Annotated, Literal
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from stowage.api.files import DEPENDENCIES, Caller, Cursor, Files, Limit, Order, Sort
-from stowage.files.schemas import NodePage
-from stowage.files.services._search import MAX_QUERY_LENGTH, Category, SearchQuery
+from stowage.api.deps import BEARER, Caller, Files
+from stowage.api.files import Cursor, Limit, Order, Sort
+from stowage.files.schemas import MAX_QUERY_LENGTH, Category, NodePage, SearchQuery
 
 
 def _aware(moment: datetime | None) -> datetime | None:
@@ -23,8 +23,7 @@ def _aware(moment: datetime | None) -> datetime | None:
 class SearchController(Controller):
     path = "/api/v1"
     tags = ["search"]
-    dependencies = DEPENDENCIES
-    security = [{"bearer": []}]
+    security = BEARER
 
     @get(
         "/search",

@@ -7,12 +7,11 @@ import hmac
 import msgspec
 from litestar import Controller, Request, Response, get
 from litestar.datastructures import State
-from litestar.di import NamedDependency
 from litestar.openapi.datastructures import ResponseSpec
 
+from stowage.api.deps import RuntimeDep
 from stowage.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from stowage.errors import ServiceUnavailable, Unauthenticated
-from stowage.runtime import Runtime
 from stowage.system.schemas import InstanceInfo, Liveness, Readiness
 
 
@@ -38,7 +37,7 @@ class HealthController(Controller):
             )
         },
     )
-    async def readyz(self, runtime: NamedDependency[Runtime]) -> Readiness:
+    async def readyz(self, runtime: RuntimeDep) -> Readiness:
         report = await runtime.system.readiness()
         if report.status != "ready":
             failing = ", ".join(f"{name} ({c.error})" for name, c in report.checks.items() if not c.ok)
@@ -56,7 +55,7 @@ class MetricsController(Controller):
         media_type="text/plain; version=0.0.4; charset=utf-8",
         include_in_schema=True,
     )
-    async def metrics(self, request: Request[None, None, State], runtime: NamedDependency[Runtime]) -> Response[bytes]:
+    async def metrics(self, request: Request[None, None, State], runtime: RuntimeDep) -> Response[bytes]:
         token = runtime.settings.metrics_token
         if token is not None:
             supplied = request.headers.get("authorization", "")
@@ -71,5 +70,5 @@ class InfoController(Controller):
     tags = ["system"]
 
     @get("/info", summary="Server version, API version and this installation's id")
-    async def info(self, runtime: NamedDependency[Runtime]) -> InstanceInfo:
+    async def info(self, runtime: RuntimeDep) -> InstanceInfo:
         return await runtime.system.instance_info()

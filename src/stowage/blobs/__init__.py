@@ -1,7 +1,7 @@
 """Content-addressed blob storage: the :class:`BlobStore` contract and its memory and local implementations.
 
-Build one store in the application's lifespan (``LocalBlobStore(settings.data_dir)``) and pass it to
-the services that need it. Write through ``open_writer``/``writer``, commit before recording the blob in
+Build one store in the application's lifespan (``create_blob_store(settings)``) and pass it to the
+services that need it. Write through ``open_writer``/``writer``, commit before recording the blob in
 the database, delete only after the database commit.
 """
 
@@ -18,6 +18,14 @@ from stowage.blobs.base import (
 )
 from stowage.blobs.local import LocalBlobStore, LocalBlobWriter
 from stowage.blobs.memory import MemoryBlobStore, MemoryBlobWriter
+from stowage.config import Settings
+
+
+def create_blob_store(settings: Settings) -> BlobStore:
+    """The blob store the settings ask for: today the local content-addressed folder in ``data_dir``
+    (an S3 store joins it behind the same contract). Nothing is opened until it is used."""
+    return LocalBlobStore(settings.data_dir.resolve())
+
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -31,4 +39,5 @@ __all__ = [
     "MemoryBlobStore",
     "MemoryBlobWriter",
     "check_sha256",
+    "create_blob_store",
 ]

@@ -7,20 +7,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import and_, delete, func, literal, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.db.tables import Blob, Change, Node, User, Version
-
-SortKey = Literal["name", "size", "modified", "type"]
+from stowage.files.schemas import SortKey
 
 
 async def get_node(db: AsyncSession, node_id: str) -> Node | None:
     return await db.get(Node, node_id)
+
+
+async def insert_node(db: AsyncSession, node: Node) -> bool:
+    """Insert ``node`` in a savepoint. False when a unique index refused it — a concurrent request
+    took its name, or created the owner's root, first — with the session left as it was, so the
+    caller can look the winner up and apply its conflict policy (one rule for folders, files, roots)."""
+    try:
+        async with db.begin_nested():
+            db.add(node)
+            await db.flush()
+    except IntegrityError:
+        if node in db:
+            db.expunge(node)
+        return False
+    return True
 
 
 async def get_root(db: AsyncSession, owner_id: str) -> Node | None:
@@ -322,4 +337,48 @@ async def log_change(db: AsyncSession, user_id: str, node_id: str, action: str, 
 
 async def list_versions(db: AsyncSession, node_id: str) -> Sequence[Version]:
     statement = select(Version).where(Version.node_id == node_id).order_by(Version.created_at.desc(), Version.id)
+    return (await db.scalars(statement)).all()
+
+
+async def get_version(db: AsyncSession, version_id: str) -> Version | None:
+    return await db.get(Version, version_id)
+
+
+async def is_version_pinned(db: AsyncSession, version_id: str) -> bool:
+    return bool(await db.scalar(select(Version.pinned).where(Version.id == version_id)))
+
+
+async def set_version_pinned(db: AsyncSession, version_id: str, pinned: bool) -> bool:
+    """Pin or unpin with a row count, not an ORM flush: False when the version is gone (deleted by
+    retention or a delete request meanwhile), so the caller answers 404 rather than a stale-data error."""
+    changed = await db.execute(update(Version).where(Version.id == version_id).values(pinned=pinned))
+    return bool(changed.rowcount)  # type: ignore[attr-defined]
+
+
+async def lock_owner_for_usage(db: AsyncSession, owner_id: str) -> None:
+    """Take the owner row's key-share lock (PostgreSQL ``FOR NO KEY UPDATE``), the lock a quota update
+    takes, so that version deletes and writes of one file lock in the same order (no deadlock)."""
+    await db.execute(select(User.id).where(User.id == owner_id).with_for_update(key_share=True))
+
+
+async def delete_unpinned_version(db: AsyncSession, version_id: str) -> bool:
+    """Delete one version unless it is pinned; False when this transaction did not delete it."""
+    result = await db.execute(
+        delete(Version)
+        .where(Version.id == version_id, Version.pinned.is_(False))
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def nodes_with_versions_over(db: AsyncSession, keep: int, *, after: str, limit: int) -> Sequence[str]:
+    """Ids of files holding more than ``keep`` versions, in id order after ``after`` (for thinning)."""
+    statement = (
+        select(Version.node_id)
+        .where(Version.node_id > after)
+        .group_by(Version.node_id)
+        .having(func.count() > keep)
+        .order_by(Version.node_id)
+        .limit(limit)
+    )
     return (await db.scalars(statement)).all()

@@ -1,16 +1,52 @@
-"""Request and response bodies of the file endpoints."""
+"""Request and response bodies of the file endpoints, and the values the file services hand to every
+front end (``FileContent``, ``etag_of``)."""
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Literal
 
 import msgspec
 
+from stowage.errors import FieldError, InvalidInput
+
 ConflictPolicy = Literal["fail", "rename", "replace"]
 NodeKind = Literal["file", "folder"]
+SortKey = Literal["name", "size", "modified", "type"]
+Category = Literal["image", "video", "audio", "text", "document", "archive"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
+def etag_of(sha256_hex: str) -> str:
+    """The strong entity tag of content with this SHA-256: the lowercase hex digest in quotes.
+
+    Every front end sends it as is (HTTP's ETag, S3's ETag, WebDAV's getetag); comparing it with
+    what a client sent is the front end's job (``http.semantics``), so the domain only names it."""
+    digest = sha256_hex.lower()
+    if not _SHA256_HEX.fullmatch(digest):
+        raise ValueError("etag_of needs a SHA-256 digest as 64 hex characters")
+    return f'"{digest}"'
+
+
+class FileContent(msgspec.Struct, frozen=True):
+    """One file's content as the read path hands it to a front end: what to send and its validators.
+
+    For a version download it describes that version (its size, type, digest, and its creation time
+    as the modification time). The bytes come from the ``ContentSource`` returned beside it."""
+
+    node_id: str
+    name: str
+    size: int
+    media_type: str
+    sha256: str
+    modified_at: datetime
+    etag: str
 
 
 class NodeOut(msgspec.Struct):
@@ -89,20 +125,6 @@ class BatchMoveRequest(msgspec.Struct, forbid_unknown_fields=True):
     on_conflict: ConflictPolicy = "fail"
 
 
-class BatchItemResult(msgspec.Struct):
-    """One item's outcome: ``status`` is the HTTP status it would have had on its own."""
-
-    id: str
-    status: int
-    node: NodeOut | None = None
-    error: str | None = None
-    detail: str | None = None
-
-
-class BatchResult(msgspec.Struct):
-    results: list[BatchItemResult]
-
-
 class ZipRequest(msgspec.Struct, forbid_unknown_fields=True):
     ids: Annotated[list[NodeId], msgspec.Meta(min_length=1, max_length=1000)]
     name: Name = "download.zip"
@@ -134,3 +156,39 @@ class UpdateVersionRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 class VersionList(msgspec.Struct):
     items: list[VersionOut]
+
+
+MAX_QUERY_LENGTH = 255
+
+
+@dataclass(frozen=True, slots=True)
+class SearchQuery:
+    """What to look for; every given criterion must hold. ``text`` matches anywhere in the name."""
+
+    text: str | None = None
+    folder_id: str | None = None
+    kind: Literal["file", "folder"] | None = None
+    media_type: str | None = None
+    category: Category | None = None
+    min_size: int | None = None
+    max_size: int | None = None
+    modified_after: datetime | None = None
+    modified_before: datetime | None = None
+    starred: bool | None = None
+    sort: SortKey = "name"
+    descending: bool = False
+
+    def check(self) -> None:
+        errors: list[FieldError] = []
+        if self.text is not None and len(self.text) > MAX_QUERY_LENGTH:
+            errors.append(FieldError(field="query.q", message=f"at most {MAX_QUERY_LENGTH} characters"))
+        if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:
+            errors.append(FieldError(field="query.min_size", message="must not exceed max_size"))
+        if (
+            self.modified_after is not None
+            and self.modified_before is not None
+            and self.modified_after > self.modified_before
+        ):
+            errors.append(FieldError(field="query.modified_after", message="must not be later than modified_before"))
+        if errors:
+            raise InvalidInput("The search criteria contradict each other or are too long.", errors=errors)

@@ -8,24 +8,34 @@ truncated body for a complete one).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 
 from litestar.response.base import ASGIResponse
 from litestar.types import Receive, Scope, Send
 
-from stowage.blobs import BlobCorrupt, BlobStore
+from stowage.blobs import BlobCorrupt
 from stowage.http.serving import DownloadPlan
 
 PATHSEND = "http.response.pathsend"
 
 
+class ByteSource(Protocol):
+    """Where the bytes come from (``files.services.ContentSource``): the front end never holds a store."""
+
+    sha256: str
+
+    def local_path(self) -> Path | None: ...
+    def open_read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
+
+
 class BlobResponse(ASGIResponse):
     """Sends a download plan's bytes."""
 
-    def __init__(self, plan: DownloadPlan, store: BlobStore, *, head: bool) -> None:
+    def __init__(self, plan: DownloadPlan, source: ByteSource, *, head: bool) -> None:
         super().__init__(status_code=plan.status, headers=plan.headers, is_head_response=head)
         self.plan = plan
-        self.store = store
+        self.source = source
 
     def encode_headers(self) -> list[tuple[bytes, bytes]]:
         # The plan sets Content-Length itself (the body is not in memory); keep exactly its headers.
@@ -34,14 +44,16 @@ class BlobResponse(ASGIResponse):
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.start_response(send=send)
         plan = self.plan
-        if self.is_head_response or plan.sha256 is None or plan.length == 0:
+        if self.is_head_response or not plan.has_body:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         extensions: dict[str, Any] = scope.get("extensions") or {}
-        if plan.local_path is not None and plan.start == 0 and PATHSEND in extensions:
-            await send({"type": PATHSEND, "path": str(plan.local_path)})  # type: ignore[arg-type]  # ASGI extension
-            return
-        chunks: AsyncIterator[bytes] = self.store.open_read(plan.sha256, plan.start, plan.end)
+        if plan.status == 200 and PATHSEND in extensions:
+            local_path = self.source.local_path()
+            if local_path is not None:
+                await send({"type": PATHSEND, "path": str(local_path)})  # type: ignore[arg-type]  # ASGI extension
+                return
+        chunks: AsyncIterator[bytes] = self.source.open_read(plan.start, plan.end)
         sent = 0
         async for chunk in chunks:
             sent += len(chunk)
@@ -49,7 +61,7 @@ class BlobResponse(ASGIResponse):
         if sent != plan.length:
             # The stored file is shorter than its recorded size (possible with verify_reads=off): end the
             # connection without completing the body, so no client takes the short body for the file.
-            raise BlobCorrupt(plan.sha256, f"sent {sent} of {plan.length} bytes: the stored file is short")
+            raise BlobCorrupt(self.source.sha256, f"sent {sent} of {plan.length} bytes: the stored file is short")
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 

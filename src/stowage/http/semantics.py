@@ -197,13 +197,6 @@ class EntityTag(msgspec.Struct, frozen=True):
     weak: bool = False
 
 
-def make_etag(sha256_hex: str) -> str:
-    """The strong ETag of content with this SHA-256: the lowercase hex digest in quotes."""
-    if not re.fullmatch(r"[0-9a-fA-F]{64}", sha256_hex):
-        raise ValueError("make_etag needs a SHA-256 digest as 64 hex characters")
-    return f'"{sha256_hex.lower()}"'
-
-
 def _is_etagc(text: str) -> bool:
     # etagc = %x21 / %x23-7E / obs-text: visible characters except DQUOTE (commas included).
     return all(char == "!" or "#" <= char <= "~" or char >= "\x80" for char in text)
@@ -251,6 +244,18 @@ def parse_entity_tags(value: str) -> list[EntityTag]:
                     continue
         index = _skip_element(value, index)
     return tags
+
+
+def parse_if_match(value: str | None) -> frozenset[str] | Literal["*"] | None:
+    """An ``If-Match`` header as the condition a write checks: the quoted strong entity-tags the current
+    representation must have, ``"*"`` (it must exist), or None when the header is absent.
+
+    If-Match compares strongly (RFC 9110 §13.1.1), so weak tags are left out: they can never match."""
+    if value is None:
+        return None
+    if "*" in (element.strip() for element in value.split(",")):
+        return "*"
+    return frozenset(f'"{tag.opaque}"' for tag in parse_entity_tags(value) if not tag.weak)
 
 
 def _own_etag(etag: str) -> EntityTag:

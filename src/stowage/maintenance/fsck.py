@@ -29,69 +29,43 @@ fixes (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite write transactions are ex
 re-checks the condition with a subquery inside the UPDATE or DELETE, so a write that raced with the
 check is never undone.
 
-Blob files are deleted only when older than the grace period, and through a quarantine rename that
-closes the race with a deduplicating upload: the write path refreshes the mtime of a blob it is about to
-reference again (``LocalBlobStore.already_stored``), so a file that is still old *after* it has been
-renamed away cannot be in use by an upload — and one touched in between is put back.
+Blob files are deleted only when older than the grace period, through the quarantine rename of
+``blob_files.remove_if_old`` that closes the race with a deduplicating upload. The checks' queries
+stay here rather than in ``repository.py``: they are the rules being checked.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from functools import partial
-from pathlib import Path
 from typing import Any, cast
 
-import msgspec
 from sqlalchemy import CursorResult, delete, exists, func, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from stowage.blobs import BlobNotFound, BlobStore, LocalBlobStore
-from stowage.blobs.local import TEMP_PREFIX, TEMP_SUFFIX
 from stowage.db.engine import Database
 from stowage.db.tables import Blob, Node, User, Version
+from stowage.maintenance import blob_files, repository
+from stowage.maintenance.fsck_report import (
+    CORRUPT_BLOB,
+    DANGLING_VERSION,
+    DUPLICATE_ROOT,
+    MISSING_BLOB,
+    NODE_VERSION_MISMATCH,
+    ORPHAN_BLOB,
+    UNREFERENCED_BLOB_ROW,
+    VERSION_SIZE_MISMATCH,
+    WRONG_REFCOUNT,
+    WRONG_USAGE,
+    FsckReport,
+    Problem,
+)
 
 PAGE_SIZE = 1000
-
-MISSING_BLOB = "missing_blob"
-CORRUPT_BLOB = "corrupt_blob"
-WRONG_REFCOUNT = "wrong_refcount"
-UNREFERENCED_BLOB_ROW = "unreferenced_blob_row"
-DANGLING_VERSION = "dangling_version"
-VERSION_SIZE_MISMATCH = "version_size_mismatch"
-NODE_VERSION_MISMATCH = "node_version_mismatch"
-WRONG_USAGE = "wrong_usage"
-DUPLICATE_ROOT = "duplicate_root"
-ORPHAN_BLOB = "orphan_blob"
-
-
-class Problem(msgspec.Struct, frozen=True):
-    """One inconsistency. ``subject`` is the blob hash, node, version or user id it is about."""
-
-    kind: str
-    subject: str
-    detail: str
-    repairable: bool
-
-
-class FsckReport(msgspec.Struct):
-    started_at: datetime
-    finished_at: datetime
-    blobs_checked: int
-    bytes_hashed: int
-    problems: list[Problem]
-    repaired: list[Problem]
-
-    @property
-    def clean(self) -> bool:
-        return not self.problems
 
 
 async def fsck(
@@ -125,20 +99,6 @@ async def fsck(
 
 def _rowcount(result: Any) -> int:
     return int(cast(CursorResult[Any], result).rowcount or 0)
-
-
-def _true_refcount() -> Any:
-    return select(func.count()).select_from(Version).where(Version.sha256 == Blob.sha256).scalar_subquery()
-
-
-def _true_usage() -> Any:
-    return (
-        select(func.coalesce(func.sum(Version.size), 0))
-        .select_from(Version)
-        .join(Node, Node.id == Version.node_id)
-        .where(Node.owner_id == User.id)
-        .scalar_subquery()
-    )
 
 
 class _Checker:
@@ -182,7 +142,7 @@ class _Checker:
     async def check_blobs(self) -> None:
         def page(after: str) -> Any:
             return (
-                select(Blob.sha256, Blob.size, Blob.refcount, _true_refcount().label("actual"))
+                select(Blob.sha256, Blob.size, Blob.refcount, repository.true_refcount().label("actual"))
                 .where(Blob.sha256 > after)
                 .order_by(Blob.sha256)
                 .limit(PAGE_SIZE)
@@ -255,15 +215,15 @@ class _Checker:
 
     async def _row_exists(self, sha: str) -> bool:
         async with self.db.session() as db:
-            return await _blob_row_exists(db, sha)
+            return await repository.blob_row_exists(db, sha)
 
     async def _fix_refcount(self, sha: str) -> bool:
         async with self.db.transaction() as db:
             # The lock makes the count below see every committed version: each write that adds or
             # removes a version of this blob also updates (so locks) this row in the same transaction.
-            if await _lock_blob(db, sha) is None:
+            if await repository.lock_blob(db, sha) is None:
                 return False
-            actual = _true_refcount()
+            actual = repository.true_refcount()
             result = await db.execute(
                 update(Blob)
                 .where(Blob.sha256 == sha, Blob.refcount != actual)
@@ -274,7 +234,7 @@ class _Checker:
 
     async def _drop_unreferenced_row(self, sha: str) -> bool:
         async with self.db.transaction() as db:
-            if await _lock_blob(db, sha) is None:
+            if await repository.lock_blob(db, sha) is None:
                 return False
             result = await db.execute(
                 delete(Blob)
@@ -420,7 +380,7 @@ class _Checker:
     async def check_usage(self) -> None:
         def page(after: str) -> Any:
             return (
-                select(User.id, User.used_bytes, _true_usage().label("actual"))
+                select(User.id, User.used_bytes, repository.true_usage().label("actual"))
                 .where(User.id > after)
                 .order_by(User.id)
                 .limit(PAGE_SIZE)
@@ -445,7 +405,7 @@ class _Checker:
             locked = await db.scalar(select(User.id).where(User.id == user_id).with_for_update())
             if locked is None:
                 return False
-            actual = _true_usage()
+            actual = repository.true_usage()
             result = await db.execute(
                 update(User)
                 .where(User.id == user_id, User.used_bytes != actual)
@@ -501,7 +461,7 @@ class _Checker:
             path = self.store.local_path(sha)
             if path is None:
                 continue  # no file ages to tell an upload in flight from an orphan
-            mtime = await asyncio.to_thread(_mtime, path)
+            mtime = await asyncio.to_thread(blob_files.file_mtime, path)
             if mtime is None or mtime > cutoff:
                 continue
             age = time.time() - mtime
@@ -526,67 +486,9 @@ class _Checker:
         if path is None:
             return False
         quarantine_dir = self.store.temp_dir if isinstance(self.store, LocalBlobStore) else path.parent
-        moved = await asyncio.to_thread(_quarantine, path, quarantine_dir, self._cutoff())
-        if moved is None:
-            return False
-        if await self._row_exists(sha):
-            # Recorded meanwhile by an upload that found the file before we moved it: put it back.
-            await asyncio.to_thread(_restore, moved, path)
-            return False
-        await asyncio.to_thread(_unlink_quietly, moved)
-        return True
+        return await blob_files.remove_if_old(
+            path, quarantine_dir, self._cutoff(), still_unreferenced=partial(self._row_missing, sha)
+        )
 
-
-async def _blob_row_exists(db: AsyncSession, sha: str) -> bool:
-    return await db.scalar(select(Blob.sha256).where(Blob.sha256 == sha)) is not None
-
-
-async def _lock_blob(db: AsyncSession, sha: str) -> int | None:
-    refcount: int | None = await db.scalar(select(Blob.refcount).where(Blob.sha256 == sha).with_for_update())
-    return refcount
-
-
-def _mtime(path: Path) -> float | None:
-    try:
-        return path.stat().st_mtime
-    except FileNotFoundError:
-        return None
-
-
-def _quarantine(path: Path, directory: Path, cutoff: float) -> Path | None:
-    """Rename ``path`` away if it was last modified at or before ``cutoff``; return where it went.
-
-    A deduplicating upload refreshes the blob's mtime before it records a reference. If that happened
-    before the rename, the moved file shows it and is put back; if after, the upload no longer finds the
-    file and publishes its own copy. Either way no recorded reference is left without its file.
-    """
-    mtime = _mtime(path)
-    if mtime is None or mtime > cutoff:
-        return None
-    directory.mkdir(parents=True, exist_ok=True)
-    moved = directory / f"{TEMP_PREFIX}fsck-{path.name}-{secrets.token_hex(4)}{TEMP_SUFFIX}"
-    try:
-        path.rename(moved)
-    except FileNotFoundError:
-        return None
-    after = _mtime(moved)
-    if after is not None and after > cutoff:
-        _restore(moved, path)
-        return None
-    return moved
-
-
-def _restore(moved: Path, path: Path) -> None:
-    """Put a quarantined blob back (over an identical copy an upload may have published meanwhile)."""
-    with contextlib.suppress(FileNotFoundError):
-        moved.replace(path)
-        fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    async def _row_missing(self, sha: str) -> bool:
+        return not await self._row_exists(sha)

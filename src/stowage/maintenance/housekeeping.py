@@ -17,7 +17,8 @@ from stowage.config import Settings
 from stowage.db.engine import Database
 from stowage.files.services import FileServices
 from stowage.maintenance import runs
-from stowage.maintenance.fsck import FsckReport, fsck
+from stowage.maintenance.fsck import fsck
+from stowage.maintenance.fsck_report import FsckReport
 from stowage.observability.logging import get_logger
 
 log = get_logger("stowage.maintenance")
@@ -31,7 +32,7 @@ async def housekeeping_pass(files: FileServices, settings: Settings) -> FsckRepo
 
     async def work() -> tuple[FsckReport, dict[str, int]]:
         counts = {
-            "trash_purged": await files.tree.purge_expired(timedelta(days=settings.trash_retention_days)),
+            "trash_purged": await files.trash.purge_expired(timedelta(days=settings.trash_retention_days)),
             "versions_thinned": await files.versions.apply_retention_everywhere(),
             "temp_files_removed": await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS),
         }

@@ -12,11 +12,11 @@ from datetime import datetime
 from typing import Any, Literal
 
 import msgspec
-from sqlalchemy import select
 
 from stowage.db.engine import Database
 from stowage.db.tables import MaintenanceRun
-from stowage.maintenance.fsck import FsckReport
+from stowage.maintenance import repository
+from stowage.maintenance.fsck_report import FsckReport
 from stowage.policy import Action, Principal, authorize
 
 RunKind = Literal["fsck", "gc"]
@@ -80,7 +80,8 @@ async def record(
     report: dict[str, Any],
 ) -> None:
     async with database.transaction() as db:
-        db.add(
+        await repository.add_run(
+            db,
             MaintenanceRun(
                 kind=kind,
                 trigger=trigger,
@@ -88,7 +89,7 @@ async def record(
                 finished_at=finished_at,
                 outcome=outcome,
                 report=msgspec.json.encode(report).decode(),
-            )
+            ),
         )
 
 
@@ -111,9 +112,7 @@ async def last_runs(database: Database, principal: Principal | None, *, recent: 
     async with database.session() as db:
         newest: dict[str, RunOut | None] = {}
         for kind in KINDS:
-            row = await db.scalar(
-                select(MaintenanceRun).where(MaintenanceRun.kind == kind).order_by(MaintenanceRun.id.desc()).limit(1)
-            )
+            row = await repository.last_run(db, kind)
             newest[kind] = _out(row) if row is not None else None
-        rows = (await db.scalars(select(MaintenanceRun).order_by(MaintenanceRun.id.desc()).limit(recent))).all()
+        rows = await repository.recent_runs(db, recent)
     return LastRuns(fsck=newest["fsck"], gc=newest["gc"], recent=[_out(r) for r in rows])

@@ -12,10 +12,9 @@ import shutil
 from pathlib import Path
 
 import msgspec
-from sqlalchemy import func, select
 
 from stowage.db.engine import Database
-from stowage.db.tables import Blob, Node, User, Version
+from stowage.maintenance import repository
 from stowage.policy import Action, Principal, authorize
 
 
@@ -45,27 +44,20 @@ async def storage_usage(database: Database, data_dir: Path, principal: Principal
     """Installation-wide totals (administrators only)."""
     authorize(principal, Action.ADMIN_SYSTEM_READ)
     async with database.session() as db:
-        users, charged = (await db.execute(select(func.count(), func.coalesce(func.sum(User.used_bytes), 0)))).one()
-        files, folders = (
-            await db.execute(
-                select(
-                    func.count().filter(Node.kind == "file"),
-                    func.count().filter(Node.kind == "folder", Node.parent_id.is_not(None)),
-                )
-            )
-        ).one()
-        versions, referenced = (await db.execute(select(func.count(), func.coalesce(func.sum(Version.size), 0)))).one()
-        blobs, stored = (await db.execute(select(func.count(), func.coalesce(func.sum(Blob.size), 0)))).one()
+        users, charged = await repository.user_totals(db)
+        files, folders = await repository.node_totals(db)
+        versions, referenced = await repository.version_totals(db)
+        blobs, stored = await repository.blob_totals(db)
     usage = await asyncio.to_thread(shutil.disk_usage, data_dir)
     return StorageOut(
-        users=int(users),
-        files=int(files),
-        folders=int(folders),
-        versions=int(versions),
-        blobs=int(blobs),
-        charged_bytes=int(charged),
-        referenced_bytes=int(referenced),
-        stored_bytes=int(stored),
-        dedup_saved_bytes=max(0, int(referenced) - int(stored)),
+        users=users,
+        files=files,
+        folders=folders,
+        versions=versions,
+        blobs=blobs,
+        charged_bytes=charged,
+        referenced_bytes=referenced,
+        stored_bytes=stored,
+        dedup_saved_bytes=max(0, referenced - stored),
         disk=DiskOut(path=str(data_dir), total_bytes=usage.total, used_bytes=usage.used, free_bytes=usage.free),
     )

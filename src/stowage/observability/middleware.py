@@ -22,7 +22,6 @@ from typing import Any
 
 import structlog
 
-from stowage.api.problems import PROBLEM_MEDIA_TYPE, internal_error_body
 from stowage.errors import RequestTimeout
 from stowage.observability import context
 from stowage.observability.logging import get_logger
@@ -65,8 +64,14 @@ class ObservabilityMiddleware:
         hsts: bool,
         page_policies: Mapping[str, str] | None = None,
         body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT,
+        last_resort: tuple[str, Callable[[], bytes]] = ("text/plain; charset=utf-8", lambda: b"Internal Server Error"),
     ) -> None:
+        """``last_resort`` is the media type and body of the 500 sent when the application fails
+        before answering: the front end's error format (problem+json for REST), given by ``app.py``
+        so this layer needs no front end."""
         self.app = app
+        self.last_resort_type = last_resort[0].encode()
+        self.last_resort_body = last_resort[1]
         self.metrics = metrics
         self.body_idle_timeout = body_idle_timeout
         # Paths that serve pages meant to render in a browser, with the CSP each needs.
@@ -131,13 +136,13 @@ class ObservabilityMiddleware:
         except Exception:
             error_log.exception("unhandled_exception_outside_framework", path=scope.get("path"))
             if not state["started"]:
-                body = internal_error_body()
+                body = self.last_resort_body()
                 await decorating_send(
                     {
                         "type": "http.response.start",
                         "status": 500,
                         "headers": [
-                            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                            (b"content-type", self.last_resort_type),
                             (b"content-length", str(len(body)).encode()),
                         ],
                     }

@@ -1,4 +1,10 @@
-"""The bundle of account services an application instance shares."""
+"""The account services an application instance shares, one per use-case group.
+
+``auth`` (sign-up, login, tokens, sessions, bearer credentials → principal), ``profile`` (the
+caller's own account: profile, password, email flows, personal tokens, deletion) and ``admin``
+(users, invitations, the audit log). Each private module holds one group; this package re-exports
+what front ends, the CLI and tests use.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +12,7 @@ from dataclasses import dataclass
 
 from stowage.accounts.services._admin import AdminService
 from stowage.accounts.services._auth import AuthService
-from stowage.accounts.services._common import AccountDeps
+from stowage.accounts.services._common import AccountDeps, ClientInfo, normalise_email
 from stowage.accounts.services._profile import ProfileService
 
 
@@ -20,3 +26,14 @@ class AccountServices:
     @classmethod
     def build(cls, deps: AccountDeps) -> AccountServices:
         return cls(deps=deps, auth=AuthService(deps), profile=ProfileService(deps), admin=AdminService(deps))
+
+
+__all__ = [
+    "AccountDeps",
+    "AccountServices",
+    "AdminService",
+    "AuthService",
+    "ClientInfo",
+    "ProfileService",
+    "normalise_email",
+]

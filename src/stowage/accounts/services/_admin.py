@@ -35,7 +35,7 @@ from stowage.accounts.services._common import (
 from stowage.db.base import utcnow
 from stowage.db.tables import Invite, User
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound
-from stowage.files.services._tree import release_user_content
+from stowage.files.services import release_user_content
 from stowage.policy import Action, Principal, Role, authorize
 
 MAX_PAGE = 200

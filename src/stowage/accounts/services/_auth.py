@@ -11,7 +11,6 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.accounts import repository, tokens
@@ -26,7 +25,7 @@ from stowage.accounts.services._common import (
     user_out,
 )
 from stowage.db.base import utcnow
-from stowage.db.tables import ApiKey, Invite, RefreshToken, Session, User
+from stowage.db.tables import Invite, RefreshToken, Session, User
 from stowage.errors import Conflict, PermissionDenied, Unauthenticated
 from stowage.policy import Action, CredentialKind, Principal, Role, Scope, authorize
 
@@ -255,13 +254,7 @@ class AuthService:
             raise Unauthenticated(f"The access token is not valid ({exc}); refresh it or log in again.") from exc
         now = utcnow()
         async with self.deps.database.session() as db:
-            row = (
-                await db.execute(
-                    select(Session, User)
-                    .join(User, User.id == Session.user_id)
-                    .where(Session.id == claims.session_id, User.id == claims.user_id)
-                )
-            ).first()
+            row = await repository.session_with_user(db, claims.session_id, claims.user_id)
         if row is None:
             raise Unauthenticated("This session no longer exists; log in again.")
         session, user = row
@@ -282,11 +275,7 @@ class AuthService:
         now = utcnow()
         token_hash = tokens.hash_token(token)
         async with self.deps.database.session() as db:
-            row = (
-                await db.execute(
-                    select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.token_hash == token_hash)
-                )
-            ).first()
+            row = await repository.api_key_with_user(db, token_hash)
         if row is None:
             raise Unauthenticated("This personal access token is not valid.")
         key, user = row

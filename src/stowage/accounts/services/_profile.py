@@ -28,7 +28,7 @@ from stowage.errors import (
     ServiceUnavailable,
     Unauthenticated,
 )
-from stowage.files.services._tree import release_user_content
+from stowage.files.services import release_user_content
 from stowage.mail.templates import link_for, password_reset_email, verification_email
 from stowage.policy import Action, Owned, Principal, Role, authorize
 

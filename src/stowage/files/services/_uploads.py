@@ -14,9 +14,9 @@ import hmac
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime
+from typing import Literal
 
 import msgspec
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.blobs import BlobInfo, BlobWriter
@@ -32,10 +32,9 @@ from stowage.errors import (
 from stowage.files import repository
 from stowage.files.media_types import sniff_media_type
 from stowage.files.names import normalise_name, split_path
-from stowage.files.schemas import ConflictPolicy, NodeOut
-from stowage.files.services._tree import (
+from stowage.files.schemas import ConflictPolicy, NodeOut, etag_of
+from stowage.files.services._common import (
     FileDeps,
-    FileService,
     charge_or_fail,
     ensure_root,
     node_out,
@@ -43,8 +42,8 @@ from stowage.files.services._tree import (
     quota_of,
     unique_name,
 )
+from stowage.files.services._tree import TreeService
 from stowage.files.services._versions import apply_retention, retention_policy
-from stowage.http.semantics import make_etag
 from stowage.policy import Action, Principal, authorize
 
 SNIFF_BYTES = 4096
@@ -60,11 +59,18 @@ class QuotaRoom(msgspec.Struct, frozen=True):
         return max(self.limit - self.used, 0)
 
 
+AnyEtag = Literal["*"]
+
+
 class UploadOptions(msgspec.Struct, frozen=True):
-    """Everything about an upload that is known before its body: decided before the first byte."""
+    """Everything about an upload that is known before its body: decided before the first byte.
+
+    Conditions arrive parsed, whatever protocol sent them: ``expected_etags`` is the set of entity
+    tags the current file must have (HTTP ``If-Match``, S3 ``x-amz-copy-source-if-match``, WebDAV
+    ``If:``), or ``"*"`` for "must exist"; ``if_none_match_any`` means "must not exist"."""
 
     on_conflict: ConflictPolicy = "fail"
-    if_match: str | None = None  # replace only this version (its ETag)
+    expected_etags: frozenset[str] | AnyEtag | None = None  # replace only this version (its ETag)
     if_none_match_any: bool = False  # create only
     sha256: bytes | None = None  # expected digest from Content-Digest / X-Content-SHA256
     declared_length: int | None = None
@@ -72,9 +78,9 @@ class UploadOptions(msgspec.Struct, frozen=True):
 
 
 class UploadService:
-    def __init__(self, deps: FileDeps, files: FileService) -> None:
+    def __init__(self, deps: FileDeps, tree: TreeService) -> None:
         self.deps = deps
-        self.files = files
+        self.tree = tree
         self.db = deps.database
 
     async def upload_to_folder(
@@ -89,7 +95,7 @@ class UploadService:
         clean = normalise_name(name)
         caller = authorize(principal, Action.FILE_WRITE)
         async with self.db.session() as db:
-            parent = await self.files.load(db, caller, parent_id, Action.FILE_WRITE)
+            parent = await self.tree.load(db, caller, parent_id, Action.FILE_WRITE)
             existing = await self._precheck(db, parent, clean, options)
             room = await self._room(db, caller.user_id)
         return await self._store(
@@ -112,11 +118,11 @@ class UploadService:
         caller = authorize(principal, Action.FILE_WRITE)
         folder_path = "/".join(parts[:-1])
         if create_parents and folder_path:
-            folder, _ = await self.files.create_folder_path(caller, folder_path)
+            folder, _ = await self.tree.create_folder_path(caller, folder_path)
             parent_id = folder.id
         else:
             async with self.db.transaction() as db:
-                parent_id = (await self.files.resolve(db, caller, folder_path, Action.FILE_WRITE)).id
+                parent_id = (await self.tree.resolve(db, caller, folder_path, Action.FILE_WRITE)).id
         return await self.upload_to_folder(caller, parent_id, parts[-1], body, options)
 
     async def replace_content(
@@ -125,7 +131,7 @@ class UploadService:
         """A new version of an existing file (``PUT …/nodes/{id}/content``)."""
         caller = authorize(principal, Action.FILE_WRITE)
         async with self.db.session() as db:
-            node = await self.files.load(db, caller, node_id, Action.FILE_WRITE)
+            node = await self.tree.load(db, caller, node_id, Action.FILE_WRITE)
             if node.kind != "file":
                 raise Conflict(f"{node.name!r} is a folder; it has no content to replace.")
             self._check_if_match(node, options)
@@ -146,13 +152,13 @@ class UploadService:
         existing = await repository.get_live_child(db, parent.id, name)
         if options.if_none_match_any and existing is not None:
             raise PreconditionFailed(f"{name!r} already exists (If-None-Match: *).")
-        if options.if_match is not None:
+        if options.expected_etags is not None:
             if existing is None:
                 raise PreconditionFailed(f"{name!r} does not exist, so it cannot match If-Match.")
             self._check_if_match(existing, options)
         if existing is not None and existing.kind == "folder":
             raise Conflict(f"{name!r} is a folder in this place; a file cannot replace it.")
-        if existing is not None and options.on_conflict == "fail" and options.if_match is None:
+        if existing is not None and options.on_conflict == "fail" and options.expected_etags is None:
             raise Conflict(
                 f"{name!r} already exists; upload with on_conflict=replace or rename.",
                 extra={"conflicting_id": existing.id},
@@ -161,13 +167,10 @@ class UploadService:
 
     @staticmethod
     def _check_if_match(node: Node, options: UploadOptions) -> None:
-        if options.if_match is None:
+        expected = options.expected_etags
+        if expected is None or expected == "*":
             return
-        tags = [t.strip() for t in options.if_match.split(",")]
-        current = make_etag(node.sha256) if node.sha256 else None
-        if "*" in tags:
-            return
-        if current is None or current not in tags:
+        if node.sha256 is None or etag_of(node.sha256) not in expected:
             raise PreconditionFailed("The file has changed since that version (If-Match does not match its ETag).")
 
     async def _room(self, db: AsyncSession, user_id: str) -> QuotaRoom:
@@ -228,14 +231,14 @@ class UploadService:
     ) -> tuple[NodeOut, bool]:
         now = utcnow()
         async with self.db.transaction() as db:
-            parent = await self.files.load(db, caller, parent_id, Action.FILE_WRITE)
+            parent = await self.tree.load(db, caller, parent_id, Action.FILE_WRITE)
             if parent.kind != "folder":
                 raise Conflict(f"{parent.name!r} is a file; uploads go into folders.")
             existing = await repository.get_live_child(db, parent.id, name)
             # Re-check what was decided before the body: another writer may have won meanwhile.
             if options.if_none_match_any and existing is not None:
                 raise PreconditionFailed(f"{name!r} was created by someone else meanwhile (If-None-Match: *).")
-            if options.if_match is not None:
+            if options.expected_etags is not None:
                 if existing is None:
                     raise PreconditionFailed(f"{name!r} no longer exists.")
                 self._check_if_match(existing, options)
@@ -245,7 +248,7 @@ class UploadService:
                 raise Conflict(
                     f"{name!r} was created by someone else meanwhile.", extra={"conflicting_id": existing.id}
                 )
-            if existing is not None and options.on_conflict == "rename" and options.if_match is None:
+            if existing is not None and options.on_conflict == "rename" and options.expected_etags is None:
                 name = await unique_name(db, parent.id, name)
                 existing = None
             await charge_or_fail(db, self.deps.settings, parent.owner_id, info.size)
@@ -314,13 +317,7 @@ class UploadService:
                 created_at=now,
                 modified_at=modified,
             )
-            try:
-                async with db.begin_nested():
-                    db.add(node)
-                    await db.flush()
-            except IntegrityError:
-                if node in db:
-                    db.expunge(node)
+            if not await repository.insert_node(db, node):
                 winner = await repository.get_live_child(db, parent.id, name)
                 if options.on_conflict == "rename":
                     name = await unique_name(db, parent.id, name)
@@ -330,7 +327,7 @@ class UploadService:
                 raise Conflict(
                     f"{name!r} was created by someone else at the same moment.",
                     extra={"conflicting_id": winner.id if winner else None},
-                ) from None
+                )
             return node, True
         raise Conflict(f"Could not find a free name like {name!r}; too many concurrent uploads.")
 

@@ -4,7 +4,7 @@ List, download, pin, restore (the chosen content becomes a new current version, 
 rewritten) and delete old versions. Versions count toward the owner's quota; deleting one releases
 its bytes and its blob reference (the blob file goes to the garbage collector).
 
-Retention (``files.retention``) runs in the transaction that adds a version, so a file never holds
+Retention (``rules.retention``) runs in the transaction that adds a version, so a file never holds
 more than the policy allows after a write, and hourly from housekeeping for every file with more
 versions than ``version_keep_last`` (thinning depends on age, which changes without writes).
 """
@@ -15,22 +15,21 @@ import uuid
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.config import Settings
 from stowage.db.base import utcnow
-from stowage.db.tables import Node, User, Version
+from stowage.db.tables import Node, Version
 from stowage.errors import Conflict, NotFound, ServiceUnavailable
 from stowage.files import repository
-from stowage.files.schemas import NodeOut, VersionList, VersionOut
-from stowage.files.services._tree import FileService, charge_or_fail, node_out
-from stowage.http.semantics import make_etag
+from stowage.files.schemas import NodeOut, VersionList, VersionOut, etag_of
+from stowage.files.services._common import charge_or_fail, node_out
+from stowage.files.services._tree import TreeService
 from stowage.observability.logging import get_logger
 from stowage.policy import Action, Principal
 from stowage.rules.retention import Candidate, RetentionPolicy, parse_schedule, versions_to_drop
 
-log = get_logger("stowage.files.services._versions")
+log = get_logger("stowage.files.versions")
 RETENTION_PAGE = 500
 
 
@@ -40,7 +39,7 @@ def version_out(version: Version, node: Node) -> VersionOut:
         size=version.size,
         media_type=version.media_type,
         sha256=version.sha256,
-        etag=make_etag(version.sha256),
+        etag=etag_of(version.sha256),
         author_id=version.author_id,
         created_at=version.created_at,
         current=version.id == node.current_version_id,
@@ -63,16 +62,8 @@ async def drop_versions(db: AsyncSession, node: Node, versions: Sequence[Version
     alone. Returns how many went."""
     if not versions:
         return 0
-    await db.execute(select(User.id).where(User.id == node.owner_id).with_for_update(key_share=True))
-    gone: list[Version] = []
-    for version in versions:
-        result = await db.execute(
-            delete(Version)
-            .where(Version.id == version.id, Version.pinned.is_(False))
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount:  # type: ignore[attr-defined]
-            gone.append(version)
+    await repository.lock_owner_for_usage(db, node.owner_id)
+    gone = [version for version in versions if await repository.delete_unpinned_version(db, version.id)]
     if not gone:
         return 0
     unreferenced = await repository.release_blobs(db, [v.sha256 for v in gone])
@@ -93,18 +84,18 @@ async def apply_retention(db: AsyncSession, node: Node, policy: RetentionPolicy,
 
 
 class VersionService:
-    def __init__(self, files: FileService) -> None:
-        self.files = files
-        self.db = files.db
+    def __init__(self, tree: TreeService) -> None:
+        self.tree = tree
+        self.db = tree.db
 
     async def _file(self, db: AsyncSession, principal: Principal | None, node_id: str, action: Action) -> Node:
-        node = await self.files.load(db, principal, node_id, action)
+        node = await self.tree.load(db, principal, node_id, action)
         if node.kind != "file":
             raise Conflict(f"{node.name!r} is a folder; only files have versions.")
         return node
 
     async def _version(self, db: AsyncSession, node: Node, version_id: str) -> Version:
-        version = await db.get(Version, version_id)
+        version = await repository.get_version(db, version_id)
         if version is None or version.node_id != node.id:
             raise NotFound("This file has no such version.")
         return version
@@ -115,31 +106,13 @@ class VersionService:
             versions = await repository.list_versions(db, node.id)
             return VersionList(items=[version_out(v, node) for v in versions])
 
-    async def for_download(self, principal: Principal | None, node_id: str, version_id: str) -> Node:
-        """A detached stand-in for the node whose content is the chosen version (for download planning)."""
-        async with self.db.session() as db:
-            node = await self._file(db, principal, node_id, Action.FILE_READ)
-            version = await self._version(db, node, version_id)
-            return Node(
-                id=node.id,
-                owner_id=node.owner_id,
-                parent_id=node.parent_id,
-                kind="file",
-                name=node.name,
-                size=version.size,
-                media_type=version.media_type,
-                sha256=version.sha256,
-                created_at=node.created_at,
-                modified_at=version.created_at,
-            )
-
     async def restore(self, principal: Principal | None, node_id: str, version_id: str) -> NodeOut:
         """Make an old version current again, as a new version (the history keeps growing)."""
         async with self.db.transaction() as db:
             node = await self._file(db, principal, node_id, Action.FILE_WRITE)
             source = await self._version(db, node, version_id)
             now = utcnow()
-            await charge_or_fail(db, self.files.deps.settings, node.owner_id, source.size)
+            await charge_or_fail(db, self.tree.deps.settings, node.owner_id, source.size)
             await repository.reference_blob(db, source.sha256, source.size, now)
             caller_id = principal.user_id if principal is not None else None
             version = Version(
@@ -161,7 +134,7 @@ class VersionService:
             node.uploaded_at = now
             await db.flush()
             await repository.log_change(db, node.owner_id, node.id, "update", now)
-            await apply_retention(db, node, retention_policy(self.files.deps.settings), now)
+            await apply_retention(db, node, retention_policy(self.tree.deps.settings), now)
             return node_out(node)
 
     async def set_pinned(self, principal: Principal | None, node_id: str, version_id: str, pinned: bool) -> VersionOut:
@@ -170,10 +143,7 @@ class VersionService:
         async with self.db.transaction() as db:
             node = await self._file(db, principal, node_id, Action.FILE_WRITE)
             version = await self._version(db, node, version_id)
-            # A statement with a row count, not an ORM flush: a version deleted meanwhile (by retention or
-            # a delete request) is a 404, not a stale-data error.
-            changed = await db.execute(update(Version).where(Version.id == version.id).values(pinned=pinned))
-            if not changed.rowcount:  # type: ignore[attr-defined]
+            if not await repository.set_version_pinned(db, version.id, pinned):
                 raise NotFound("This file has no such version.")
             await repository.log_change(db, node.owner_id, node.id, "update", utcnow())
             return version_out(version, node)
@@ -188,29 +158,22 @@ class VersionService:
                 raise Conflict("This version is pinned; unpin it first (PATCH with pinned: false).")
             if not await drop_versions(db, node, [version], utcnow()):
                 # Another request deleted or pinned it after it was read here.
-                if await db.scalar(select(Version.pinned).where(Version.id == version.id)):
+                if await repository.is_version_pinned(db, version.id):
                     raise Conflict("This version is pinned; unpin it first (PATCH with pinned: false).")
                 raise NotFound("This file has no such version.")
 
     async def apply_retention_everywhere(self, *, now: datetime | None = None) -> int:
         """Thin every file with more versions than ``version_keep_last`` (housekeeping); one short
         transaction per file so the server keeps serving. Returns how many versions went."""
-        policy = retention_policy(self.files.deps.settings)
+        policy = retention_policy(self.tree.deps.settings)
         moment = now or utcnow()
         dropped = 0
         after = ""
         while True:
             async with self.db.session() as db:
-                node_ids = (
-                    await db.scalars(
-                        select(Version.node_id)
-                        .where(Version.node_id > after)
-                        .group_by(Version.node_id)
-                        .having(func.count() > policy.keep_last + 1)
-                        .order_by(Version.node_id)
-                        .limit(RETENTION_PAGE)
-                    )
-                ).all()
+                node_ids = await repository.nodes_with_versions_over(
+                    db, policy.keep_last + 1, after=after, limit=RETENTION_PAGE
+                )
             if not node_ids:
                 return dropped
             for node_id in node_ids:
