@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.schemas import AdminCreateUserRequest
-from stowage.accounts.services import AccountDeps, AdminService
+from stowage.accounts.services import AccountDeps, AdminService, credentials_epoch
 from stowage.app import create_app
 from stowage.config import Settings, load_or_create_secret
 from stowage.db.engine import Database
@@ -251,9 +251,13 @@ async def database(settings: Settings) -> AsyncIterator[Database]:
 
 @asynccontextmanager
 async def db_transaction(settings: Settings) -> AsyncIterator[AsyncSession]:
-    """A committed write transaction on the application's database."""
+    """A committed write transaction on the application's database, made behind the services' back.
+
+    Afterwards the revocation counter is bumped, as it is after any change the services commit, so the
+    workers' remembered credential checks see the edit on their next request."""
     async with database(settings) as db, db.transaction() as session:
         yield session
+    credentials_epoch(settings).bump()
 
 
 async def user_row(settings: Settings, email: str) -> User | None:

@@ -803,7 +803,9 @@ async def _search_services(settings: Settings) -> AsyncIterator[tuple[Database, 
             if "FROM nodes" in statement:
                 captured.append((statement, parameters))
 
-        event.listen(db.read_engine.sync_engine, "before_cursor_execute", capture)
+        # Search reads off the event loop (the offload engine), recent files in it: listen to both.
+        for engine in {db.read_engine, db.offload_engine}:
+            event.listen(engine.sync_engine, "before_cursor_execute", capture)
         store = LocalBlobStore(settings.data_dir.resolve())
         yield db, FileServices.build(FileDeps(settings=settings, database=db, store=store)), captured
     finally:

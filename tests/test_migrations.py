@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -144,13 +145,50 @@ async def test_sqlite_connections_are_durable_and_patient(sqlite_database: Datab
         read_pragmas = await _pragmas(session)
     async with sqlite_database.transaction() as session:
         write_pragmas = await _pragmas(session)
+    async with sqlite_database.session(offload=True) as session:
+        offload_pragmas = await _pragmas(session)
 
-    for pragmas in (read_pragmas, write_pragmas):
+    for pragmas in (read_pragmas, write_pragmas, offload_pragmas):
         assert pragmas["journal_mode"] == "wal"
         assert pragmas["foreign_keys"] == 1
         assert pragmas["synchronous"] == 2  # FULL
-        assert pragmas["busy_timeout"] == SQLITE_BUSY_TIMEOUT_MS
-        assert SQLITE_BUSY_TIMEOUT_MS > 0
+    # Connections used in the event loop have no busy handler (it would block the loop): a busy
+    # database is waited for asynchronously (see the next test). Threaded ones may block in SQLite's.
+    assert read_pragmas["busy_timeout"] == write_pragmas["busy_timeout"] == 0
+    assert offload_pragmas["busy_timeout"] == SQLITE_BUSY_TIMEOUT_MS
+
+
+async def test_a_locked_sqlite_database_is_waited_for_without_blocking_the_loop(sqlite_database: Database) -> None:
+    await _make_counter(sqlite_database)
+    other_process = sqlite3.connect(sqlite_database.url.split(":///", 1)[1], isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")  # holds the write lock, as another worker's transaction would
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    async def increment() -> None:
+        async with sqlite_database.transaction() as session:
+            await session.execute(text("UPDATE counter SET value = value + 1 WHERE id = 1"))
+
+    ticking = asyncio.create_task(ticker())
+    writer = asyncio.create_task(increment())
+    try:
+        await asyncio.sleep(0.3)
+        assert not writer.done()  # still waiting for the lock…
+        waited_ticks = ticks
+        other_process.execute("COMMIT")
+        async with asyncio.timeout(10):
+            await writer
+    finally:
+        ticking.cancel()
+        other_process.close()
+
+    assert waited_ticks >= 10  # …while the loop went on serving (a blocking wait would freeze the ticker)
+    assert await _counter(sqlite_database) == 1
 
 
 async def _read_then_write(database: Database, started: asyncio.Event, others_started: asyncio.Event) -> None:

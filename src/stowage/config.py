@@ -103,6 +103,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     max_request_header_bytes: int = 65536
     # Seconds a request body may go without a byte before the request is refused (408) and closed.
     body_idle_timeout: float = 60.0
+    # Seconds a worker may reuse a bearer credential's check before asking the database again. Revocations
+    # made on this machine reach every worker at once; this bounds it for other machines (0 = no cache).
+    principal_cache_seconds: float = 1.0
     shutdown_timeout: int = 30
 
     # --- derived values -------------------------------------------------------------------------
@@ -358,6 +361,11 @@ def _validate(s: Settings) -> None:
             "must be an absolute http(s) URL",
             s.public_url,
         )
+    _validate_request_limits(s)
+
+
+def _validate_request_limits(s: Settings) -> None:
+    """The bounds on what one request may send, take and keep."""
     _require(
         1024 <= s.max_request_body_bytes <= 1024**3,
         "max_request_body_bytes",
@@ -375,6 +383,12 @@ def _validate(s: Settings) -> None:
         "body_idle_timeout",
         "must be more than 0 and at most 3600 seconds",
         s.body_idle_timeout,
+    )
+    _require(
+        0 <= s.principal_cache_seconds <= 1,
+        "principal_cache_seconds",
+        "must be between 0 and 1 second (a revoked credential must stop working within a second everywhere)",
+        s.principal_cache_seconds,
     )
     _require(
         1 <= s.shutdown_timeout <= 3600,

@@ -25,7 +25,7 @@ from stowage.accounts.schemas import (
     UpdateMeRequest,
     UserOut,
 )
-from stowage.api.deps import BEARER, Accounts, Caller, Client
+from stowage.api.deps import BEARER, Req
 
 
 class AuthController(Controller):
@@ -33,12 +33,12 @@ class AuthController(Controller):
     tags = ["auth"]
 
     @post("/signup", summary="Create an account and sign in", description="Needs `invite_token` in invite mode.")
-    async def signup(self, data: JSONBody[SignupRequest], accounts: Accounts, client: Client) -> TokenPair:
-        return await accounts.auth.signup(data, client)
+    async def signup(self, request: Req, data: JSONBody[SignupRequest]) -> TokenPair:
+        return await request.accounts.auth.signup(data, request.client_info)
 
     @post("/login", status_code=HTTP_200_OK, summary="Sign in with email and password")
-    async def login(self, data: JSONBody[LoginRequest], accounts: Accounts, client: Client) -> TokenPair:
-        return await accounts.auth.login(data, client)
+    async def login(self, request: Req, data: JSONBody[LoginRequest]) -> TokenPair:
+        return await request.accounts.auth.login(data, request.client_info)
 
     @post(
         "/refresh",
@@ -46,20 +46,20 @@ class AuthController(Controller):
         summary="Exchange a refresh token for a new pair",
         description="The presented token is spent. Presenting a spent token again ends the whole session.",
     )
-    async def refresh(self, data: JSONBody[RefreshRequest], accounts: Accounts, client: Client) -> TokenPair:
-        return await accounts.auth.refresh(data.refresh_token, client)
+    async def refresh(self, request: Req, data: JSONBody[RefreshRequest]) -> TokenPair:
+        return await request.accounts.auth.refresh(data.refresh_token, request.client_info)
 
     @post("/logout", status_code=HTTP_204_NO_CONTENT, summary="End this session", security=BEARER)
-    async def logout(self, accounts: Accounts, principal: Caller, client: Client) -> None:
-        await accounts.auth.logout(principal, client)
+    async def logout(self, request: Req) -> None:
+        await request.accounts.auth.logout(request.principal, request.client_info)
 
     @post("/logout-all", status_code=HTTP_204_NO_CONTENT, summary="End every session of this account", security=BEARER)
-    async def logout_all(self, accounts: Accounts, principal: Caller, client: Client) -> None:
-        await accounts.auth.logout_everywhere(principal, client)
+    async def logout_all(self, request: Req) -> None:
+        await request.accounts.auth.logout_everywhere(request.principal, request.client_info)
 
     @post("/email/verify", status_code=HTTP_204_NO_CONTENT, summary="Confirm an email address with the mailed token")
-    async def verify_email(self, data: JSONBody[TokenRequest], accounts: Accounts, client: Client) -> None:
-        await accounts.profile.confirm_verification(data.token, client)
+    async def verify_email(self, request: Req, data: JSONBody[TokenRequest]) -> None:
+        await request.accounts.profile.confirm_verification(data.token, request.client_info)
 
     @post(
         "/password/forgot",
@@ -67,13 +67,13 @@ class AuthController(Controller):
         summary="Mail a password-reset link",
         description="Answers the same whether or not the account exists.",
     )
-    async def forgot_password(self, data: JSONBody[EmailRequest], accounts: Accounts, client: Client) -> Accepted:
-        await accounts.profile.forgot_password(data.email, client)
+    async def forgot_password(self, request: Req, data: JSONBody[EmailRequest]) -> Accepted:
+        await request.accounts.profile.forgot_password(data.email, request.client_info)
         return Accepted(status="accepted", detail="If an account uses that address, a reset link is on its way.")
 
     @post("/password/reset", status_code=HTTP_204_NO_CONTENT, summary="Set a new password with a mailed token")
-    async def reset_password(self, data: JSONBody[ResetPasswordRequest], accounts: Accounts, client: Client) -> None:
-        await accounts.profile.reset_password(data.token, data.new_password, client)
+    async def reset_password(self, request: Req, data: JSONBody[ResetPasswordRequest]) -> None:
+        await request.accounts.profile.reset_password(data.token, data.new_password, request.client_info)
 
 
 class MeController(Controller):
@@ -82,12 +82,12 @@ class MeController(Controller):
     security = BEARER
 
     @get("/", summary="The signed-in user")
-    async def me(self, accounts: Accounts, principal: Caller) -> UserOut:
-        return await accounts.profile.me(principal)
+    async def me(self, request: Req) -> UserOut:
+        return await request.accounts.profile.me(request.principal)
 
     @patch("/", summary="Update the display name")
-    async def update_me(self, data: JSONBody[UpdateMeRequest], accounts: Accounts, principal: Caller) -> UserOut:
-        return await accounts.profile.update_me(principal, data.display_name)
+    async def update_me(self, request: Req, data: JSONBody[UpdateMeRequest]) -> UserOut:
+        return await request.accounts.profile.update_me(request.principal, data.display_name)
 
     @delete(
         "/",
@@ -95,10 +95,8 @@ class MeController(Controller):
         summary="Delete this account and all its data",
         description="Needs the password in the body.",
     )
-    async def delete_me(
-        self, data: JSONBody[DeleteAccountRequest], accounts: Accounts, principal: Caller, client: Client
-    ) -> None:
-        await accounts.profile.delete_account(principal, data.password, client)
+    async def delete_me(self, request: Req, data: JSONBody[DeleteAccountRequest]) -> None:
+        await request.accounts.profile.delete_account(request.principal, data.password, request.client_info)
 
     @post(
         "/password",
@@ -106,38 +104,32 @@ class MeController(Controller):
         summary="Change the password",
         description="Needs the current password; ends every other session.",
     )
-    async def change_password(
-        self, data: JSONBody[ChangePasswordRequest], accounts: Accounts, principal: Caller, client: Client
-    ) -> None:
-        await accounts.profile.change_password(principal, data.current_password, data.new_password, client)
+    async def change_password(self, request: Req, data: JSONBody[ChangePasswordRequest]) -> None:
+        await request.accounts.profile.change_password(
+            request.principal, data.current_password, data.new_password, request.client_info
+        )
 
     @post("/email/verify-request", status_code=HTTP_202_ACCEPTED, summary="Mail a verification link")
-    async def request_verification(self, accounts: Accounts, principal: Caller, client: Client) -> Accepted:
-        await accounts.profile.request_verification(principal, client)
+    async def request_verification(self, request: Req) -> Accepted:
+        await request.accounts.profile.request_verification(request.principal, request.client_info)
         return Accepted(status="accepted", detail="A verification link is on its way.")
 
     @get("/sessions", summary="Active sessions (devices) of this account")
-    async def sessions(self, accounts: Accounts, principal: Caller) -> list[SessionOut]:
-        return await accounts.profile.list_sessions(principal)
+    async def sessions(self, request: Req) -> list[SessionOut]:
+        return await request.accounts.profile.list_sessions(request.principal)
 
     @delete("/sessions/{session_id:str}", status_code=HTTP_204_NO_CONTENT, summary="End one session")
-    async def revoke_session(
-        self, session_id: FromPath[str], accounts: Accounts, principal: Caller, client: Client
-    ) -> None:
-        await accounts.profile.revoke_session(principal, session_id, client)
+    async def revoke_session(self, request: Req, session_id: FromPath[str]) -> None:
+        await request.accounts.profile.revoke_session(request.principal, session_id, request.client_info)
 
     @get("/tokens", summary="Personal access tokens (without their secrets)")
-    async def tokens(self, accounts: Accounts, principal: Caller) -> list[TokenOut]:
-        return await accounts.profile.list_tokens(principal)
+    async def tokens(self, request: Req) -> list[TokenOut]:
+        return await request.accounts.profile.list_tokens(request.principal)
 
     @post("/tokens", summary="Create a personal access token; the secret is shown once")
-    async def create_token(
-        self, data: JSONBody[CreateTokenRequest], accounts: Accounts, principal: Caller, client: Client
-    ) -> CreatedToken:
-        return await accounts.profile.create_token(principal, data, client)
+    async def create_token(self, request: Req, data: JSONBody[CreateTokenRequest]) -> CreatedToken:
+        return await request.accounts.profile.create_token(request.principal, data, request.client_info)
 
     @delete("/tokens/{token_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Revoke a personal access token")
-    async def revoke_token(
-        self, token_id: FromPath[str], accounts: Accounts, principal: Caller, client: Client
-    ) -> None:
-        await accounts.profile.revoke_token(principal, token_id, client)
+    async def revoke_token(self, request: Req, token_id: FromPath[str]) -> None:
+        await request.accounts.profile.revoke_token(request.principal, token_id, request.client_info)

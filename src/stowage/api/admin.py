@@ -19,7 +19,7 @@ from stowage.accounts.schemas import (
     UserOut,
     UserPage,
 )
-from stowage.api.deps import BEARER, Accounts, Caller, Client
+from stowage.api.deps import BEARER, Req
 
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size")]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="`next_cursor` from the previous page")]
@@ -33,23 +33,20 @@ class AdminController(Controller):
     @get("/users", summary="List or search users (by email or display name)")
     async def list_users(
         self,
-        accounts: Accounts,
-        principal: Caller,
+        request: Req,
         q: Annotated[str | None, QueryParameter(max_length=200, description="Case-insensitive substring")] = None,
         cursor: Cursor = None,
         limit: Limit = 50,
     ) -> UserPage:
-        return await accounts.admin.list_users(principal, query=q, cursor=cursor, limit=limit)
+        return await request.accounts.admin.list_users(request.principal, query=q, cursor=cursor, limit=limit)
 
     @post("/users", summary="Create a user")
-    async def create_user(
-        self, data: JSONBody[AdminCreateUserRequest], accounts: Accounts, principal: Caller, client: Client
-    ) -> UserOut:
-        return await accounts.admin.create_user(principal, data, client)
+    async def create_user(self, request: Req, data: JSONBody[AdminCreateUserRequest]) -> UserOut:
+        return await request.accounts.admin.create_user(request.principal, data, request.client_info)
 
     @get("/users/{user_id:str}", summary="One user")
-    async def get_user(self, user_id: FromPath[str], accounts: Accounts, principal: Caller) -> UserOut:
-        return await accounts.admin.get_user(principal, user_id)
+    async def get_user(self, request: Req, user_id: FromPath[str]) -> UserOut:
+        return await request.accounts.admin.get_user(request.principal, user_id)
 
     @patch(
         "/users/{user_id:str}",
@@ -58,13 +55,11 @@ class AdminController(Controller):
     )
     async def update_user(
         self,
+        request: Req,
         user_id: FromPath[str],
         data: JSONBody[AdminUpdateUserRequest],
-        accounts: Accounts,
-        principal: Caller,
-        client: Client,
     ) -> UserOut:
-        return await accounts.admin.update_user(principal, user_id, data, client)
+        return await request.accounts.admin.update_user(request.principal, user_id, data, request.client_info)
 
     @post(
         "/users/{user_id:str}/password",
@@ -73,39 +68,32 @@ class AdminController(Controller):
     )
     async def reset_password(
         self,
+        request: Req,
         user_id: FromPath[str],
         data: JSONBody[AdminResetPasswordRequest],
-        accounts: Accounts,
-        principal: Caller,
-        client: Client,
     ) -> None:
-        await accounts.admin.reset_password(principal, user_id, data.new_password, client)
+        await request.accounts.admin.reset_password(request.principal, user_id, data.new_password, request.client_info)
 
     @delete("/users/{user_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a user and all their data")
-    async def delete_user(self, user_id: FromPath[str], accounts: Accounts, principal: Caller, client: Client) -> None:
-        await accounts.admin.delete_user(principal, user_id, client)
+    async def delete_user(self, request: Req, user_id: FromPath[str]) -> None:
+        await request.accounts.admin.delete_user(request.principal, user_id, request.client_info)
 
     @get("/invites", summary="Open invitations")
-    async def list_invites(self, accounts: Accounts, principal: Caller) -> list[InviteOut]:
-        return await accounts.admin.list_invites(principal)
+    async def list_invites(self, request: Req) -> list[InviteOut]:
+        return await request.accounts.admin.list_invites(request.principal)
 
     @post("/invites", summary="Create a sign-up invitation; the token is shown once")
-    async def create_invite(
-        self, data: JSONBody[CreateInviteRequest], accounts: Accounts, principal: Caller, client: Client
-    ) -> CreatedInvite:
-        return await accounts.admin.create_invite(principal, data, client)
+    async def create_invite(self, request: Req, data: JSONBody[CreateInviteRequest]) -> CreatedInvite:
+        return await request.accounts.admin.create_invite(request.principal, data, request.client_info)
 
     @delete("/invites/{invite_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Withdraw an invitation")
-    async def revoke_invite(
-        self, invite_id: FromPath[str], accounts: Accounts, principal: Caller, client: Client
-    ) -> None:
-        await accounts.admin.revoke_invite(principal, invite_id, client)
+    async def revoke_invite(self, request: Req, invite_id: FromPath[str]) -> None:
+        await request.accounts.admin.revoke_invite(request.principal, invite_id, request.client_info)
 
     @get("/audit", summary="Security audit log, newest first")
     async def audit(
         self,
-        accounts: Accounts,
-        principal: Caller,
+        request: Req,
         cursor: Cursor = None,
         limit: Limit = 50,
         action: Annotated[str | None, QueryParameter(max_length=64, description="Only this action")] = None,
@@ -113,4 +101,6 @@ class AdminController(Controller):
             str | None, QueryParameter(max_length=36, description="Events by or about this user")
         ] = None,
     ) -> AuditPage:
-        return await accounts.admin.audit(principal, cursor=cursor, limit=limit, action=action, user_id=user_id)
+        return await request.accounts.admin.audit(
+            request.principal, cursor=cursor, limit=limit, action=action, user_id=user_id
+        )

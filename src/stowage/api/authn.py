@@ -1,7 +1,7 @@
-"""From an HTTP request to a Principal (or None) and a ClientInfo — the REST adapter's half of auth.
+"""From an HTTP request to a Principal (or None) — the REST adapter's half of auth.
 
 The decision itself is the policy module's; this only establishes who is calling — and, for routes
-that declare bearer security, does so before the request body is read (``authenticate_first``): an
+that declare bearer security, does so before the request body is read (``AuthenticateFirst``): an
 anonymous or badly authenticated request is answered 401 whatever its body holds, and an upload
 without credentials is refused before a byte of it is spooled.
 """
@@ -9,62 +9,86 @@ without credentials is refused before a byte of it is spooled.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import MutableMapping
 from functools import lru_cache
-from typing import Any, cast
+from typing import Any
 
 from litestar import Request
-from litestar.connection import ASGIConnection
-from litestar.handlers import BaseRouteHandler, HTTPRouteHandler
+from litestar.enums import ScopeType
+from litestar.handlers import HTTPRouteHandler
+from litestar.types import ASGIApp, Receive, Scope, Send
 
-from stowage.accounts.services import ClientInfo
 from stowage.errors import Unauthenticated
 from stowage.observability.context import current
 from stowage.policy import Principal, require_principal
 from stowage.runtime import Runtime
 
-# The ASGI scope key under which the request's principal is kept once resolved (the guard and the
-# dependency share it). The scope belongs to this one request, unlike ``scope["state"]``, which a
-# server may share.
-_PRINCIPAL_SCOPE_KEY = "stowage.principal"
+# The ASGI scope key under which the request's principal is kept once resolved. The scope belongs to
+# this one request, unlike ``scope["state"]``, which a server may share.
+PRINCIPAL_SCOPE_KEY = "stowage.principal"
 
 
-async def _authenticate(connection: ASGIConnection[Any, Any, Any, Any]) -> Principal | None:
+def _authorization(scope: MutableMapping[str, Any]) -> bytes | None:
+    for name, value in scope["headers"]:
+        if name == b"authorization" or name.lower() == b"authorization":
+            value_bytes: bytes = value
+            return value_bytes
+    return None
+
+
+async def authenticate(scope: MutableMapping[str, Any]) -> Principal | None:
     """Resolve ``Authorization: Bearer …`` once per request; None when absent, 401 when not valid."""
-    scope = cast("dict[str, Any]", connection.scope)
-    if _PRINCIPAL_SCOPE_KEY in scope:
-        cached: Principal | None = scope[_PRINCIPAL_SCOPE_KEY]
+    if PRINCIPAL_SCOPE_KEY in scope:
+        cached: Principal | None = scope[PRINCIPAL_SCOPE_KEY]
         return cached
-    header = connection.headers.get("authorization")
+    header = _authorization(scope)
     principal: Principal | None = None
     if header is not None:
-        scheme, _, credential = header.partition(" ")
+        scheme, _, credential = header.decode("latin-1").partition(" ")
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise Unauthenticated("Send credentials as Authorization: Bearer <token>.")
-        runtime: Runtime = connection.app.state.runtime
+        runtime: Runtime = scope["litestar_app"].state.runtime
         principal = await runtime.accounts.auth.authenticate(credential)
         context = current()
         if context is not None:
             context.user_id = principal.user_id
-    scope[_PRINCIPAL_SCOPE_KEY] = principal
+    scope[PRINCIPAL_SCOPE_KEY] = principal
     return principal
 
 
-async def provide_principal(request: Request[Any, Any, Any]) -> Principal | None:
-    """The caller (see ``_authenticate``); routes without bearer security may be called anonymously."""
-    return await _authenticate(request)
+def _is_protected(handler: Any) -> bool:
+    """A route that declares bearer security needs a caller. The declared security is the one marker:
+    it is what the OpenAPI document publishes and what ``tests/test_authz_matrix.py`` checks against
+    each route's access rule. The ``OPTIONS`` handlers Litestar adds to every path inherit it but only
+    list the allowed methods: they stay open."""
+    return (
+        isinstance(handler, HTTPRouteHandler)
+        and handler.http_methods != {"OPTIONS"}
+        and bool(handler.resolve_security())
+    )
 
 
-async def authenticate_first(connection: ASGIConnection[Any, Any, Any, Any], handler: BaseRouteHandler) -> None:
-    """Guard of the whole application: a route that declares bearer security needs a caller, known
-    before its body is read or validated (guards run before Litestar decodes the body).
+class AuthenticateFirst:
+    """Middleware of every route (it runs after routing, before the handler reads or validates the body):
+    the caller of a protected route is established here, once, and kept in the scope for the handler.
 
-    The route's declared security is the one marker: it is what the OpenAPI document publishes and
-    what ``tests/test_authz_matrix.py`` checks against each route's access rule. The ``OPTIONS``
-    handlers Litestar adds to every path inherit it but only list the allowed methods: they stay open.
-    """
-    if isinstance(handler, HTTPRouteHandler) and handler.http_methods != {"OPTIONS"} and handler.resolve_security():
-        require_principal(await _authenticate(connection))
+    A middleware rather than a guard: Litestar copies the route handler for every guard call, which
+    measured here cost more than the whole authentication of a cached credential."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._protected: dict[int, bool] = {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == ScopeType.HTTP:
+            handler = scope["route_handler"]
+            protected = self._protected.get(id(handler))
+            if protected is None:
+                protected = self._protected[id(handler)] = _is_protected(handler)
+            if protected:
+                require_principal(await authenticate(scope))  # type: ignore[arg-type]
+        await self.app(scope, receive, send)
 
 
 @lru_cache(maxsize=16)
@@ -93,11 +117,3 @@ def client_address(request: Request[Any, Any, Any], trusted_proxies: tuple[str, 
         if not trusted(hop):
             return hop
     return peer
-
-
-async def provide_client(request: Request[Any, Any, Any]) -> ClientInfo:
-    runtime: Runtime = request.app.state.runtime
-    return ClientInfo(
-        ip=client_address(request, runtime.settings.trusted_proxies),
-        user_agent=request.headers.get("user-agent", "")[:512],
-    )

@@ -1,50 +1,16 @@
-"""The REST front end's dependencies, declared once for every controller (``app.py`` registers them).
+"""What every REST controller shares: the request type handlers take, and the security requirement.
 
-Handlers ask for what they need by name — ``principal``, ``client``, ``files``, ``accounts``,
-``runtime`` — and Litestar resolves only those. Protocol front ends (``protocols/<name>/``) have their
-own entry points but reach the same ``Runtime``.
+There is no dependency injection for the caller and the services: a handler takes
+``request: Req`` and reads ``request.principal``, ``request.files``, ``request.accounts``,
+``request.runtime`` and ``request.client_info`` (see ``api.requests``). The caller is established
+once per request by ``api.authn.AuthenticateFirst``, before the body is read.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from litestar import Request
-from litestar.di import NamedDependency, Provide
-
-from stowage.accounts.services import AccountServices, ClientInfo
-from stowage.api.authn import provide_client, provide_principal
-from stowage.files.services import FileServices
-from stowage.policy import Principal
-from stowage.runtime import Runtime
+from stowage.api.requests import StowageRequest
 
 # The security requirement of every route that needs a caller (bearer access token or personal token).
 BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
 
-
-def provide_runtime(request: Request[Any, Any, Any]) -> Runtime:
-    runtime: Runtime = request.app.state.runtime
-    return runtime
-
-
-def provide_files(request: Request[Any, Any, Any]) -> FileServices:
-    return provide_runtime(request).files
-
-
-def provide_accounts(request: Request[Any, Any, Any]) -> AccountServices:
-    return provide_runtime(request).accounts
-
-
-DEPENDENCIES = {
-    "runtime": Provide(provide_runtime, sync_to_thread=False),
-    "principal": Provide(provide_principal),
-    "client": Provide(provide_client),
-    "files": Provide(provide_files, sync_to_thread=False),
-    "accounts": Provide(provide_accounts, sync_to_thread=False),
-}
-
-Caller = NamedDependency[Principal | None]
-Client = NamedDependency[ClientInfo]
-Files = NamedDependency[FileServices]
-Accounts = NamedDependency[AccountServices]
-RuntimeDep = NamedDependency[Runtime]
+Req = StowageRequest

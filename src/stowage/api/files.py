@@ -18,7 +18,7 @@ from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from stowage.api.deps import BEARER, Caller, Files
+from stowage.api.deps import BEARER, Req
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.schemas import (
@@ -159,19 +159,17 @@ class NodesController(Controller):
     security = BEARER
 
     @get("/files/root", summary="The caller's root folder")
-    async def root(self, files: Files, principal: Caller) -> NodeOut:
-        return await files.tree.root(principal)
+    async def root(self, request: Req) -> NodeOut:
+        return await request.files.tree.root(request.principal)
 
     @get("/nodes/{node_id:str}", summary="A file, or a folder with the totals of its subtree")
-    async def get_node(self, node_id: FromPath[str], files: Files, principal: Caller) -> NodeOut | FolderOut:
-        return await files.tree.get(principal, node_id)
+    async def get_node(self, request: Req, node_id: FromPath[str]) -> NodeOut | FolderOut:
+        return await request.files.tree.get(request.principal, node_id)
 
     @patch("/nodes/{node_id:str}", summary="Rename, move, star, and patch custom metadata")
-    async def update_node(
-        self, node_id: FromPath[str], data: JSONBody[UpdateNodeRequest], files: Files, principal: Caller
-    ) -> NodeOut:
-        return await files.tree.update(
-            principal,
+    async def update_node(self, request: Req, node_id: FromPath[str], data: JSONBody[UpdateNodeRequest]) -> NodeOut:
+        return await request.files.tree.update(
+            request.principal,
             node_id,
             name=data.name,
             parent_id=data.parent_id,
@@ -181,15 +179,14 @@ class NodesController(Controller):
         )
 
     @delete("/nodes/{node_id:str}", status_code=HTTP_200_OK, summary="Move to the trash (folders recursively)")
-    async def delete_node(self, node_id: FromPath[str], files: Files, principal: Caller) -> NodeOut:
-        return await files.trash.trash(principal, node_id)
+    async def delete_node(self, request: Req, node_id: FromPath[str]) -> NodeOut:
+        return await request.files.trash.trash(request.principal, node_id)
 
     @get("/nodes/{node_id:str}/children", summary="List a folder (keyset-paginated)")
     async def children(
         self,
+        request: Req,
         node_id: FromPath[str],
-        files: Files,
-        principal: Caller,
         sort: Sort = "name",
         order: Order = "asc",
         kind: Annotated[Literal["file", "folder"] | None, QueryParameter()] = None,
@@ -197,8 +194,8 @@ class NodesController(Controller):
         cursor: Cursor = None,
         limit: Limit = 100,
     ) -> NodePage:
-        return await files.tree.list_children(
-            principal,
+        return await request.files.tree.list_children(
+            request.principal,
             node_id,
             sort=sort,
             descending=order == "desc",
@@ -210,24 +207,22 @@ class NodesController(Controller):
 
     @post("/nodes/{node_id:str}/folders", summary="Create a folder inside this one")
     async def create_folder(
-        self, node_id: FromPath[str], data: JSONBody[CreateFolderRequest], files: Files, principal: Caller
+        self, request: Req, node_id: FromPath[str], data: JSONBody[CreateFolderRequest]
     ) -> Response[NodeOut]:
-        folder, created = await files.tree.create_folder(principal, node_id, data.name, data.on_conflict)
+        folder, created = await request.files.tree.create_folder(
+            request.principal, node_id, data.name, data.on_conflict
+        )
         return Response(folder, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @post("/folders", summary="Create a folder by path, with missing parents (mkdir -p)")
-    async def create_folder_path(
-        self, data: JSONBody[CreateFolderPathRequest], files: Files, principal: Caller
-    ) -> Response[NodeOut]:
-        folder, created = await files.tree.create_folder_path(principal, data.path)
+    async def create_folder_path(self, request: Req, data: JSONBody[CreateFolderPathRequest]) -> Response[NodeOut]:
+        folder, created = await request.files.tree.create_folder_path(request.principal, data.path)
         return Response(folder, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
     @post("/nodes/{node_id:str}/copy", summary="Copy a file or folder (metadata only; content is shared)")
-    async def copy_node(
-        self, node_id: FromPath[str], data: JSONBody[CopyRequest], files: Files, principal: Caller
-    ) -> NodeOut:
-        return await files.tree.copy(
-            principal, node_id, parent_id=data.parent_id, name=data.name, on_conflict=data.on_conflict
+    async def copy_node(self, request: Req, node_id: FromPath[str], data: JSONBody[CopyRequest]) -> NodeOut:
+        return await request.files.tree.copy(
+            request.principal, node_id, parent_id=data.parent_id, name=data.name, on_conflict=data.on_conflict
         )
 
     # --- content ----------------------------------------------------------------------------
@@ -239,13 +234,13 @@ class NodesController(Controller):
     )
     async def download(
         self,
-        request: AnyRequest,
+        request: Req,
         node_id: FromPath[str],
-        files: Files,
-        principal: Caller,
         download: Annotated[bool, QueryParameter(description="Force Content-Disposition: attachment")] = False,
     ) -> BlobResponse:
-        return await _send(request, await files.reading.open_file(principal, node_id), attachment=download)
+        return await _send(
+            request, await request.files.reading.open_file(request.principal, node_id), attachment=download
+        )
 
     @put(
         "/nodes/{node_id:str}/content",
@@ -253,11 +248,9 @@ class NodesController(Controller):
         summary="Replace a file's content (a new version); honours If-Match",
         request_max_body_size=None,
     )
-    async def replace_content(
-        self, request: AnyRequest, node_id: FromPath[str], files: Files, principal: Caller
-    ) -> NodeOut:
+    async def replace_content(self, request: Req, node_id: FromPath[str]) -> NodeOut:
         options = _upload_options(request, "replace")
-        return await files.uploads.replace_content(principal, node_id, request.stream(), options)
+        return await request.files.uploads.replace_content(request.principal, node_id, request.stream(), options)
 
     @put(
         "/nodes/{node_id:str}/children/{name:str}",
@@ -268,15 +261,15 @@ class NodesController(Controller):
     )
     async def upload_raw(
         self,
-        request: AnyRequest,
+        request: Req,
         node_id: FromPath[str],
         name: FromPath[str],
-        files: Files,
-        principal: Caller,
         on_conflict: OnConflict = "fail",
     ) -> Response[NodeOut]:
         options = _upload_options(request, on_conflict)
-        node, created = await files.uploads.upload_to_folder(principal, node_id, name, request.stream(), options)
+        node, created = await request.files.uploads.upload_to_folder(
+            request.principal, node_id, name, request.stream(), options
+        )
         return Response(node, status_code=HTTP_201_CREATED if created else HTTP_200_OK, headers=_etag(node))
 
     @post(
@@ -288,10 +281,8 @@ class NodesController(Controller):
     )
     async def upload_multipart(
         self,
-        request: AnyRequest,
+        request: Req,
         node_id: FromPath[str],
-        files: Files,
-        principal: Caller,
         on_conflict: OnConflict = "fail",
     ) -> UploadResult:
         stream = MultipartStream(request.headers.get("content-type"), request.stream())
@@ -304,7 +295,9 @@ class NodesController(Controller):
                     policy = value  # type: ignore[assignment]
                 continue
             options = UploadOptions(on_conflict=policy)
-            node, _ = await files.uploads.upload_to_folder(principal, node_id, part.filename, part.body, options)
+            node, _ = await request.files.uploads.upload_to_folder(
+                request.principal, node_id, part.filename, part.body, options
+            )
             stored.append(node)
         if not stored:
             raise InvalidInput("The form contained no file (a part with a filename).")
@@ -313,8 +306,8 @@ class NodesController(Controller):
     # --- versions --------------------------------------------------------------------------------
 
     @get("/nodes/{node_id:str}/versions", summary="A file's versions, newest first")
-    async def versions(self, node_id: FromPath[str], files: Files, principal: Caller) -> VersionList:
-        return await files.versions.list(principal, node_id)
+    async def versions(self, request: Req, node_id: FromPath[str]) -> VersionList:
+        return await request.files.versions.list(request.principal, node_id)
 
     @route(
         "/nodes/{node_id:str}/versions/{version_id:str}/content",
@@ -323,14 +316,12 @@ class NodesController(Controller):
     )
     async def version_content(
         self,
-        request: AnyRequest,
+        request: Req,
         node_id: FromPath[str],
         version_id: FromPath[str],
-        files: Files,
-        principal: Caller,
         download: Annotated[bool, QueryParameter()] = False,
     ) -> BlobResponse:
-        opened = await files.reading.open_version(principal, node_id, version_id)
+        opened = await request.files.reading.open_version(request.principal, node_id, version_id)
         return await _send(request, opened, attachment=download)
 
     @post(
@@ -338,48 +329,41 @@ class NodesController(Controller):
         status_code=HTTP_200_OK,
         summary="Make this version current again (as a new version)",
     )
-    async def restore_version(
-        self, node_id: FromPath[str], version_id: FromPath[str], files: Files, principal: Caller
-    ) -> NodeOut:
-        return await files.versions.restore(principal, node_id, version_id)
+    async def restore_version(self, request: Req, node_id: FromPath[str], version_id: FromPath[str]) -> NodeOut:
+        return await request.files.versions.restore(request.principal, node_id, version_id)
 
     @patch("/nodes/{node_id:str}/versions/{version_id:str}", summary="Pin or unpin a version")
     async def update_version(
         self,
+        request: Req,
         node_id: FromPath[str],
         version_id: FromPath[str],
         data: JSONBody[UpdateVersionRequest],
-        files: Files,
-        principal: Caller,
     ) -> VersionOut:
-        return await files.versions.set_pinned(principal, node_id, version_id, data.pinned)
+        return await request.files.versions.set_pinned(request.principal, node_id, version_id, data.pinned)
 
     @delete(
         "/nodes/{node_id:str}/versions/{version_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete an old version (not the current one)",
     )
-    async def delete_version(
-        self, node_id: FromPath[str], version_id: FromPath[str], files: Files, principal: Caller
-    ) -> None:
-        await files.versions.delete(principal, node_id, version_id)
+    async def delete_version(self, request: Req, node_id: FromPath[str], version_id: FromPath[str]) -> None:
+        await request.files.versions.delete(request.principal, node_id, version_id)
 
     # --- by path ---------------------------------------------------------------------------------
 
     @get("/paths/" + ANY_PATH, summary="Metadata of the file or folder at a path")
-    async def by_path(self, path: FromPath[str], files: Files, principal: Caller) -> NodeOut | FolderOut:
-        return await files.tree.get_by_path(principal, path)
+    async def by_path(self, request: Req, path: FromPath[str]) -> NodeOut | FolderOut:
+        return await request.files.tree.get_by_path(request.principal, path)
 
     @route("/content/" + ANY_PATH, http_method=["GET", "HEAD"], summary="Download the file at a path (GET or HEAD)")
     async def download_path(
         self,
-        request: AnyRequest,
+        request: Req,
         path: FromPath[str],
-        files: Files,
-        principal: Caller,
         download: Annotated[bool, QueryParameter()] = False,
     ) -> BlobResponse:
-        return await _send(request, await files.reading.open_path(principal, path), attachment=download)
+        return await _send(request, await request.files.reading.open_path(request.principal, path), attachment=download)
 
     @put(
         "/content/" + ANY_PATH,
@@ -388,36 +372,36 @@ class NodesController(Controller):
     )
     async def upload_path(
         self,
-        request: AnyRequest,
+        request: Req,
         path: FromPath[str],
-        files: Files,
-        principal: Caller,
         on_conflict: OnConflict = "fail",
         create_parents: Annotated[bool, QueryParameter()] = True,
     ) -> Response[NodeOut]:
         options = _upload_options(request, on_conflict)
-        node, created = await files.uploads.upload_to_path(
-            principal, path, request.stream(), options, create_parents=create_parents
+        node, created = await request.files.uploads.upload_to_path(
+            request.principal, path, request.stream(), options, create_parents=create_parents
         )
         return Response(node, status_code=HTTP_201_CREATED if created else HTTP_200_OK, headers=_etag(node))
 
     # --- zip, batch -----------------------------------------------------------------------------
 
     @get("/nodes/{node_id:str}/zip", summary="Download a folder (or file) as a ZIP archive, streamed")
-    async def zip_node(self, node_id: FromPath[str], files: Files, principal: Caller) -> StreamResponse:
-        return await _zip(files, principal, [node_id], None)
+    async def zip_node(self, request: Req, node_id: FromPath[str]) -> StreamResponse:
+        return await _zip(request.files, request.principal, [node_id], None)
 
     @post("/zip", status_code=HTTP_200_OK, summary="Download a selection as one ZIP archive, streamed")
-    async def zip_selection(self, data: JSONBody[ZipRequest], files: Files, principal: Caller) -> StreamResponse:
-        return await _zip(files, principal, data.ids, data.name)
+    async def zip_selection(self, request: Req, data: JSONBody[ZipRequest]) -> StreamResponse:
+        return await _zip(request.files, request.principal, data.ids, data.name)
 
     @post("/batch/delete", status_code=HTTP_200_OK, summary="Trash many items; one result per item")
-    async def batch_delete(self, data: JSONBody[BatchDeleteRequest], files: Files, principal: Caller) -> BatchResult:
-        return _batch_result(await files.trash.batch_delete(principal, data.ids))
+    async def batch_delete(self, request: Req, data: JSONBody[BatchDeleteRequest]) -> BatchResult:
+        return _batch_result(await request.files.trash.batch_delete(request.principal, data.ids))
 
     @post("/batch/move", status_code=HTTP_200_OK, summary="Move many items; one result per item")
-    async def batch_move(self, data: JSONBody[BatchMoveRequest], files: Files, principal: Caller) -> BatchResult:
-        return _batch_result(await files.tree.batch_move(principal, data.ids, data.parent_id, data.on_conflict))
+    async def batch_move(self, request: Req, data: JSONBody[BatchMoveRequest]) -> BatchResult:
+        return _batch_result(
+            await request.files.tree.batch_move(request.principal, data.ids, data.parent_id, data.on_conflict)
+        )
 
 
 class TrashController(Controller):
@@ -426,22 +410,22 @@ class TrashController(Controller):
     security = BEARER
 
     @get("/", summary="Items in the trash (what was deleted, newest first)")
-    async def list_trash(self, files: Files, principal: Caller, cursor: Cursor = None, limit: Limit = 100) -> NodePage:
-        return await files.trash.list_trash(principal, cursor=cursor, limit=limit)
+    async def list_trash(self, request: Req, cursor: Cursor = None, limit: Limit = 100) -> NodePage:
+        return await request.files.trash.list_trash(request.principal, cursor=cursor, limit=limit)
 
     @delete("/", status_code=HTTP_204_NO_CONTENT, summary="Empty the trash (purges for good)")
-    async def empty(self, files: Files, principal: Caller) -> None:
-        await files.trash.empty_trash(principal)
+    async def empty(self, request: Req) -> None:
+        await request.files.trash.empty_trash(request.principal)
 
     @post("/{node_id:str}/restore", status_code=HTTP_200_OK, summary="Restore to the original or a chosen folder")
-    async def restore(
-        self, node_id: FromPath[str], data: JSONBody[RestoreRequest], files: Files, principal: Caller
-    ) -> NodeOut:
-        return await files.trash.restore(principal, node_id, parent_id=data.parent_id, on_conflict=data.on_conflict)
+    async def restore(self, request: Req, node_id: FromPath[str], data: JSONBody[RestoreRequest]) -> NodeOut:
+        return await request.files.trash.restore(
+            request.principal, node_id, parent_id=data.parent_id, on_conflict=data.on_conflict
+        )
 
     @delete("/{node_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Purge one item for good")
-    async def purge(self, node_id: FromPath[str], files: Files, principal: Caller) -> None:
-        await files.trash.purge(principal, node_id)
+    async def purge(self, request: Req, node_id: FromPath[str]) -> None:
+        await request.files.trash.purge(request.principal, node_id)
 
 
 def _etag(node: NodeOut) -> dict[str, str]:

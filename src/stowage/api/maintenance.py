@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Controller, get
 
-from stowage.api.deps import BEARER, Caller, RuntimeDep
+from stowage.api.deps import BEARER, Req
 from stowage.maintenance import runs
 from stowage.maintenance.storage import StorageOut, storage_usage
 
@@ -20,15 +20,15 @@ class SystemAdminController(Controller):
         description="Runs are recorded by `stowage fsck`, `stowage gc` and the server's hourly housekeeping "
         "(a gc with trash purge and version thinning).",
     )
-    async def maintenance(self, runtime: RuntimeDep, principal: Caller) -> runs.LastRuns:
-        return await runs.last_runs(runtime.database, principal)
+    async def maintenance(self, request: Req) -> runs.LastRuns:
+        return await runs.last_runs(request.runtime.database, request.principal)
 
     @get(
         "/storage",
         summary="Space used: what users are charged, what the disk holds after deduplication",
     )
-    async def storage(self, runtime: RuntimeDep, principal: Caller) -> StorageOut:
-        return await storage_usage(runtime.database, runtime.data_dir, principal)
+    async def storage(self, request: Req) -> StorageOut:
+        return await storage_usage(request.runtime.database, request.runtime.data_dir, request.principal)
 
 
 __all__ = ["SystemAdminController"]

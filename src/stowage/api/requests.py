@@ -1,4 +1,10 @@
-"""The request class of the REST application: Litestar's, with a JSON body that cannot crash it.
+"""The request class of the REST application: Litestar's, with the caller and the services at hand,
+and a JSON body that cannot crash it.
+
+Handlers take ``request: StowageRequest`` and use ``request.principal``, ``request.files``,
+``request.accounts``, ``request.runtime`` and ``request.client_info`` instead of injected dependencies:
+Litestar resolves every injected dependency per request at a cost (measured here: 18 µs for one, 85 µs
+for two, which it resolves in a task group) larger than whole hot requests.
 
 Every JSON body a route declares (``data: JSONBody[...]``) is decoded by ``Request.json()`` before
 the handler runs. msgspec decodes recursively, so a body nested deeper than the interpreter's
@@ -15,10 +21,43 @@ from typing import Any
 from litestar import Request
 from litestar.datastructures import State
 
+from stowage.accounts.services import AccountServices, ClientInfo
+from stowage.api.authn import PRINCIPAL_SCOPE_KEY, client_address
 from stowage.errors import FieldError, InvalidInput
+from stowage.files.services import FileServices
+from stowage.policy import Principal
+from stowage.runtime import Runtime
 
 
 class StowageRequest(Request[Any, Any, State]):
+    @property
+    def principal(self) -> Principal | None:
+        """The caller, established by ``AuthenticateFirst`` before the handler ran (None when anonymous)."""
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # our own key in the request's scope
+        principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
+        return principal
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime: Runtime = self.scope["litestar_app"].state.runtime
+        return runtime
+
+    @property
+    def files(self) -> FileServices:
+        return self.runtime.files
+
+    @property
+    def accounts(self) -> AccountServices:
+        return self.runtime.accounts
+
+    @property
+    def client_info(self) -> ClientInfo:
+        """Where the request came from (the proxy-aware address, the user agent), for sessions and audits."""
+        return ClientInfo(
+            ip=client_address(self, self.runtime.settings.trusted_proxies),
+            user_agent=self.headers.get("user-agent", "")[:512],
+        )
+
     async def json(self) -> Any:
         """The decoded JSON body; a body nested too deeply to decode is the client's error (400)."""
         try:

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from stowage.api.deps import BEARER, Caller, Files
+from stowage.api.deps import BEARER, Req
 from stowage.api.files import Cursor, Limit, Order, Sort
 from stowage.files.schemas import MAX_QUERY_LENGTH, Category, NodePage, SearchQuery
 
@@ -33,8 +33,7 @@ class SearchController(Controller):
     )
     async def search(
         self,
-        files: Files,
-        principal: Caller,
+        request: Req,
         q: Annotated[str | None, QueryParameter(max_length=MAX_QUERY_LENGTH, description="Part of the name")] = None,
         folder_id: Annotated[str | None, QueryParameter(max_length=64, description="Only below this folder")] = None,
         kind: Annotated[Literal["file", "folder"] | None, QueryParameter()] = None,
@@ -66,24 +65,23 @@ class SearchController(Controller):
             sort=sort,
             descending=order == "desc",
         )
-        return await files.search.search(principal, query, cursor=cursor, limit=limit)
+        return await request.files.search.search(request.principal, query, cursor=cursor, limit=limit)
 
     @get("/starred", summary="Starred files and folders (sorted and paginated like listings)")
     async def starred(
         self,
-        files: Files,
-        principal: Caller,
+        request: Req,
         sort: Sort = "name",
         order: Order = "asc",
         cursor: Cursor = None,
         limit: Limit = 100,
     ) -> NodePage:
         query = SearchQuery(starred=True, sort=sort, descending=order == "desc")
-        return await files.search.search(principal, query, cursor=cursor, limit=limit)
+        return await request.files.search.search(request.principal, query, cursor=cursor, limit=limit)
 
     @get("/recent", summary="Recently uploaded or changed files, newest first")
-    async def recent(self, files: Files, principal: Caller, cursor: Cursor = None, limit: Limit = 50) -> NodePage:
-        return await files.search.recent(principal, cursor=cursor, limit=limit)
+    async def recent(self, request: Req, cursor: Cursor = None, limit: Limit = 50) -> NodePage:
+        return await request.files.search.recent(request.principal, cursor=cursor, limit=limit)
 
 
 __all__ = ["SearchController"]

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hmac
 
 import msgspec
-from litestar import Controller, Request, Response, get
-from litestar.datastructures import State
+from litestar import Controller, Response, get
 from litestar.openapi.datastructures import ResponseSpec
 
-from stowage.api.deps import RuntimeDep
+from stowage.api.deps import Req
 from stowage.api.problems import PROBLEM_MEDIA_TYPE, Problem
 from stowage.errors import ServiceUnavailable, Unauthenticated
 from stowage.system.schemas import InstanceInfo, Liveness, Readiness
@@ -37,8 +36,8 @@ class HealthController(Controller):
             )
         },
     )
-    async def readyz(self, runtime: RuntimeDep) -> Readiness:
-        report = await runtime.system.readiness()
+    async def readyz(self, request: Req) -> Readiness:
+        report = await request.runtime.system.readiness()
         if report.status != "ready":
             failing = ", ".join(f"{name} ({c.error})" for name, c in report.checks.items() if not c.ok)
             raise ServiceUnavailable(f"Not ready: {failing}.", extra={"checks": msgspec.to_builtins(report.checks)})
@@ -55,14 +54,14 @@ class MetricsController(Controller):
         media_type="text/plain; version=0.0.4; charset=utf-8",
         include_in_schema=True,
     )
-    async def metrics(self, request: Request[None, None, State], runtime: RuntimeDep) -> Response[bytes]:
-        token = runtime.settings.metrics_token
+    async def metrics(self, request: Req) -> Response[bytes]:
+        token = request.runtime.settings.metrics_token
         if token is not None:
             supplied = request.headers.get("authorization", "")
             if not hmac.compare_digest(supplied.encode(), f"Bearer {token}".encode()):
                 raise Unauthenticated("Metrics are protected: send Authorization: Bearer <metrics token>.")
-        assert runtime.metrics is not None
-        return Response(runtime.metrics.render(), media_type=runtime.metrics.content_type)
+        assert request.runtime.metrics is not None
+        return Response(request.runtime.metrics.render(), media_type=request.runtime.metrics.content_type)
 
 
 class InfoController(Controller):
@@ -70,5 +69,5 @@ class InfoController(Controller):
     tags = ["system"]
 
     @get("/info", summary="Server version, API version and this installation's id")
-    async def info(self, runtime: RuntimeDep) -> InstanceInfo:
-        return await runtime.system.instance_info()
+    async def info(self, request: Req) -> InstanceInfo:
+        return await request.runtime.system.instance_info()

@@ -26,23 +26,33 @@ from __future__ import annotations
 import asyncio
 import socket
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text
+from sqlalchemy.dialects import registry
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import ORMExecuteState
+from sqlalchemy.orm import Session as SyncSession
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from stowage.config import Settings
+from stowage.db.direct import DirectReader
 from stowage.errors import InsufficientStorage, ServiceUnavailable, is_disk_full
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _NOT_TRANSIENT = ("no such table", "no such column", "syntax error", "has no column")
 _POSTGRES_DISK_FULL = "53100"  # SQLSTATE disk_full: the database server could not extend a file
+
+
+registry.register("sqlite.stowage", "stowage.db.sqlite_driver", "SQLiteDialect_stowage")
+_SQLITE_THREADED = "sqlite+aiosqlite://"  # the settings' spelling; statements in a helper thread
+_SQLITE_IN_LOOP = "sqlite+stowage://"  # statements in the event loop (see ``sqlite_driver``)
 
 
 def _normalise_url(url: str) -> str:
@@ -112,24 +122,49 @@ class Database:
         self.data_dir = settings.data_dir.resolve()
         self.connect_timeout = settings.database_connect_timeout
         if self.is_sqlite:
-            self.read_engine = self._sqlite_engine(pool_size=max(2, settings.database_pool_size), writer=False)
-            self.write_engine = self._sqlite_engine(pool_size=1, writer=True)
+            in_loop = _SQLITE_IN_LOOP + self.url.removeprefix(_SQLITE_THREADED)
+            self.read_engine = self._sqlite_engine(in_loop, pool_size=max(2, settings.database_pool_size), writer=False)
+            self.write_engine = self._sqlite_engine(in_loop, pool_size=1, writer=True)
+            # Reads that may take long (a search over a whole tree, a consistency check) run each statement
+            # in a helper thread, so they never hold up the event loop.
+            self.offload_engine = self._sqlite_engine(self.url, pool_size=2, writer=False)
         else:
             engine = self._postgres_engine(settings)
             self.read_engine = engine
             self.write_engine = engine
+            self.offload_engine = engine
+        # The hot paths' hand-written reads (``db.direct``), on the same database.
+        self.direct = DirectReader(
+            sqlite_path=Path(self.url.split(":///", 1)[1]) if self.is_sqlite else None,
+            postgres_dsn=None if self.is_sqlite else self.url.replace("postgresql+asyncpg://", "postgresql://", 1),
+            schema=self.schema,
+            pool_size=settings.database_pool_size,
+            connect_timeout=settings.database_connect_timeout,
+            statement_timeout=settings.database_statement_timeout,
+            busy_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+        )
         self._read_sessions = async_sessionmaker(self.read_engine, expire_on_commit=False, autoflush=False)
-        self._write_sessions = async_sessionmaker(self.write_engine, expire_on_commit=False, autoflush=False)
+        # A session class of this database's own, so ``watch`` listens to its write transactions only.
+        self._write_session_class: type[SyncSession] = type("WriteSession", (SyncSession,), {})
+        self._write_sessions = async_sessionmaker(
+            self.write_engine, expire_on_commit=False, autoflush=False, sync_session_class=self._write_session_class
+        )
+        self._offload_sessions = async_sessionmaker(self.offload_engine, expire_on_commit=False, autoflush=False)
 
     # --- engine construction --------------------------------------------------------------------
 
-    def _sqlite_engine(self, *, pool_size: int, writer: bool) -> AsyncEngine:
+    def _sqlite_engine(self, url: str, *, pool_size: int, writer: bool) -> AsyncEngine:
+        in_loop = url.startswith(_SQLITE_IN_LOOP)
         engine = create_async_engine(
-            self.url,
+            url,
             pool_size=pool_size,
             max_overflow=0,
             pool_timeout=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            connect_args={"busy_timeout": SQLITE_BUSY_TIMEOUT_MS / 1000} if in_loop else {},
         )
+        # In the loop a busy database is waited for asynchronously (``sqlite_driver``); a helper thread
+        # may simply block in SQLite's own busy handler.
+        busy_timeout_ms = 0 if in_loop else SQLITE_BUSY_TIMEOUT_MS
 
         @event.listens_for(engine.sync_engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -139,7 +174,7 @@ class Database:
             for pragma in (
                 "PRAGMA journal_mode=WAL",
                 "PRAGMA foreign_keys=ON",
-                f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+                f"PRAGMA busy_timeout={busy_timeout_ms}",
                 "PRAGMA synchronous=FULL",
             ):
                 cursor.execute(pragma)
@@ -189,13 +224,70 @@ class Database:
 
         return engine
 
+    # --- change notification --------------------------------------------------------------------
+
+    def watch(
+        self,
+        columns: Mapping[str, frozenset[str]],
+        after_commit: Callable[[], None],
+        *,
+        bulk_updates: frozenset[str] = frozenset(),
+    ) -> None:
+        """Call ``after_commit()`` once a write transaction that made a change of interest has committed.
+
+        Of interest: an ORM change to one of ``columns[table]``, the deletion of a row of one of those
+        tables, and a bulk ``UPDATE`` of a table in ``bulk_updates`` or bulk ``DELETE`` of one in
+        ``columns``; inserts are not. A rolled-back transaction calls nothing. The credential cache
+        uses it to learn of every revocation, whichever service made it."""
+        key = f"stowage.watch.{id(after_commit)}"
+
+        def touched(session: SyncSession) -> None:
+            session.info[key] = True
+
+        def changed(instance: Any) -> bool:
+            watched = columns.get(getattr(instance, "__tablename__", ""))
+            if not watched:
+                return False
+            state = inspect(instance)
+            return any(state.attrs[name].history.has_changes() for name in watched)
+
+        @event.listens_for(self._write_session_class, "before_flush")
+        def _flushing(session: SyncSession, _context: Any, _instances: Any) -> None:
+            # Before the flush: afterwards the attributes' history is reset.
+            if any(getattr(i, "__tablename__", None) in columns for i in session.deleted) or any(
+                changed(i) for i in session.dirty
+            ):
+                touched(session)
+
+        @event.listens_for(self._write_session_class, "do_orm_execute")
+        def _executed(state: ORMExecuteState) -> None:
+            if not (state.is_update or state.is_delete):
+                return
+            table = getattr(getattr(state.statement, "table", None), "name", None)
+            if (state.is_update and table in bulk_updates) or (state.is_delete and table in columns):
+                touched(state.session)
+
+        @event.listens_for(self._write_session_class, "after_commit")
+        def _committed(session: SyncSession) -> None:
+            if session.info.pop(key, False):
+                after_commit()
+
+        @event.listens_for(self._write_session_class, "after_transaction_end")
+        def _ended(session: SyncSession, transaction: Any) -> None:
+            if transaction.parent is None:  # the whole unit of work ended (a savepoint's end changes nothing)
+                session.info.pop(key, None)
+
     # --- sessions -------------------------------------------------------------------------------
 
     @asynccontextmanager
-    async def session(self) -> AsyncIterator[AsyncSession]:
+    async def session(self, *, offload: bool = False) -> AsyncIterator[AsyncSession]:
         """A read-only unit of work. Closing it at the end returns the connection with its transaction
-        rolled back, while objects already loaded stay readable (a rollback would expire them)."""
-        async with self._guard(), self._read_sessions() as session:
+        rolled back, while objects already loaded stay readable (a rollback would expire them).
+
+        ``offload`` is for reads that may take long (a whole-tree search, a consistency check): on SQLite
+        their statements run in a helper thread instead of the event loop."""
+        sessions = self._offload_sessions if offload else self._read_sessions
+        async with self._guard(), sessions() as session:
             await self._check_out(session)
             yield session
 
@@ -268,6 +360,9 @@ class Database:
             raise ServiceUnavailable(f"The metadata database did not answer within {deadline_seconds:g}s.") from exc
 
     async def dispose(self) -> None:
+        await self.direct.close()
         await self.read_engine.dispose()
         if self.write_engine is not self.read_engine:
             await self.write_engine.dispose()
+        if self.offload_engine is not self.read_engine:
+            await self.offload_engine.dispose()

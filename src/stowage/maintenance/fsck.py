@@ -129,7 +129,7 @@ class _Checker:
         """Keyset pages: ``statement_for(after)`` selects rows whose first column is after ``after``."""
         after = ""
         while True:
-            async with self.db.session() as db:
+            async with self.db.session(offload=True) as db:
                 rows = (await db.execute(statement_for(after))).all()
             if rows:
                 yield rows
@@ -214,7 +214,7 @@ class _Checker:
             )
 
     async def _row_exists(self, sha: str) -> bool:
-        async with self.db.session() as db:
+        async with self.db.session(offload=True) as db:
             return await repository.blob_row_exists(db, sha)
 
     async def _fix_refcount(self, sha: str) -> bool:
@@ -335,7 +335,7 @@ class _Checker:
                     )
 
     async def _has_versions(self, node_id: str) -> bool:
-        async with self.db.session() as db:
+        async with self.db.session(offload=True) as db:
             found = await db.scalar(select(Version.id).where(Version.node_id == node_id).limit(1))
             return found is not None
 
@@ -452,7 +452,7 @@ class _Checker:
             await self._check_orphan_batch(batch)
 
     async def _check_orphan_batch(self, hashes: list[str]) -> None:
-        async with self.db.session() as db:
+        async with self.db.session(offload=True) as db:
             known = set((await db.scalars(select(Blob.sha256).where(Blob.sha256.in_(hashes)))).all())
         cutoff = self._cutoff()
         for sha in hashes:

@@ -43,7 +43,7 @@ class StorageOut(msgspec.Struct):
 async def storage_usage(database: Database, data_dir: Path, principal: Principal | None) -> StorageOut:
     """Installation-wide totals (administrators only)."""
     authorize(principal, Action.ADMIN_SYSTEM_READ)
-    async with database.session() as db:
+    async with database.session(offload=True) as db:
         users, charged = await repository.user_totals(db)
         files, folders = await repository.node_totals(db)
         versions, referenced = await repository.version_totals(db)

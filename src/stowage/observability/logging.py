@@ -1,7 +1,8 @@
 """structlog on top of the standard library's logging, so our lines and libraries' lines look alike.
 
 - JSON lines when stderr is not a terminal (or ``log_format=json``), readable lines on a terminal.
-- Every line carries the request id bound by the request middleware (structlog contextvars).
+- Every line logged while a request is handled carries its request id (from ``observability.context``,
+  which the request middleware sets; nothing is bound or unbound per request).
 - An optional size-rotated log file, always JSON. With several workers each process writes its own
   file (``stowage.log`` → ``stowage.<pid>.log``) because two processes rotating one file lose lines.
 - Values under keys that look secret are replaced before rendering, as a last line of defence.
@@ -20,6 +21,7 @@ import structlog
 from structlog.types import EventDict, Processor
 
 from stowage.config import REDACTED, Settings
+from stowage.observability.context import current_request_id
 
 _SECRET_KEYS = frozenset(
     {"password", "token", "secret", "authorization", "cookie", "api_key", "signature", "refresh_token"}
@@ -35,9 +37,17 @@ def _redact_secrets(_logger: Any, _name: str, event_dict: EventDict) -> EventDic
     return event_dict
 
 
+def _add_request_id(_logger: Any, _name: str, event_dict: EventDict) -> EventDict:
+    request_id = current_request_id()
+    if request_id is not None:
+        event_dict.setdefault("request_id", request_id)
+    return event_dict
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        _add_request_id,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),

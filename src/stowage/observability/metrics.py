@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -47,6 +48,7 @@ class Metrics:
             # without this they would keep values in private memory and /metrics would aggregate nothing.
             prometheus_values.ValueClass = prometheus_values.get_value_class()  # type: ignore[no-untyped-call]
         self.registry = CollectorRegistry(auto_describe=True)
+        self._series: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         registry = None if self._multiprocess else self.registry
         labels = ("method", "route", "status")
         self.requests = Counter("stowage_http_requests_total", "HTTP requests answered", labels, registry=registry)
@@ -79,6 +81,30 @@ class Metrics:
         self.build_info.labels(version=__version__, python=platform.python_version()).set(1)
         if self._multiprocess:
             prometheus_multiprocess.MultiProcessCollector(self.registry)  # type: ignore[no-untyped-call]
+
+    def record_request(
+        self, method: str, route: str, status: int, *, duration: float, bytes_in: int, bytes_out: int
+    ) -> None:
+        """Count one answered request. The labelled series are looked up once per (method, route, status)
+        and kept: prometheus_client validates labels on every ``labels()`` call."""
+        key = (method, route, status)
+        series = self._series.get(key)
+        if series is None:
+            series = (
+                self.requests.labels(method=method, route=route, status=str(status)),
+                self.latency.labels(method=method, route=route),
+                self.bytes_in.labels(route=route),
+                self.bytes_out.labels(route=route),
+            )
+            self._series[key] = series
+        requests, latency, received, sent = series
+        self.in_flight.dec()
+        requests.inc()
+        latency.observe(duration)
+        if bytes_in:
+            received.inc(bytes_in)
+        if bytes_out:
+            sent.inc(bytes_out)
 
     def render(self) -> bytes:
         output: bytes = generate_latest(self.registry)

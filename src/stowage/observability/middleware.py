@@ -15,12 +15,11 @@ connection (RFC 9110 §10.1.1, RFC 9112 §9.6). Granian closes the connection af
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Any
-
-import structlog
 
 from stowage.errors import RequestTimeout
 from stowage.observability import context
@@ -28,6 +27,7 @@ from stowage.observability.logging import get_logger
 from stowage.observability.metrics import Metrics
 
 access_log = get_logger("stowage.access")
+_access_logger = logging.getLogger("stowage.access")  # asked first, so a disabled access log costs nothing
 error_log = get_logger("stowage.errors")
 
 # Plain ASGI shapes: this layer handles raw messages (including extensions such as
@@ -91,12 +91,12 @@ class ObservabilityMiddleware:
         request_id = context.accept_request_id(_header(scope, b"x-request-id"))
         request_context = context.RequestContext(request_id=request_id)
         token = context.set_current(request_context)
-        structlog.contextvars.bind_contextvars(request_id=request_id)
         state: dict[str, Any] = {
             "status": 0,
             "bytes_in": 0,
             "bytes_out": 0,
             "started": False,
+            "declared_length": None,
             # True until the last chunk of the request body has been received (or the client left).
             "body_pending": _may_have_body(scope),
         }
@@ -122,13 +122,14 @@ class ObservabilityMiddleware:
                 state["status"] = message["status"]
                 state["started"] = True
                 headers = message.get("headers", [])
+                state["declared_length"] = _content_length(headers)
                 if state["body_pending"] and scope.get("http_version") in _PERSISTENT_HTTP1:
                     headers = _with_connection_close(headers)
                 message["headers"] = self._with_headers(headers, request_id, scope["path"])
             elif message["type"] == "http.response.body":
                 state["bytes_out"] += len(message.get("body", b""))
             elif message["type"] == "http.response.pathsend":
-                state["bytes_out"] += _file_size(message["path"])
+                state["bytes_out"] += state["declared_length"] or _file_size(message["path"])
             await send(message)
 
         try:
@@ -155,7 +156,6 @@ class ObservabilityMiddleware:
                 raise
         finally:
             self._record(scope, state, time.perf_counter() - started, request_context.user_id)
-            structlog.contextvars.unbind_contextvars("request_id")
             context.reset_current(token)
 
     def _record(self, scope: Scope, state: dict[str, Any], duration: float, user_id: str | None) -> None:
@@ -164,11 +164,11 @@ class ObservabilityMiddleware:
         method = scope.get("method", "")
         status = state["status"] or 499  # nothing sent: the client went away first
         if self.metrics:
-            self.metrics.in_flight.dec()
-            self.metrics.requests.labels(method=method, route=route, status=str(status)).inc()
-            self.metrics.latency.labels(method=method, route=route).observe(duration)
-            self.metrics.bytes_in.labels(route=route).inc(state["bytes_in"])
-            self.metrics.bytes_out.labels(route=route).inc(state["bytes_out"])
+            self.metrics.record_request(
+                method, route, status, duration=duration, bytes_in=state["bytes_in"], bytes_out=state["bytes_out"]
+            )
+        if not _access_logger.isEnabledFor(logging.INFO):
+            return
         access_log.info(
             "request" if not state.get("aborted") else "request_aborted",
             method=method,
@@ -237,6 +237,13 @@ def _with_connection_close(headers: Any) -> list[tuple[bytes, bytes]]:
     kept = [(name, value) for name, value in headers if name.lower() != b"connection"]
     kept.append((b"connection", b"close"))
     return kept
+
+
+def _content_length(headers: Any) -> int | None:
+    for name, value in headers:
+        if name.lower() == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def _header(scope: Scope, name: bytes) -> str | None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from stowage.accounts.services._admin import AdminService
 from stowage.accounts.services._auth import AuthService
 from stowage.accounts.services._common import AccountDeps, ClientInfo, normalise_email
+from stowage.accounts.services._credential_cache import credentials_epoch
 from stowage.accounts.services._profile import ProfileService
 
 
@@ -35,5 +36,6 @@ __all__ = [
     "AuthService",
     "ClientInfo",
     "ProfileService",
+    "credentials_epoch",
     "normalise_email",
 ]

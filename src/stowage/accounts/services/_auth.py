@@ -8,6 +8,7 @@ their own transaction before the error is raised.
 
 from __future__ import annotations
 
+import math
 import uuid
 from datetime import timedelta
 
@@ -24,6 +25,7 @@ from stowage.accounts.services._common import (
     record,
     user_out,
 )
+from stowage.accounts.services._credential_cache import CredentialCache, credentials_epoch
 from stowage.db.base import utcnow
 from stowage.db.tables import Invite, RefreshToken, Session, User
 from stowage.errors import Conflict, PermissionDenied, Unauthenticated
@@ -32,12 +34,22 @@ from stowage.policy import Action, CredentialKind, Principal, Role, Scope, autho
 BAD_CREDENTIALS = "Email or password is wrong."
 SESSION_SCOPES = frozenset({Scope.READ, Scope.WRITE})
 PAT_TOUCH_INTERVAL = timedelta(minutes=1)
+# The changes that can end a credential, whichever service commits them (see CredentialCache): a user
+# disabled, demoted, deleted or given a new password; a session or a token revoked, shortened or deleted.
+REVOKING_CHANGES = {
+    "users": frozenset({"disabled_at", "role", "password_hash"}),
+    "sessions": frozenset({"revoked_at", "expires_at"}),
+    "api_keys": frozenset({"revoked_at", "expires_at", "scopes"}),
+}
+REVOKING_BULK_UPDATES = frozenset({"sessions", "api_keys"})
 
 
 class AuthService:
     def __init__(self, deps: AccountDeps) -> None:
         self.deps = deps
         self.settings = deps.settings
+        self.credentials = CredentialCache(credentials_epoch(deps.settings), deps.settings.principal_cache_seconds)
+        deps.database.watch(REVOKING_CHANGES, self.credentials.revoked, bulk_updates=REVOKING_BULK_UPDATES)
 
     # --- rate limits --------------------------------------------------------------------------
 
@@ -242,10 +254,25 @@ class AuthService:
     # --- bearer tokens → principal -------------------------------------------------------------
 
     async def authenticate(self, bearer: str) -> Principal:
-        """Check a bearer credential against the database on every request, so revocation, disabling
-        and deletion take effect immediately."""
-        if bearer.startswith(tokens.PAT_PREFIX):
-            return await self._authenticate_pat(bearer)
+        """Check a bearer credential: against the database, or this worker's recent check of it.
+
+        A check is reused for at most ``principal_cache_seconds`` and never after a revocation committed
+        on this machine (``CredentialCache``), so revoking, disabling and deleting still take effect on
+        the next request here and within that lifetime on other machines."""
+        personal = bearer.startswith(tokens.PAT_PREFIX)
+        key = tokens.hash_token(bearer) if personal else bearer
+        cached = self.credentials.get(key)
+        if cached is not None:
+            return cached
+        epoch = self.credentials.epoch.value()  # before the database is asked: see CredentialCache.put
+        if personal:
+            principal, valid_until = await self._authenticate_pat(bearer)
+        else:
+            principal, valid_until = await self._authenticate_session(bearer)
+        self.credentials.put(key, principal, epoch=epoch, valid_until=valid_until)
+        return principal
+
+    async def _authenticate_session(self, bearer: str) -> tuple[Principal, float]:
         if not tokens.looks_like_jwt(bearer):
             raise Unauthenticated("The bearer token is not one this server issued.")
         try:
@@ -263,15 +290,16 @@ class AuthService:
         if user.disabled_at is not None:
             raise Unauthenticated("This account is disabled.")
         scopes = SESSION_SCOPES | ({Scope.ADMIN} if user.role == Role.ADMIN.value else set())
-        return Principal(
+        principal = Principal(
             user_id=user.id,
             role=Role(user.role),
             scopes=frozenset(scopes),
             kind=CredentialKind.SESSION,
             credential_id=session.id,
         )
+        return principal, min(float(claims.expires_at), session.expires_at.timestamp())
 
-    async def _authenticate_pat(self, token: str) -> Principal:
+    async def _authenticate_pat(self, token: str) -> tuple[Principal, float]:
         now = utcnow()
         token_hash = tokens.hash_token(token)
         async with self.deps.database.session() as db:
@@ -293,10 +321,11 @@ class AuthService:
         scopes = {Scope(s) for s in key.scopes.split(",") if s}
         if user.role != Role.ADMIN.value:
             scopes.discard(Scope.ADMIN)
-        return Principal(
+        principal = Principal(
             user_id=user.id,
             role=Role(user.role),
             scopes=frozenset(scopes),
             kind=CredentialKind.PERSONAL_TOKEN,
             credential_id=key.id,
         )
+        return principal, key.expires_at.timestamp() if key.expires_at is not None else math.inf

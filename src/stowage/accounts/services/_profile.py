@@ -7,7 +7,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stowage.accounts import repository, tokens
+from stowage.accounts import direct_repository, repository, tokens
 from stowage.accounts.passwords import check_password_policy
 from stowage.accounts.schemas import (
     CreatedToken,
@@ -63,8 +63,14 @@ class ProfileService:
     # --- profile ---------------------------------------------------------------------------------
 
     async def me(self, principal: Principal | None) -> UserOut:
+        """The caller's account: one indexed read on the raw driver (every app asks this often)."""
         principal = authorize(principal, Action.ACCOUNT_READ)
-        return user_out(await self._user(principal), self.settings)
+        found = await direct_repository.user_out(
+            self.deps.database.direct, principal.user_id, default_quota=self.settings.default_quota_bytes
+        )
+        if found is None:
+            raise Unauthenticated("This account no longer exists.")
+        return found
 
     async def update_me(self, principal: Principal | None, display_name: str) -> UserOut:
         principal = authorize(principal, Action.ACCOUNT_WRITE)

@@ -39,7 +39,7 @@ class SearchService:
         limit = max(1, min(limit, MAX_PAGE))
         after = listing_key(decode_cursor(cursor, 4), query.sort)
         caller = authorize(principal, Action.FILE_READ)
-        async with self.db.session() as db:
+        async with self.db.session(offload=True) as db:
             owner_id = caller.user_id
             folder = None
             if query.folder_id is not None:

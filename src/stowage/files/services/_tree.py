@@ -72,13 +72,17 @@ class TreeService:
     async def get(self, principal: Principal | None, node_id: str) -> NodeOut | FolderOut:
         async with self.db.session() as db:
             node = await self.load(db, principal, node_id, Action.FILE_READ)
-            if node.kind == "folder":
-                return await self._folder_out(db, node)
-            return node_out(node)
+        return await self._described(node)
 
-    async def _folder_out(self, db: AsyncSession, node: Node) -> FolderOut:
-        files, folders, total = await repository.folder_stats(db, node.id)
-        return FolderOut(node=node_out(node), path=await path_of(db, node), files=files, folders=folders, bytes=total)
+    async def _described(self, node: Node) -> NodeOut | FolderOut:
+        """A file as it is; a folder with the totals of its subtree, which may be large: those are counted
+        off the event loop."""
+        if node.kind != "folder":
+            return node_out(node)
+        async with self.db.session(offload=True) as db:
+            files, folders, total = await repository.folder_stats(db, node.id)
+            path = await path_of(db, node)
+        return FolderOut(node=node_out(node), path=path, files=files, folders=folders, bytes=total)
 
     async def resolve(self, db: AsyncSession, principal: Principal | None, path: str, action: Action) -> Node:
         """Walk ``/a/b/c`` from the caller's root (see ``ensure_user_root``); 404 naming the first missing part."""
@@ -102,9 +106,7 @@ class TreeService:
         await self.ensure_user_root(principal, Action.FILE_READ)
         async with self.db.session() as db:
             node = await self.resolve(db, principal, path, Action.FILE_READ)
-            if node.kind == "folder":
-                return await self._folder_out(db, node)
-            return node_out(node)
+        return await self._described(node)
 
     # --- folders and listings ----------------------------------------------------------------
 

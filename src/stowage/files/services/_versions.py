@@ -170,7 +170,7 @@ class VersionService:
         dropped = 0
         after = ""
         while True:
-            async with self.db.session() as db:
+            async with self.db.session(offload=True) as db:
                 node_ids = await repository.nodes_with_versions_over(
                     db, policy.keep_last + 1, after=after, limit=RETENTION_PAGE
                 )
