@@ -26,16 +26,35 @@ DATA_SHA = hashlib.sha256(DATA).hexdigest()
 MISSING = "0" * 64
 
 
-@pytest.fixture(params=["memory", "local"])
+@pytest.fixture(params=["memory", "local", "local-buffered"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    """Every implementation of the contract. "local" writes each chunk to its spool file at once;
+    "local-buffered" is the server's setting (chunks gathered in memory up to a MiB first)."""
     if request.param == "memory":
         return MemoryBlobStore()
+    if request.param == "local":
+        return LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
     return LocalBlobStore(tmp_path / "data")
+
+
+@pytest.fixture(params=["memory", "local"])
+def spooling_store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    """Stores whose spool can be seen after every write (an open writer, a spool file)."""
+    if request.param == "memory":
+        return MemoryBlobStore()
+    return LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
 
 
 @pytest.fixture
 def local(tmp_path: Path) -> LocalBlobStore:
+    """A local store as the server uses it (buffered spooling)."""
     return LocalBlobStore(tmp_path / "data")
+
+
+@pytest.fixture
+def unbuffered(tmp_path: Path) -> LocalBlobStore:
+    """A local store that writes every chunk to its spool file at once (the spool is observable)."""
+    return LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
 
 
 # --- helpers ---------------------------------------------------------------------------------------
@@ -210,7 +229,8 @@ async def test_content_of_exactly_max_size_is_accepted(store: BlobStore) -> None
         await store.open_writer(max_size=-1)
 
 
-async def test_abort_removes_the_spool_and_is_idempotent(store: BlobStore) -> None:
+async def test_abort_removes_the_spool_and_is_idempotent(spooling_store: BlobStore) -> None:
+    store = spooling_store
     writer = await store.open_writer()
     await writer.write(DATA)
     assert temp_count(store) == 1
@@ -339,7 +359,8 @@ async def test_invalid_hash_names_are_rejected(store: BlobStore, name: str) -> N
         store.local_path(name)
 
 
-async def test_remove_stale_temp_removes_only_old_spools(store: BlobStore) -> None:
+async def test_remove_stale_temp_removes_only_old_spools(spooling_store: BlobStore) -> None:
+    store = spooling_store
     assert await store.remove_stale_temp(0) == 0  # nothing spooled yet
     old = await store.open_writer()
     await old.write(b"old upload")
@@ -401,18 +422,77 @@ async def test_local_blob_is_read_only_at_its_fanout_path(local: LocalBlobStore)
     assert list(local.temp_dir.iterdir()) == []
 
 
-async def test_local_spool_is_a_private_temp_file(local: LocalBlobStore) -> None:
+async def test_local_spool_is_a_private_temp_file(unbuffered: LocalBlobStore) -> None:
+    local = unbuffered
     writer = await local.open_writer()
     assert isinstance(writer, LocalBlobWriter)
     await writer.write(b"secret")
 
-    assert writer.temp_path.parent == local.temp_dir
-    assert writer.temp_path.name.startswith("upload-")
-    assert writer.temp_path.name.endswith(".part")
-    assert stat.S_IMODE(writer.temp_path.stat().st_mode) == 0o600
-    assert writer.temp_path.read_bytes() == b"secret"
+    spool = writer.temp_path
+    assert spool is not None
+    assert spool.parent == local.temp_dir
+    assert spool.name.startswith("upload-")
+    assert spool.name.endswith(".part")
+    assert stat.S_IMODE(spool.stat().st_mode) == 0o600
+    assert spool.read_bytes() == b"secret"
     await writer.abort()
-    assert not writer.temp_path.exists()
+    assert not spool.exists()
+
+
+async def test_local_small_upload_reaches_the_disk_only_at_commit(local: LocalBlobStore) -> None:
+    writer = await local.open_writer()
+    await write_all(writer, DATA, chunk=7)
+
+    assert writer.temp_path is None  # gathered in memory: no spool file, no worker-thread call yet
+    assert temp_count(local) == 0
+    assert writer.sha256_so_far == DATA_SHA  # hashed as it arrived
+    info = await writer.commit()
+    assert info == BlobInfo(sha256=DATA_SHA, size=len(DATA))
+    assert await read(local, DATA_SHA) == DATA
+    assert temp_count(local) == 0
+
+
+async def test_local_spool_buffer_is_written_out_when_full(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "data", spool_buffer_bytes=8)
+    writer = await store.open_writer()
+    await writer.write(b"12345")
+    assert writer.temp_path is None
+    await writer.write(b"6789")  # 9 bytes gathered ≥ 8: written out in one call
+    spool = writer.temp_path
+    assert spool is not None
+    assert spool.read_bytes() == b"123456789"
+    await writer.write(b"ab")  # stays in memory until commit
+    assert spool.read_bytes() == b"123456789"
+    info = await writer.commit()
+    assert await read(store, info.sha256) == b"123456789ab"
+    assert not spool.exists()
+    assert temp_count(store) == 0
+
+
+async def test_local_dedup_of_a_verified_small_upload_writes_no_file(
+    local: LocalBlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = await put(local, DATA)
+    path = local.blob_path(first.sha256)
+    os.utime(path, (time.time() - 3600, time.time() - 3600))
+    local.verified.record(
+        first.sha256, (path.stat().st_ino, path.stat().st_size, path.stat().st_mtime_ns, path.stat().st_ctime_ns)
+    )
+    created: list[Path] = []
+    real_create = local.create_temp
+
+    def counting_create() -> tuple[int, Path]:
+        fd, spool = real_create()
+        created.append(spool)
+        return fd, spool
+
+    monkeypatch.setattr(local, "create_temp", counting_create)
+    again = await put(local, DATA)
+
+    assert again == first
+    assert created == []  # known, verified content: no spool file at all
+    assert path.stat().st_mtime > time.time() - 60  # touched, so gc's grace period covers the new reference
+    assert await read(local, DATA_SHA) == DATA
 
 
 async def test_local_concurrent_writers_of_the_same_content_publish_one_file(local: LocalBlobStore) -> None:
@@ -474,7 +554,8 @@ async def test_local_remove_stale_temp_spares_other_files(local: LocalBlobStore)
     assert other.exists()
 
 
-async def test_local_crash_between_spooling_and_rename_publishes_nothing(local: LocalBlobStore) -> None:
+async def test_local_crash_between_spooling_and_rename_publishes_nothing(unbuffered: LocalBlobStore) -> None:
+    local = unbuffered
     writer = await local.open_writer()
     await writer.write(DATA)  # the process "dies" here: no commit, no abort
 
@@ -561,14 +642,16 @@ def _use_up_inodes(root: Path) -> list[Path]:
     return fillers
 
 
-async def test_local_open_writer_without_a_free_inode_raises_insufficient_storage(tmp_path: Path) -> None:
+async def test_local_writer_without_a_free_inode_raises_insufficient_storage(tmp_path: Path) -> None:
     with _small_data_dir(tmp_path / "small", inodes=16) as root:
         store = LocalBlobStore(root)
         store.temp_dir.mkdir()
         fillers = _use_up_inodes(root)
 
+        writer = await store.open_writer()  # nothing on disk yet: the spool is made at the first write-out
+        await writer.write(DATA)
         with pytest.raises(InsufficientStorage):
-            await store.open_writer()
+            await writer.commit()  # no inode for the spool file
 
         assert temp_count(store) == 0
         for filler in fillers:
@@ -601,20 +684,22 @@ async def wait_until(condition: Callable[[], bool]) -> None:
     raise AssertionError("condition not reached within 1 s")
 
 
-async def test_local_cancelled_open_releases_what_the_worker_thread_acquired(local: LocalBlobStore) -> None:
+async def test_local_cancelled_write_out_releases_what_the_worker_thread_acquired(unbuffered: LocalBlobStore) -> None:
+    local = unbuffered
     info = await put(local, DATA)
     before = open_fds()
 
-    opening = asyncio.create_task(local.open_writer())
+    writer = await local.open_writer()
+    writing = asyncio.create_task(writer.write(DATA))  # its first write-out creates the spool file
     reading = asyncio.create_task(anext(local.open_read(info.sha256)))
     await asyncio.sleep(0)  # both are now waiting for their worker thread
-    opening.cancel()
+    writing.cancel()
     reading.cancel()
-    for task in (opening, reading):
+    for task in (writing, reading):
         with contextlib.suppress(asyncio.CancelledError):
             await task
 
-    assert opening.cancelled()
+    assert writing.cancelled()
     assert reading.cancelled()
     await wait_until(lambda: open_fds() == before)
     await wait_until(lambda: list(local.temp_dir.iterdir()) == [])

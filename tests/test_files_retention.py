@@ -308,10 +308,10 @@ async def test_one_failing_file_does_not_stop_housekeeping_thinning(
     settings = make_settings(settings_env, version_keep_last=0, version_thinning="")
     real = versions_module.apply_retention
 
-    async def failing_for_a(db: Any, node: Any, policy: Any, now: datetime) -> int:
-        if node.id == a_id:
+    async def failing_for_a(tx: Any, node_id: str, **kwargs: Any) -> int:
+        if node_id == a_id:
             raise RuntimeError("simulated failure")
-        return await real(db, node, policy, now)
+        return await real(tx, node_id, **kwargs)
 
     monkeypatch.setattr(versions_module, "apply_retention", failing_for_a)
     with structlog.testing.capture_logs() as logs:

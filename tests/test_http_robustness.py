@@ -37,6 +37,7 @@ from accounts_helpers import (
     table_counts,
 )
 from files_helpers import API, Storage, assert_unchanged, by_path, child_path, new_account, node_path, storage, upload
+from stowage.blobs.local import SPOOL_BUFFER_BYTES
 from stowage.config import Settings
 from support import PROBLEM_TYPE_PREFIX
 from support.raw_http import RawConnection, RawResponse, raw_connection, request_head
@@ -311,16 +312,20 @@ async def test_a_body_that_stops_arriving_times_out_and_leaves_nothing(tmp_path:
         form_head = b'--cut\r\nContent-Disposition: form-data; name="file"; filename="form.bin"\r\n\r\n'
         form = {"content-type": "multipart/form-data; boundary=cut"}
         declared = {"content-length": "1000"}
+        # Uploads send more than the writer gathers in memory (SPOOL_BUFFER_BYTES), so each has a spool
+        # file on disk when its body stalls: the file that must be gone afterwards.
+        big = {"content-length": str(3 * SPOOL_BUFFER_BYTES)}
+        more = SPOOL_BUFFER_BYTES + 500
         stalls: list[tuple[bytes, bytes]] = []  # (request head, the part of the body that is sent)
         for i in range(6):
-            head = request_head("PUT", child_path(ann.root_id, f"raw{i}.bin"), {**ann.headers, **declared})
-            stalls.append((head, b"a" * 500))
+            head = request_head("PUT", child_path(ann.root_id, f"raw{i}.bin"), {**ann.headers, **big})
+            stalls.append((head, b"a" * more))
         for i in range(3):
-            head = request_head("PUT", by_path("content", f"path{i}.bin"), {**ann.headers, **declared})
-            stalls.append((head, b"b" * 500))
+            head = request_head("PUT", by_path("content", f"path{i}.bin"), {**ann.headers, **big})
+            stalls.append((head, b"b" * more))
         for _ in range(4):
-            head = request_head("POST", node_path(ann.root_id, "/upload"), {**ann.headers, **form, **declared})
-            stalls.append((head, form_head + b"c" * 300))
+            head = request_head("POST", node_path(ann.root_id, "/upload"), {**ann.headers, **form, **big})
+            stalls.append((head, form_head + b"c" * more))
         uploads = len(stalls)
         for _ in range(3):
             stalls.append((request_head("POST", LOGIN, {**JSON, **declared}), b'{"email": "ann@example.com", "pass'))

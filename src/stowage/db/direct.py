@@ -13,6 +13,12 @@ that owns the query. Everything else keeps using SQLAlchemy.
   asyncpg prepares and caches each statement per connection.
 
 Queries are written once with ``?`` placeholders (``Query``); the PostgreSQL form numbers them.
+
+Writes on the hot path (recording an upload) use ``DirectTransaction``: the same statements inside
+one write transaction — on SQLite the process's writer connection (``BEGIN IMMEDIATE``, statements in
+the loop, ``COMMIT`` with its fsync in a thread), on PostgreSQL an asyncpg transaction. The same
+object can wrap an ORM session's connection, so a direct statement can join a unit of work that
+SQLAlchemy began (``Database.direct(session)``).
 """
 
 from __future__ import annotations
@@ -20,10 +26,10 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 
@@ -33,6 +39,26 @@ from stowage.errors import ServiceUnavailable
 _BACKOFF_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 
 Row = Sequence[Any]
+T = TypeVar("T")
+
+
+async def when_not_busy(run: Callable[[], T], busy_timeout: float) -> T:
+    """``run()`` (a SQLite call), retried after an asynchronous pause while the database is busy; after
+    ``busy_timeout`` seconds a 503 (the lock holder may be stuck)."""
+    deadline: float | None = None
+    attempt = 0
+    while True:
+        try:
+            return run()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+            now = time.monotonic()
+            deadline = deadline or now + busy_timeout
+            if now >= deadline:
+                raise ServiceUnavailable("The metadata database stayed locked; retry shortly.", retry_after=1) from exc
+            await asyncio.sleep(_BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)])
+            attempt += 1
 
 
 class Query:
@@ -55,6 +81,47 @@ def timestamp(value: Any) -> datetime:
 
 def optional_timestamp(value: Any) -> datetime | None:
     return None if value is None else timestamp(value)
+
+
+def sqlite_timestamp(moment: datetime) -> str:
+    """A timestamp as SQLAlchemy stores it in SQLite: UTC, no offset, microseconds always present
+    (stored values compare as text, so every writer must use exactly this form)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+class DirectTransaction:
+    """Statements inside one write transaction on the raw driver (see the module docstring)."""
+
+    __slots__ = ("_postgres", "_sqlite", "is_sqlite")
+
+    def __init__(self, *, sqlite: sqlite3.Connection | None = None, postgres: Any = None) -> None:
+        self._sqlite = sqlite
+        self._postgres = postgres
+        self.is_sqlite = sqlite is not None
+
+    def timestamp(self, moment: datetime) -> Any:
+        """``moment`` as this engine's parameter for a timestamp column."""
+        return sqlite_timestamp(moment) if self.is_sqlite else moment
+
+    async def execute(self, query: Query, params: Sequence[Any] = ()) -> int:
+        """Run a statement; the number of rows it inserted, changed or deleted."""
+        if self._sqlite is not None:
+            return self._sqlite.execute(query.sqlite, params).rowcount
+        status: str = await self._postgres.execute(query.postgres, *params)
+        last = status.rsplit(" ", 1)[-1]
+        return int(last) if last.isdigit() else 0
+
+    async def fetch_one(self, query: Query, params: Sequence[Any] = ()) -> Row | None:
+        if self._sqlite is not None:
+            row: Row | None = self._sqlite.execute(query.sqlite, params).fetchone()
+            return row
+        found: Row | None = await self._postgres.fetchrow(query.postgres, *params)
+        return found
+
+    async def fetch_all(self, query: Query, params: Sequence[Any] = ()) -> list[Row]:
+        if self._sqlite is not None:
+            return self._sqlite.execute(query.sqlite, params).fetchall()
+        return list(await self._postgres.fetch(query.postgres, *params))
 
 
 class DirectReader:
@@ -94,23 +161,11 @@ class DirectReader:
         return connection
 
     async def _sqlite_rows(self, query: Query, params: Sequence[Any], *, one: bool) -> Any:
-        deadline: float | None = None
-        attempt = 0
-        while True:
-            try:
-                cursor = self._sqlite_connection().execute(query.sqlite, params)
-                return cursor.fetchone() if one else cursor.fetchall()
-            except sqlite3.OperationalError as exc:
-                if not is_busy(exc):
-                    raise
-                now = time.monotonic()
-                deadline = deadline or now + self._busy_timeout
-                if now >= deadline:
-                    raise ServiceUnavailable(
-                        "The metadata database stayed locked; retry shortly.", retry_after=1
-                    ) from exc
-                await asyncio.sleep(_BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)])
-                attempt += 1
+        def run() -> Any:
+            cursor = self._sqlite_connection().execute(query.sqlite, params)
+            return cursor.fetchone() if one else cursor.fetchall()
+
+        return await when_not_busy(run, self._busy_timeout)
 
     # --- PostgreSQL -------------------------------------------------------------------------------
 
@@ -135,13 +190,17 @@ class DirectReader:
                 )
             return self._pool
 
-    async def _postgres_rows(self, query: Query, params: Sequence[Any], *, one: bool) -> Any:
+    async def acquire(self) -> tuple[asyncpg.Pool, Any]:
+        """A pooled asyncpg connection (return it with ``pool.release``), within the connect timeout."""
         try:
             async with asyncio.timeout(self._connect_timeout):
                 pool = await self._postgres_pool()
-                connection = await pool.acquire()
+                return pool, await pool.acquire()
         except (TimeoutError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ServiceUnavailable("The metadata database is unreachable; retry shortly.", retry_after=5) from exc
+
+    async def _postgres_rows(self, query: Query, params: Sequence[Any], *, one: bool) -> Any:
+        pool, connection = await self.acquire()
         try:
             if one:
                 return await connection.fetchrow(query.postgres, *params)

@@ -31,6 +31,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 from sqlalchemy import event, inspect, text
 from sqlalchemy.dialects import registry
 from sqlalchemy.engine import Connection
@@ -42,12 +43,20 @@ from sqlalchemy.orm import Session as SyncSession
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from stowage.config import Settings
-from stowage.db.direct import DirectReader
+from stowage.db.direct import DirectReader, DirectTransaction, when_not_busy
+from stowage.db.group_commit import GroupCommitter
+from stowage.db.sqlite_driver import is_busy
 from stowage.errors import InsufficientStorage, ServiceUnavailable, is_disk_full
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 _NOT_TRANSIENT = ("no such table", "no such column", "syntax error", "has no column")
-_POSTGRES_DISK_FULL = "53100"  # SQLSTATE disk_full: the database server could not extend a file
+_POSTGRES_DISK_FULL = "53100"
+_ASYNCPG_UNAVAILABLE = (
+    asyncpg.InterfaceError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,
+)  # SQLSTATE disk_full: the database server could not extend a file
 
 
 registry.register("sqlite.stowage", "stowage.db.sqlite_driver", "SQLiteDialect_stowage")
@@ -71,6 +80,11 @@ def is_unavailable_error(exc: BaseException) -> bool:
         return True
     if isinstance(exc, OSError) and not isinstance(exc, DBAPIError):
         return True
+    # Errors of hand-written statements (``db.direct``), which SQLAlchemy does not wrap.
+    if isinstance(exc, _ASYNCPG_UNAVAILABLE):
+        return True
+    if isinstance(exc, sqlite3.OperationalError):
+        return is_busy(exc)
     if isinstance(exc, DBAPIError):
         if exc.connection_invalidated:
             return True
@@ -90,15 +104,16 @@ def is_unavailable_error(exc: BaseException) -> bool:
 
 def is_disk_full_error(exc: BaseException) -> bool:
     """True when ``exc`` means a write found no room: on this machine's disk, or the database server's."""
-    return is_local_disk_full_error(exc) or (
-        isinstance(exc, DBAPIError) and getattr(exc.orig, "sqlstate", None) == _POSTGRES_DISK_FULL
-    )
+    driver_error = exc.orig if isinstance(exc, DBAPIError) else exc
+    return is_local_disk_full_error(exc) or getattr(driver_error, "sqlstate", None) == _POSTGRES_DISK_FULL
 
 
 def is_local_disk_full_error(exc: BaseException) -> bool:
     """True when ``exc`` says this machine's disk is full: an OS error so saying, or SQLite's SQLITE_FULL."""
     if is_disk_full(exc):
         return True
+    if isinstance(exc, sqlite3.Error):  # a hand-written statement's error, not wrapped by SQLAlchemy
+        return exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL
     if isinstance(exc, DBAPIError):
         orig = exc.orig
         if isinstance(orig, sqlite3.Error) and orig.sqlite_errorcode & 0xFF == sqlite3.SQLITE_FULL:
@@ -106,6 +121,11 @@ def is_local_disk_full_error(exc: BaseException) -> bool:
         cause = getattr(orig, "__cause__", None)
         return isinstance(cause, OSError) and is_disk_full(cause)
     return False
+
+
+async def _begin_immediate(raw: sqlite3.Connection) -> None:
+    """Take SQLite's write lock, waiting asynchronously while another process holds it."""
+    await when_not_busy(lambda: raw.execute("BEGIN IMMEDIATE"), SQLITE_BUSY_TIMEOUT_MS / 1000)
 
 
 def _unicode_lower(value: object) -> object:
@@ -133,6 +153,8 @@ class Database:
             self.read_engine = engine
             self.write_engine = engine
             self.offload_engine = engine
+        # Group commit of the hot paths' hand-written write transactions (SQLite only).
+        self._group_commit = GroupCommitter(self._writer_connection, _begin_immediate) if self.is_sqlite else None
         # The hot paths' hand-written reads (``db.direct``), on the same database.
         self.direct = DirectReader(
             sqlite_path=Path(self.url.split(":///", 1)[1]) if self.is_sqlite else None,
@@ -350,6 +372,39 @@ class Database:
             "The database server's disk is full: it cannot record the change; nothing was stored. "
             "Retry once an administrator has freed space on the database server."
         )
+
+    # --- hand-written SQL on the hot paths (``db.direct``) -----------------------------------------
+
+    @asynccontextmanager
+    async def direct_transaction(self) -> AsyncIterator[DirectTransaction]:
+        """A write unit of work in hand-written SQL: committed when the block ends normally, rolled back
+        otherwise. On SQLite, units that are ready together share one transaction and one COMMIT
+        (``db.group_commit``); the block is left only once that commit is durable."""
+        async with self._guard():
+            if self._group_commit is not None:
+                async with self._group_commit.unit() as tx:
+                    yield tx
+                return
+            pool, connection = await self.direct.acquire()
+            try:
+                async with connection.transaction():
+                    yield DirectTransaction(postgres=connection)
+            finally:
+                await pool.release(connection)
+
+    @asynccontextmanager
+    async def _writer_connection(self) -> AsyncIterator[sqlite3.Connection]:
+        """The SQLite writer connection, borrowed from the write engine's pool (so ORM transactions
+        and group commits take turns on it)."""
+        async with self.write_engine.connect() as connection:
+            raw: sqlite3.Connection = (await connection.get_raw_connection()).driver_connection  # type: ignore[assignment]
+            yield raw
+
+    async def direct_in(self, session: AsyncSession) -> DirectTransaction:
+        """Hand-written statements inside the ORM unit of work ``session`` (its connection, its transaction)."""
+        connection = await session.connection()
+        raw = (await connection.get_raw_connection()).driver_connection
+        return DirectTransaction(sqlite=raw) if self.is_sqlite else DirectTransaction(postgres=raw)
 
     async def ping(self, deadline_seconds: float) -> None:
         """Run a trivial query; raise ServiceUnavailable if it does not answer in time."""

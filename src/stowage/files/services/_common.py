@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,10 +23,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stowage.blobs import BlobStore
 from stowage.config import Settings
 from stowage.db.base import utcnow
+from stowage.db.direct import DirectTransaction
 from stowage.db.engine import Database
-from stowage.db.tables import Node, User
+from stowage.db.tables import Node
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, QuotaExceeded, StowageError
-from stowage.files import repository
+from stowage.files import direct_repository, repository
+from stowage.files.direct_repository import Fetcher
 from stowage.files.names import with_suffix_number
 from stowage.files.schemas import NodeOut, SortKey, etag_of
 
@@ -41,7 +43,36 @@ class FileDeps:
     store: BlobStore
 
 
-def node_out(node: Node) -> NodeOut:
+class _NodeLike(Protocol):
+    """A node as the ORM (``Node``) or a hot-path query (``direct_repository.NodeRow``) gives it."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def parent_id(self) -> str | None: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def media_type(self) -> str | None: ...
+    @property
+    def sha256(self) -> str | None: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def modified_at(self) -> datetime: ...
+    @property
+    def trashed_at(self) -> datetime | None: ...
+    @property
+    def starred(self) -> bool: ...
+    @property
+    def properties(self) -> dict[str, str] | None: ...
+
+
+def node_out(node: _NodeLike) -> NodeOut:
     return NodeOut(
         id=node.id,
         name=node.name,
@@ -169,9 +200,9 @@ async def path_of(db: AsyncSession, node: Node) -> str:
     return "/" + "/".join(reversed(parts))
 
 
-async def unique_name(db: AsyncSession, parent_id: str, name: str) -> str:
+async def unique_name(tx: Fetcher, parent_id: str, name: str) -> str:
     """The first free ``name (n)`` in the folder, for the "rename" conflict policy."""
-    taken = await repository.live_child_names(db, parent_id, name.rpartition(".")[0] or name)
+    taken = await direct_repository.live_child_names(tx, parent_id, name.rpartition(".")[0] or name)
     for number in range(2, MAX_RENAME_ATTEMPTS):
         candidate = with_suffix_number(name, number)
         if candidate not in taken:
@@ -179,18 +210,15 @@ async def unique_name(db: AsyncSession, parent_id: str, name: str) -> str:
     raise Conflict(f"Too many items named like {name!r} in this folder.")
 
 
-def quota_of(user: User, settings: Settings) -> int:
-    return user.quota_bytes if user.quota_bytes is not None else settings.default_quota_bytes
-
-
-async def charge_or_fail(db: AsyncSession, settings: Settings, owner_id: str, delta: int) -> None:
-    user = await db.get(User, owner_id)
-    if user is None:
+async def charge_or_fail(tx: DirectTransaction, settings: Settings, owner_id: str, delta: int) -> None:
+    """Charge ``delta`` bytes to the owner, or refuse with the quota problem (nothing charged)."""
+    room = await direct_repository.quota_room(tx, owner_id, settings.default_quota_bytes)
+    if room is None:
         raise NotFound("No such user.")
-    quota = quota_of(user, settings)
-    if delta > 0 and not await repository.charge_usage(db, owner_id, delta, quota):
-        await db.refresh(user)
-        raise quota_exceeded(needed=delta, used=user.used_bytes, limit=quota)
+    quota = room[1]
+    if delta > 0 and not await direct_repository.charge_usage(tx, owner_id, delta, quota):
+        latest = await direct_repository.quota_room(tx, owner_id, settings.default_quota_bytes)
+        raise quota_exceeded(needed=delta, used=(latest or room)[0], limit=quota)
 
 
 def quota_exceeded(*, needed: int, used: int, limit: int) -> StowageError:

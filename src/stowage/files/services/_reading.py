@@ -125,12 +125,7 @@ class ReadService:
 
     async def open_file(self, principal: Principal | None, node_id: str) -> Opened:
         """The current content of the file ``node_id`` (one indexed read, no ORM: the hot path)."""
-        authorize(principal, Action.FILE_READ)
-        row = await direct_repository.node_by_id(self.reader, node_id)
-        if row is None or row.trashed_at is not None:
-            raise NotFound("No such file or folder.")
-        authorize(principal, Action.FILE_READ, Owned(owner_id=row.owner_id))
-        return self._opened(file_content(row))
+        return self._opened(file_content(await self.tree.load_row(principal, node_id, Action.FILE_READ)))
 
     async def open_path(self, principal: Principal | None, path: str) -> Opened:
         """The current content of the file at ``/a/b/c`` in the caller's tree: one statement whatever the

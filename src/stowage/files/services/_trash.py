@@ -82,7 +82,7 @@ class TrashService:
                         f"{node.name!r} already exists in the target folder; restore with on_conflict=rename.",
                         extra={"conflicting_id": existing.id},
                     )
-                name = await unique_name(db, target.id, node.name)
+                name = await unique_name(await self.db.direct_in(db), target.id, node.name)
             # Place the item first (still trashed, so the live-name index ignores it), then revive it.
             node.parent_id = target.id
             node.name = name

@@ -17,19 +17,20 @@ from datetime import datetime
 from typing import Literal
 
 import msgspec
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.blobs import BlobInfo, BlobWriter
 from stowage.db.base import utcnow
-from stowage.db.tables import Node, User, Version
+from stowage.db.direct import DirectTransaction
 from stowage.errors import (
     Conflict,
     FieldError,
     InvalidInput,
+    NotFound,
     PayloadTooLarge,
     PreconditionFailed,
 )
-from stowage.files import repository
+from stowage.files import direct_repository
+from stowage.files.direct_repository import NodeRow
 from stowage.files.media_types import sniff_media_type
 from stowage.files.names import normalise_name, split_path
 from stowage.files.schemas import ConflictPolicy, NodeOut, etag_of
@@ -39,12 +40,11 @@ from stowage.files.services._common import (
     ensure_root,
     node_out,
     quota_exceeded,
-    quota_of,
     unique_name,
 )
 from stowage.files.services._tree import TreeService
 from stowage.files.services._versions import apply_retention, retention_policy
-from stowage.policy import Action, Principal, authorize
+from stowage.policy import Action, Owned, Principal, authorize
 
 SNIFF_BYTES = 4096
 MAX_INSERT_ATTEMPTS = 5
@@ -82,6 +82,7 @@ class UploadService:
         self.deps = deps
         self.tree = tree
         self.db = deps.database
+        self.reader = deps.database.direct
 
     async def upload_to_folder(
         self,
@@ -93,13 +94,19 @@ class UploadService:
     ) -> tuple[NodeOut, bool]:
         """Store ``body`` as ``name`` in a folder. Returns (file, created)."""
         clean = normalise_name(name)
-        caller = authorize(principal, Action.FILE_WRITE)
-        async with self.db.session() as db:
-            parent = await self.tree.load(db, caller, parent_id, Action.FILE_WRITE)
-            existing = await self._precheck(db, parent, clean, options)
-            room = await self._room(db, caller.user_id)
+        parent = await self.tree.load_row(principal, parent_id, Action.FILE_WRITE)
+        existing = await direct_repository.live_child(self.reader, parent.id, clean)
+        _check_target(parent, clean, existing, options, expected_id=None)
+        room = await self._room(parent.owner_id)
+        assert principal is not None  # load_row authorised it
         return await self._store(
-            caller, parent_id=parent.id, name=clean, body=body, options=options, room=room, existing_id=existing
+            principal,
+            parent_id=parent.id,
+            name=clean,
+            body=body,
+            options=options,
+            room=room,
+            existing_id=existing.id if existing is not None else None,
         )
 
     async def upload_to_path(
@@ -116,67 +123,48 @@ class UploadService:
         if not parts:
             raise InvalidInput("The path names no file.", errors=[FieldError(field="path", message="empty")])
         caller = authorize(principal, Action.FILE_WRITE)
-        folder_path = "/".join(parts[:-1])
-        if create_parents and folder_path:
-            folder, _ = await self.tree.create_folder_path(caller, folder_path)
+        folder_parts = parts[:-1]
+        # The folder usually exists already: one read finds it (no write transaction for mkdir -p).
+        folder = await direct_repository.live_node_at(self.reader, caller.user_id, folder_parts)
+        if folder is not None and folder.kind == "folder":
             parent_id = folder.id
-        else:
-            async with self.db.transaction() as db:
-                parent_id = (await self.tree.resolve(db, caller, folder_path, Action.FILE_WRITE)).id
+        elif create_parents and folder_parts:
+            created, _ = await self.tree.create_folder_path(caller, "/".join(folder_parts))
+            parent_id = created.id
+        else:  # the tree walk says what is missing (or creates a new user's root)
+            await self.tree.ensure_user_root(caller, Action.FILE_WRITE)
+            async with self.db.session() as db:
+                parent_id = (await self.tree.resolve(db, caller, "/".join(folder_parts), Action.FILE_WRITE)).id
         return await self.upload_to_folder(caller, parent_id, parts[-1], body, options)
 
     async def replace_content(
         self, principal: Principal | None, node_id: str, body: AsyncIterator[bytes], options: UploadOptions
     ) -> NodeOut:
         """A new version of an existing file (``PUT …/nodes/{id}/content``)."""
-        caller = authorize(principal, Action.FILE_WRITE)
-        async with self.db.session() as db:
-            node = await self.tree.load(db, caller, node_id, Action.FILE_WRITE)
-            if node.kind != "file":
-                raise Conflict(f"{node.name!r} is a folder; it has no content to replace.")
-            self._check_if_match(node, options)
-            room = await self._room(db, caller.user_id)
-            parent_id, name = node.parent_id, node.name
-        assert parent_id is not None
+        node = await self.tree.load_row(principal, node_id, Action.FILE_WRITE)
+        if node.kind != "file":
+            raise Conflict(f"{node.name!r} is a folder; it has no content to replace.")
+        _check_if_match(node, options)
+        room = await self._room(node.owner_id)
+        assert node.parent_id is not None  # the root is a folder
+        assert principal is not None  # load_row authorised it
         forced = msgspec.structs.replace(options, on_conflict="replace")
         result, _ = await self._store(
-            caller, parent_id=parent_id, name=name, body=body, options=forced, room=room, existing_id=node.id
+            principal,
+            parent_id=node.parent_id,
+            name=node.name,
+            body=body,
+            options=forced,
+            room=room,
+            existing_id=node.id,
         )
         return result
 
-    # --- before the body ------------------------------------------------------------------------
-
-    async def _precheck(self, db: AsyncSession, parent: Node, name: str, options: UploadOptions) -> str | None:
-        if parent.kind != "folder":
-            raise Conflict(f"{parent.name!r} is a file; uploads go into folders.")
-        existing = await repository.get_live_child(db, parent.id, name)
-        if options.if_none_match_any and existing is not None:
-            raise PreconditionFailed(f"{name!r} already exists (If-None-Match: *).")
-        if options.expected_etags is not None:
-            if existing is None:
-                raise PreconditionFailed(f"{name!r} does not exist, so it cannot match If-Match.")
-            self._check_if_match(existing, options)
-        if existing is not None and existing.kind == "folder":
-            raise Conflict(f"{name!r} is a folder in this place; a file cannot replace it.")
-        if existing is not None and options.on_conflict == "fail" and options.expected_etags is None:
-            raise Conflict(
-                f"{name!r} already exists; upload with on_conflict=replace or rename.",
-                extra={"conflicting_id": existing.id},
-            )
-        return existing.id if existing is not None else None
-
-    @staticmethod
-    def _check_if_match(node: Node, options: UploadOptions) -> None:
-        expected = options.expected_etags
-        if expected is None or expected == "*":
-            return
-        if node.sha256 is None or etag_of(node.sha256) not in expected:
-            raise PreconditionFailed("The file has changed since that version (If-Match does not match its ETag).")
-
-    async def _room(self, db: AsyncSession, user_id: str) -> QuotaRoom:
-        user = await db.get(User, user_id)
-        assert user is not None
-        return QuotaRoom(used=user.used_bytes, limit=quota_of(user, self.deps.settings))
+    async def _room(self, owner_id: str) -> QuotaRoom:
+        room = await direct_repository.quota_room(self.reader, owner_id, self.deps.settings.default_quota_bytes)
+        if room is None:
+            raise NotFound("No such user.")
+        return QuotaRoom(used=room[0], limit=room[1])
 
     # --- the body -------------------------------------------------------------------------------
 
@@ -206,7 +194,7 @@ class UploadService:
             await writer.abort()
             raise
         media_type = sniff_media_type(head, name)
-        return await self._record(
+        return await self.record_blob(
             caller,
             parent_id=parent_id,
             name=name,
@@ -218,7 +206,7 @@ class UploadService:
 
     # --- the transaction --------------------------------------------------------------------
 
-    async def _record(
+    async def record_blob(
         self,
         caller: Principal,
         *,
@@ -229,112 +217,190 @@ class UploadService:
         options: UploadOptions,
         existing_id: str | None,
     ) -> tuple[NodeOut, bool]:
+        """Turn committed content into the file ``name`` in a folder, in one transaction: blob reference,
+        node (new, or a new version of the one there), version, usage, change log, retention.
+
+        The seam every upload protocol ends in (REST, tus, S3, WebDAV): the bytes are already durable in
+        the blob store. What was decided before the body is checked again here, since another writer may
+        have won meanwhile. Hand-written SQL (``files.direct_repository``): this runs once per upload."""
         now = utcnow()
-        async with self.db.transaction() as db:
-            parent = await self.tree.load(db, caller, parent_id, Action.FILE_WRITE)
-            if parent.kind != "folder":
-                raise Conflict(f"{parent.name!r} is a file; uploads go into folders.")
-            existing = await repository.get_live_child(db, parent.id, name)
-            # Re-check what was decided before the body: another writer may have won meanwhile.
-            if options.if_none_match_any and existing is not None:
-                raise PreconditionFailed(f"{name!r} was created by someone else meanwhile (If-None-Match: *).")
-            if options.expected_etags is not None:
-                if existing is None:
-                    raise PreconditionFailed(f"{name!r} no longer exists.")
-                self._check_if_match(existing, options)
-            if existing is not None and existing.kind == "folder":
-                raise Conflict(f"{name!r} is a folder in this place; a file cannot replace it.")
-            if existing is not None and existing.id != existing_id and options.on_conflict == "fail":
-                raise Conflict(
-                    f"{name!r} was created by someone else meanwhile.", extra={"conflicting_id": existing.id}
-                )
+        version_id = str(uuid.uuid4())
+        async with self.db.direct_transaction() as tx:
+            parent = await direct_repository.node_by_id(tx, parent_id)
+            if parent is None or parent.trashed_at is not None:
+                raise NotFound("No such file or folder.")
+            authorize(caller, Action.FILE_WRITE, Owned(owner_id=parent.owner_id))
+            existing = await direct_repository.live_child(tx, parent.id, name)
+            _check_target(parent, name, existing, options, expected_id=existing_id, recheck=True)
             if existing is not None and options.on_conflict == "rename" and options.expected_etags is None:
-                name = await unique_name(db, parent.id, name)
+                name = await unique_name(tx, parent.id, name)
                 existing = None
-            await charge_or_fail(db, self.deps.settings, parent.owner_id, info.size)
-            await repository.reference_blob(db, info.sha256, info.size, now)
+            await charge_or_fail(tx, self.deps.settings, parent.owner_id, info.size)
+            await direct_repository.reference_blob(tx, info.sha256, info.size, now)
             modified = options.modified_at or now
             created = existing is None
             node = existing
             if node is None:
                 node, created = await self._insert_file(
-                    db,
+                    tx,
                     parent,
                     name=name,
                     info=info,
                     media_type=media_type,
+                    version_id=version_id,
                     now=now,
                     modified=modified,
                     options=options,
                 )
-            version = Version(
-                id=str(uuid.uuid4()),
+            if not created:
+                await direct_repository.set_content(
+                    tx,
+                    node.id,
+                    version_id=version_id,
+                    size=info.size,
+                    sha256=info.sha256,
+                    media_type=media_type,
+                    modified_at=modified,
+                    now=now,
+                )
+            await direct_repository.insert_version(
+                tx,
+                version_id=version_id,
                 node_id=node.id,
                 sha256=info.sha256,
                 size=info.size,
                 media_type=media_type,
                 author_id=caller.user_id,
-                created_at=now,
+                now=now,
             )
-            db.add(version)
-            await db.flush()
-            node.current_version_id = version.id
-            node.size = info.size
-            node.sha256 = info.sha256
-            node.media_type = media_type
-            node.modified_at = modified
-            node.uploaded_at = now
-            await db.flush()
-            await repository.log_change(db, node.owner_id, node.id, "create" if created else "update", now)
+            await direct_repository.log_change(tx, node.owner_id, node.id, "create" if created else "update", now)
             if not created:
-                await apply_retention(db, node, retention_policy(self.deps.settings), now)
-            return node_out(node), created
+                await apply_retention(
+                    tx,
+                    node.id,
+                    owner_id=node.owner_id,
+                    current_version_id=version_id,
+                    policy=retention_policy(self.deps.settings),
+                    now=now,
+                )
+        stored = msgspec.structs.replace(
+            node,
+            size=info.size,
+            sha256=info.sha256,
+            media_type=media_type,
+            modified_at=modified,
+            current_version_id=version_id,
+        )
+        return node_out(stored), created
 
     async def _insert_file(
         self,
-        db: AsyncSession,
-        parent: Node,
+        tx: DirectTransaction,
+        parent: NodeRow,
         *,
         name: str,
         info: BlobInfo,
         media_type: str,
+        version_id: str,
         now: datetime,
         modified: datetime,
         options: UploadOptions,
-    ) -> tuple[Node, bool]:
-        """Insert the new file node; if a concurrent request took the name first (the live-name
-        index says so), follow the conflict policy instead of failing with a server error."""
+    ) -> tuple[NodeRow, bool]:
+        """Insert the new file node; if a concurrent request took the name first (the live-name index
+        says so), follow the conflict policy instead of failing with a server error."""
         for _attempt in range(MAX_INSERT_ATTEMPTS):
-            node = Node(
-                id=str(uuid.uuid4()),
+            node_id = str(uuid.uuid4())
+            inserted = await direct_repository.insert_file(
+                tx,
+                node_id=node_id,
                 owner_id=parent.owner_id,
                 parent_id=parent.id,
-                kind="file",
                 name=name,
                 size=info.size,
                 media_type=media_type,
                 sha256=info.sha256,
-                created_at=now,
+                version_id=version_id,
+                now=now,
                 modified_at=modified,
             )
-            if not await repository.insert_node(db, node):
-                winner = await repository.get_live_child(db, parent.id, name)
-                if options.on_conflict == "rename":
-                    name = await unique_name(db, parent.id, name)
-                    continue
-                if options.on_conflict == "replace" and winner is not None and winner.kind == "file":
-                    return winner, False
-                raise Conflict(
-                    f"{name!r} was created by someone else at the same moment.",
-                    extra={"conflicting_id": winner.id if winner else None},
-                )
-            return node, True
+            if inserted:
+                return NodeRow(
+                    id=node_id,
+                    owner_id=parent.owner_id,
+                    parent_id=parent.id,
+                    kind="file",
+                    name=name,
+                    size=info.size,
+                    media_type=media_type,
+                    sha256=info.sha256,
+                    modified_at=modified,
+                    trashed_at=None,
+                    created_at=now,
+                    starred=False,
+                    properties=None,
+                    current_version_id=version_id,
+                ), True
+            winner = await direct_repository.live_child(tx, parent.id, name)
+            if options.on_conflict == "rename":
+                name = await unique_name(tx, parent.id, name)
+                continue
+            if options.on_conflict == "replace" and winner is not None and winner.kind == "file":
+                return winner, False
+            raise Conflict(
+                f"{name!r} was created by someone else at the same moment.",
+                extra={"conflicting_id": winner.id if winner else None},
+            )
         raise Conflict(f"Could not find a free name like {name!r}; too many concurrent uploads.")
 
     async def root_id(self, principal: Principal | None) -> str:
         caller = authorize(principal, Action.FILE_WRITE)
         async with self.db.transaction() as db:
             return (await ensure_root(db, caller.user_id)).id
+
+
+def _check_if_match(node: NodeRow, options: UploadOptions) -> None:
+    expected = options.expected_etags
+    if expected is None or expected == "*":
+        return
+    if node.sha256 is None or etag_of(node.sha256) not in expected:
+        raise PreconditionFailed("The file has changed since that version (If-Match does not match its ETag).")
+
+
+def _check_target(
+    parent: NodeRow,
+    name: str,
+    existing: NodeRow | None,
+    options: UploadOptions,
+    *,
+    expected_id: str | None,
+    recheck: bool = False,
+) -> None:
+    """What an upload's conditions require of the place it writes to: checked before the first byte, and
+    again (``recheck``) in the recording transaction, where ``expected_id`` is the file seen first — a
+    different one there means another writer won meanwhile."""
+    if parent.kind != "folder":
+        raise Conflict(f"{parent.name!r} is a file; uploads go into folders.")
+    if options.if_none_match_any and existing is not None:
+        if recheck:
+            raise PreconditionFailed(f"{name!r} was created by someone else meanwhile (If-None-Match: *).")
+        raise PreconditionFailed(f"{name!r} already exists (If-None-Match: *).")
+    if options.expected_etags is not None:
+        if existing is None:
+            if recheck:
+                raise PreconditionFailed(f"{name!r} no longer exists.")
+            raise PreconditionFailed(f"{name!r} does not exist, so it cannot match If-Match.")
+        _check_if_match(existing, options)
+    if existing is not None and existing.kind == "folder":
+        raise Conflict(f"{name!r} is a folder in this place; a file cannot replace it.")
+    if existing is None or options.on_conflict != "fail":
+        return
+    if not recheck and options.expected_etags is None:
+        raise Conflict(
+            f"{name!r} already exists; upload with on_conflict=replace or rename.",
+            extra={"conflicting_id": existing.id},
+        )
+    if recheck and existing.id != expected_id:
+        raise Conflict(f"{name!r} was created by someone else meanwhile.", extra={"conflicting_id": existing.id})
 
 
 async def _spool(writer: BlobWriter, body: AsyncIterator[bytes], *, limit: int, room: QuotaRoom) -> bytes:

@@ -19,9 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.config import Settings
 from stowage.db.base import utcnow
+from stowage.db.direct import DirectTransaction
 from stowage.db.tables import Node, Version
 from stowage.errors import Conflict, NotFound, ServiceUnavailable
-from stowage.files import repository
+from stowage.files import direct_repository, repository
+from stowage.files.direct_repository import VersionRow
 from stowage.files.schemas import NodeOut, VersionList, VersionOut, etag_of
 from stowage.files.services._common import charge_or_fail, node_out
 from stowage.files.services._tree import TreeService
@@ -51,7 +53,9 @@ def retention_policy(settings: Settings) -> RetentionPolicy:
     return RetentionPolicy(keep_last=settings.version_keep_last, stages=parse_schedule(settings.version_thinning))
 
 
-async def drop_versions(db: AsyncSession, node: Node, versions: Sequence[Version], now: datetime) -> int:
+async def drop_versions(
+    tx: DirectTransaction, node_id: str, owner_id: str, versions: Sequence[VersionRow], now: datetime
+) -> int:
     """Delete old versions of one file, releasing their blob references and their bytes of quota.
 
     Concurrency (PostgreSQL): the owner's row is locked first (``FOR NO KEY UPDATE``, the lock the
@@ -62,25 +66,32 @@ async def drop_versions(db: AsyncSession, node: Node, versions: Sequence[Version
     alone. Returns how many went."""
     if not versions:
         return 0
-    await repository.lock_owner_for_usage(db, node.owner_id)
-    gone = [version for version in versions if await repository.delete_unpinned_version(db, version.id)]
+    await direct_repository.lock_owner_for_usage(tx, owner_id)
+    gone = [version for version in versions if await direct_repository.delete_unpinned_version(tx, version.id)]
     if not gone:
         return 0
-    unreferenced = await repository.release_blobs(db, [v.sha256 for v in gone])
-    await repository.delete_blob_rows(db, unreferenced)
-    await repository.release_usage(db, node.owner_id, sum(v.size for v in gone))
-    await repository.log_change(db, node.owner_id, node.id, "update", now)
+    await direct_repository.release_blobs(tx, [v.sha256 for v in gone])
+    await direct_repository.release_usage(tx, owner_id, sum(v.size for v in gone))
+    await direct_repository.log_change(tx, owner_id, node_id, "update", now)
     return len(gone)
 
 
-async def apply_retention(db: AsyncSession, node: Node, policy: RetentionPolicy, now: datetime) -> int:
+async def apply_retention(
+    tx: DirectTransaction,
+    node_id: str,
+    *,
+    owner_id: str,
+    current_version_id: str | None,
+    policy: RetentionPolicy,
+    now: datetime,
+) -> int:
     """Thin one file's history by the policy; returns how many versions went."""
-    versions = await repository.list_versions(db, node.id)
+    versions = await direct_repository.versions_of(tx, node_id)
     if len(versions) <= policy.keep_last + 1:
         return 0
     candidates = [Candidate(id=v.id, created_at=v.created_at, pinned=v.pinned) for v in versions]
-    doomed = set(versions_to_drop(candidates, current_id=node.current_version_id, policy=policy, now=now))
-    return await drop_versions(db, node, [v for v in versions if v.id in doomed], now)
+    doomed = set(versions_to_drop(candidates, current_id=current_version_id, policy=policy, now=now))
+    return await drop_versions(tx, node_id, owner_id, [v for v in versions if v.id in doomed], now)
 
 
 class VersionService:
@@ -112,7 +123,7 @@ class VersionService:
             node = await self._file(db, principal, node_id, Action.FILE_WRITE)
             source = await self._version(db, node, version_id)
             now = utcnow()
-            await charge_or_fail(db, self.tree.deps.settings, node.owner_id, source.size)
+            await charge_or_fail(await self.db.direct_in(db), self.tree.deps.settings, node.owner_id, source.size)
             await repository.reference_blob(db, source.sha256, source.size, now)
             caller_id = principal.user_id if principal is not None else None
             version = Version(
@@ -134,7 +145,14 @@ class VersionService:
             node.uploaded_at = now
             await db.flush()
             await repository.log_change(db, node.owner_id, node.id, "update", now)
-            await apply_retention(db, node, retention_policy(self.tree.deps.settings), now)
+            await apply_retention(
+                await self.db.direct_in(db),
+                node.id,
+                owner_id=node.owner_id,
+                current_version_id=node.current_version_id,
+                policy=retention_policy(self.tree.deps.settings),
+                now=now,
+            )
             return node_out(node)
 
     async def set_pinned(self, principal: Principal | None, node_id: str, version_id: str, pinned: bool) -> VersionOut:
@@ -156,7 +174,14 @@ class VersionService:
                 raise Conflict("This is the file's current version; restore another one first or delete the file.")
             if version.pinned:
                 raise Conflict("This version is pinned; unpin it first (PATCH with pinned: false).")
-            if not await drop_versions(db, node, [version], utcnow()):
+            doomed = VersionRow(
+                id=version.id,
+                sha256=version.sha256,
+                size=version.size,
+                created_at=version.created_at,
+                pinned=version.pinned,
+            )
+            if not await drop_versions(await self.db.direct_in(db), node.id, node.owner_id, [doomed], utcnow()):
                 # Another request deleted or pinned it after it was read here.
                 if await repository.is_version_pinned(db, version.id):
                     raise Conflict("This version is pinned; unpin it first (PATCH with pinned: false).")
@@ -178,10 +203,17 @@ class VersionService:
                 return dropped
             for node_id in node_ids:
                 try:
-                    async with self.db.transaction() as db:
-                        node = await repository.get_node(db, node_id)
+                    async with self.db.direct_transaction() as tx:
+                        node = await direct_repository.node_by_id(tx, node_id)
                         if node is not None:
-                            dropped += await apply_retention(db, node, policy, moment)
+                            dropped += await apply_retention(
+                                tx,
+                                node.id,
+                                owner_id=node.owner_id,
+                                current_version_id=node.current_version_id,
+                                policy=policy,
+                                now=moment,
+                            )
                 except ServiceUnavailable:
                     raise  # the database is gone: the next pass retries everything
                 except Exception:
