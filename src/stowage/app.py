@@ -29,7 +29,7 @@ from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.services import AccountDeps, AccountServices
 from stowage.api.accounts import AuthController, MeController
 from stowage.api.admin import AdminController
-from stowage.api.authn import AuthenticateFirst
+from stowage.api.authn import authenticate_first
 from stowage.api.files import NodesController, TrashController
 from stowage.api.maintenance import SystemAdminController
 from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body
@@ -224,7 +224,7 @@ def build_litestar(settings: Settings, metrics: Metrics | None) -> Litestar:
     return Litestar(
         route_handlers=route_handlers,
         # Authentication runs before any body is read: an anonymous request to a protected route is a 401.
-        middleware=[AuthenticateFirst],
+        before_request=authenticate_first,
         request_class=StowageRequest,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[_lifespan(settings, metrics)],

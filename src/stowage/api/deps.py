@@ -3,7 +3,7 @@
 There is no dependency injection for the caller and the services: a handler takes
 ``request: Req`` and reads ``request.principal``, ``request.files``, ``request.accounts``,
 ``request.runtime`` and ``request.client_info`` (see ``api.requests``). The caller is established
-once per request by ``api.authn.AuthenticateFirst``, before the body is read.
+once per request by ``api.authn.authenticate_first``, before the body is read.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ from stowage.runtime import Runtime
 class StowageRequest(Request[Any, Any, State]):
     @property
     def principal(self) -> Principal | None:
-        """The caller, established by ``AuthenticateFirst`` before the handler ran (None when anonymous)."""
+        """The caller, established by ``authenticate_first`` before the handler ran (None when anonymous)."""
         scope: dict[str, Any] = self.scope  # type: ignore[assignment]  # our own key in the request's scope
         principal: Principal | None = scope.get(PRINCIPAL_SCOPE_KEY)
         return principal

@@ -103,11 +103,55 @@ _LIVE_NAMES_LIKE = Query(
 _QUOTA = Query("SELECT used_bytes, quota_bytes FROM users WHERE id = ?")
 
 
-@lru_cache(maxsize=MAX_DEPTH + 1)
-def _path_query(depth: int) -> Query:
+class FileRow(msgspec.Struct, frozen=True):
+    """What serving a file's content needs, and no more (the read path runs on every download)."""
+
+    id: str
+    owner_id: str
+    kind: str
+    name: str
+    size: int
+    media_type: str | None
+    sha256: str | None
+    modified_at: datetime
+
+
+_FILE_COLUMNS = "id, owner_id, kind, name, size, media_type, sha256, modified_at"
+_LIVE_FILE_BY_ID = Query(f"SELECT {_FILE_COLUMNS} FROM nodes WHERE id = ? AND trashed_at IS NULL")  # noqa: S608
+
+
+def _file_row(row: Row) -> FileRow:
+    return FileRow(
+        id=row[0],
+        owner_id=row[1],
+        kind=row[2],
+        name=row[3],
+        size=row[4],
+        media_type=row[5],
+        sha256=row[6],
+        modified_at=timestamp(row[7]),
+    )
+
+
+async def live_file_by_id(fetcher: Fetcher, node_id: str) -> FileRow | None:
+    """A live node as the read path needs it; None when unknown or in the trash."""
+    row = await fetcher.fetch_one(_LIVE_FILE_BY_ID, (node_id,))
+    return _file_row(row) if row is not None else None
+
+
+async def live_file_at(fetcher: Fetcher, owner_id: str, parts: Sequence[str]) -> FileRow | None:
+    """``live_node_at`` with only the columns the read path needs."""
+    if len(parts) > MAX_DEPTH:
+        return None
+    row = await fetcher.fetch_one(_path_query(len(parts), _FILE_COLUMNS), (*parts, owner_id))
+    return _file_row(row) if row is not None else None
+
+
+@lru_cache(maxsize=2 * (MAX_DEPTH + 1))
+def _path_query(depth: int, selected: str = _COLUMNS) -> Query:
     """The root of ``owner_id``, then ``depth`` live children by name, in one statement."""
     last = f"n{depth}"
-    columns = ", ".join(f"{last}.{column.strip()}" for column in _COLUMNS.split(","))
+    columns = ", ".join(f"{last}.{column.strip()}" for column in selected.split(","))
     joins = "".join(
         f" JOIN nodes n{level} ON n{level}.parent_id = n{level - 1}.id AND n{level}.name = ?"
         f" AND n{level}.trashed_at IS NULL"

@@ -8,6 +8,8 @@ content-security policy.
 
 from __future__ import annotations
 
+import functools
+
 _WHITESPACE = "\t\n\x0c\r "
 
 # Types a browser would run, or render with the power to run script or load and leak resources.
@@ -58,6 +60,7 @@ def is_active_content(media_type: str) -> bool:
     return essence in ACTIVE_TYPES or essence.endswith("+xml")
 
 
+@functools.lru_cache(maxsize=1024)
 def must_download(media_type: str) -> bool:
     """Whether a response with this type must be ``Content-Disposition: attachment``."""
     return is_active_content(media_type)
@@ -68,6 +71,12 @@ SANDBOX_POLICY = "default-src 'none'; sandbox"
 
 
 def safe_serving_headers(media_type: str) -> dict[str, str]:
+    """See ``_safe_serving_headers``; a fresh dict each call (callers add to it), from a cached one."""
+    return dict(_safe_serving_headers(media_type))
+
+
+@functools.lru_cache(maxsize=1024)
+def _safe_serving_headers(media_type: str) -> dict[str, str]:
     """Headers every response carrying user content adds, whatever its type.
 
     ``nosniff`` holds the browser to our type, and the sandboxing policy stops a document from

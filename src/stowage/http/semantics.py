@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import re
 from datetime import UTC, datetime
 from typing import Literal
@@ -127,6 +128,7 @@ _RFC850_DATE = re.compile(rf"(?:{'|'.join(_LONG_DAYS)}), ([0-9]{{2}})-({_MONTH})
 _ASCTIME_DATE = re.compile(rf"(?:{_DAY}) ({_MONTH}) ([0-9]{{2}}| [0-9]) {_TIME} ([0-9]{{4}})")
 
 
+@functools.lru_cache(maxsize=4096)
 def http_date(dt: datetime) -> str:
     """``dt`` as an IMF-fixdate (``Sun, 06 Nov 1994 08:49:37 GMT``), independent of the locale."""
     if dt.utcoffset() is None:
@@ -313,6 +315,8 @@ def evaluate_preconditions(
     exist; ``last_modified`` is ``None`` when it has no modification date (date conditions are then
     ignored). The ``If-Range`` step belongs to range handling: see ``if_range_allows_partial``.
     """
+    if p.if_match is None and p.if_none_match is None and p.if_unmodified_since is None and p.if_modified_since is None:
+        return "proceed"  # the common case: an unconditional request
     current = _own_etag(etag) if etag is not None else None
     safe = method in {"GET", "HEAD"}
     modified = _to_second(last_modified) if last_modified is not None else None
@@ -364,6 +368,7 @@ def _fallback_char(char: str) -> str:
     return char if " " <= char <= "~" and char not in '"\\%' else "_"
 
 
+@functools.lru_cache(maxsize=4096)
 def content_disposition(filename: str, *, inline: bool) -> str:
     """A ``Content-Disposition`` value naming ``filename`` (RFC 6266, RFC 8187).
 

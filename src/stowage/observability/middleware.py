@@ -88,7 +88,8 @@ class ObservabilityMiddleware:
 
     async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        request_id = context.accept_request_id(_header(scope, b"x-request-id"))
+        offered_id, may_have_body = _request_facts(scope)
+        request_id = context.accept_request_id(offered_id)
         request_context = context.RequestContext(request_id=request_id)
         token = context.set_current(request_context)
         state: dict[str, Any] = {
@@ -98,7 +99,7 @@ class ObservabilityMiddleware:
             "started": False,
             "declared_length": None,
             # True until the last chunk of the request body has been received (or the client left).
-            "body_pending": _may_have_body(scope),
+            "body_pending": may_have_body,
         }
         if self.metrics:
             self.metrics.in_flight.inc()
@@ -122,10 +123,9 @@ class ObservabilityMiddleware:
                 state["status"] = message["status"]
                 state["started"] = True
                 headers = message.get("headers", [])
-                state["declared_length"] = _content_length(headers)
                 if state["body_pending"] and scope.get("http_version") in _PERSISTENT_HTTP1:
                     headers = _with_connection_close(headers)
-                message["headers"] = self._with_headers(headers, request_id, scope["path"])
+                message["headers"], state["declared_length"] = self._with_headers(headers, request_id, scope["path"])
             elif message["type"] == "http.response.body":
                 state["bytes_out"] += len(message.get("body", b""))
             elif message["type"] == "http.response.pathsend":
@@ -204,9 +204,16 @@ class ObservabilityMiddleware:
                 f"first {state['bytes_in']}. Nothing was stored; send the request again."
             ) from None
 
-    def _with_headers(self, headers: Any, request_id: str, path: str) -> list[tuple[bytes, bytes]]:
+    def _with_headers(self, headers: Any, request_id: str, path: str) -> tuple[list[tuple[bytes, bytes]], int | None]:
+        """The response headers with ours added (where the app set none), and its Content-Length."""
         result = list(headers)
-        present = {name.lower() for name, _ in result}
+        present = set()
+        declared_length = None
+        for name, value in result:
+            lowered = name.lower()
+            present.add(lowered)
+            if lowered == b"content-length" and value.isdigit():
+                declared_length = int(value)
         result.append((b"x-request-id", request_id.encode("ascii")))
         page_policy = self.page_policies.get(path)
         if page_policy is not None and b"content-security-policy" not in present:
@@ -215,21 +222,29 @@ class ObservabilityMiddleware:
         for name, value in self.security_headers.items():
             if name not in present:
                 result.append((name, value))
-        return result
+        return result, declared_length
 
 
-def _may_have_body(scope: Scope) -> bool:
-    """Whether the request can carry a body: HTTP/1.x declares it (RFC 9112 §6.3); HTTP/2 may not."""
+def _request_facts(scope: Scope) -> tuple[str | None, bool]:
+    """One pass over the request headers (ASGI names them in lower case): the ``X-Request-ID`` offered,
+    and whether the request can carry a body — HTTP/1.x declares it (RFC 9112 §6.3); HTTP/2 may not."""
+    offered: str | None = None
     framed = False
-    for key, value in scope.get("headers", ()):
-        name = key.lower()
-        if name == b"transfer-encoding":
-            return True
-        if name == b"content-length":
-            if value.strip() != b"0":
-                return True
+    has_body = False
+    for name, value in scope.get("headers", ()):
+        if name == b"x-request-id":
+            try:
+                offered = value.decode("ascii")
+            except UnicodeDecodeError:
+                offered = None
+        elif name == b"transfer-encoding":
+            has_body = True
+        elif name == b"content-length":
             framed = True
-    return not framed and scope.get("http_version") not in _PERSISTENT_HTTP1
+            has_body = has_body or value.strip() != b"0"
+    if not has_body and not framed:
+        has_body = scope.get("http_version") not in _PERSISTENT_HTTP1
+    return offered, has_body
 
 
 def _with_connection_close(headers: Any) -> list[tuple[bytes, bytes]]:
@@ -237,24 +252,6 @@ def _with_connection_close(headers: Any) -> list[tuple[bytes, bytes]]:
     kept = [(name, value) for name, value in headers if name.lower() != b"connection"]
     kept.append((b"connection", b"close"))
     return kept
-
-
-def _content_length(headers: Any) -> int | None:
-    for name, value in headers:
-        if name.lower() == b"content-length":
-            return int(value) if value.isdigit() else None
-    return None
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for key, value in scope.get("headers", ()):
-        if key.lower() == name:
-            try:
-                decoded: str = value.decode("ascii")
-            except UnicodeDecodeError:
-                return None
-            return decoded
-    return None
 
 
 def _file_size(path: str) -> int:

@@ -125,13 +125,18 @@ class ReadService:
 
     async def open_file(self, principal: Principal | None, node_id: str) -> Opened:
         """The current content of the file ``node_id`` (one indexed read, no ORM: the hot path)."""
-        return self._opened(file_content(await self.tree.load_row(principal, node_id, Action.FILE_READ)))
+        authorize(principal, Action.FILE_READ)
+        row = await direct_repository.live_file_by_id(self.reader, node_id)
+        if row is None:
+            raise NotFound("No such file or folder.")
+        authorize(principal, Action.FILE_READ, Owned(owner_id=row.owner_id))
+        return self._opened(file_content(row))
 
     async def open_path(self, principal: Principal | None, path: str) -> Opened:
         """The current content of the file at ``/a/b/c`` in the caller's tree: one statement whatever the
         depth (the hot path). When it finds nothing, the tree walk finds out what is missing and says so."""
         caller = authorize(principal, Action.FILE_READ)
-        row = await direct_repository.live_node_at(self.reader, caller.user_id, split_path(path))
+        row = await direct_repository.live_file_at(self.reader, caller.user_id, split_path(path))
         if row is None:
             await self.tree.ensure_user_root(principal, Action.FILE_READ)
             async with self.db.session() as db:
