@@ -124,6 +124,10 @@ class DirectTransaction:
         return list(await self._postgres.fetch(query.postgres, *params))
 
 
+async def _keep_session(_connection: Any) -> None:
+    """asyncpg's release hook: nothing to undo (see ``DirectReader._postgres_pool``)."""
+
+
 class DirectReader:
     """Single-statement reads for the hot paths, on either engine (see the module docstring)."""
 
@@ -187,6 +191,10 @@ class DirectReader:
                     timeout=self._connect_timeout,
                     command_timeout=self._statement_timeout,
                     server_settings=server_settings,
+                    # These connections never change session state (no SET, LISTEN or advisory lock), so
+                    # a released one needs no reset query — asyncpg's default would add a round trip to
+                    # every request. An open transaction is still rolled back.
+                    reset=_keep_session,
                 )
             return self._pool
 

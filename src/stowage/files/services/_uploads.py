@@ -235,7 +235,6 @@ class UploadService:
             if existing is not None and options.on_conflict == "rename" and options.expected_etags is None:
                 name = await unique_name(tx, parent.id, name)
                 existing = None
-            await charge_or_fail(tx, self.deps.settings, parent.owner_id, info.size)
             await direct_repository.reference_blob(tx, info.sha256, info.size, now)
             modified = options.modified_at or now
             created = existing is None
@@ -274,6 +273,9 @@ class UploadService:
                 now=now,
             )
             await direct_repository.log_change(tx, node.owner_id, node.id, "create" if created else "update", now)
+            # Late in the transaction on purpose: on PostgreSQL the charge locks the owner's row until the
+            # commit, and every upload of that owner needs it, so it is held as briefly as possible.
+            await charge_or_fail(tx, self.deps.settings, parent.owner_id, info.size)
             if not created:
                 await apply_retention(
                     tx,
