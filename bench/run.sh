@@ -145,13 +145,22 @@ pid_ticks() { # PID: utime+stime (1/100 s) of the process and its children (Gran
   echo "$t"
 }
 free_port() { "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
-stop_pid() { # PID: TERM, wait up to 10 s, then KILL
-  local pid=$1
+start_time() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }   # PID -> its start tick
+stop_pid() { # PID: TERM, wait up to 35 s (Granian gives its workers 30 s), then KILL; then its leftover children
+  local pid=$1 kids="" k
   [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 0
+  # Remember the children (Granian workers) with their start times: a worker that does not stop
+  # with its main process (seen with one still starting up) is orphaned and would run forever.
+  for k in $(ps -o pid= --ppid "$pid" 2>/dev/null); do kids="$kids $k:$(start_time "$k")"; done
   kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  for _ in $(seq 350); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
   kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
   wait "$pid" 2>/dev/null || true
+  for k in $kids; do   # still the same process (same start time), so not a reused PID: KILL it
+    for _ in $(seq 20); do kill -0 "${k%%:*}" 2>/dev/null || break; sleep 0.1; done
+    [ "$(start_time "${k%%:*}")" = "${k#*:}" ] && kill -KILL "${k%%:*}" 2>/dev/null
+  done
+  return 0
 }
 # the URL with its password hidden, for the header
 redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections import defaultdict
@@ -73,15 +74,28 @@ def test_quick_benchmark_runs_without_errors(tmp_path: Path) -> None:
         SCRATCH_BASE=str(scratch),
         VENV=sys.prefix,
     )
-    result = subprocess.run(
+    # Its own session, so that a timeout can stop the script and everything it started: TERM first,
+    # which runs the script's clean-up (servers stopped, data deleted), then KILL whatever is left.
+    process = subprocess.Popen(
         ["bash", str(RUN_SH), "--quick", "--peers", "", "--out", str(out)],
         cwd=ROOT,
         env=env,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=900,
-        check=False,
+        start_new_session=True,
     )
+    try:
+        stdout, stderr = process.communicate(timeout=900)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.communicate(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.communicate()
+    result = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     report = f"exit {result.returncode}\n--- stdout\n{result.stdout[-6000:]}\n--- stderr\n{result.stderr[-4000:]}"
 
     assert result.returncode == 0, report
