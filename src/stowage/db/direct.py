@@ -86,7 +86,8 @@ def optional_timestamp(value: Any) -> datetime | None:
 def sqlite_timestamp(moment: datetime) -> str:
     """A timestamp as SQLAlchemy stores it in SQLite: UTC, no offset, microseconds always present
     (stored values compare as text, so every writer must use exactly this form)."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+    # isoformat pads the year to four digits, as SQLAlchemy does (strftime's %Y would write year 1 as "1").
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class DirectTransaction:

@@ -403,6 +403,10 @@ class Database:
     async def direct_in(self, session: AsyncSession) -> DirectTransaction:
         """Hand-written statements inside the ORM unit of work ``session`` (its connection, its transaction)."""
         connection = await session.connection()
+        if not self.is_sqlite:
+            # SQLAlchemy's asyncpg adapter opens the database transaction at its own first statement;
+            # without one, hand-written statements would run (and commit) outside the unit of work.
+            await connection.exec_driver_sql("SELECT 1")
         raw = (await connection.get_raw_connection()).driver_connection
         return DirectTransaction(sqlite=raw) if self.is_sqlite else DirectTransaction(postgres=raw)
 
