@@ -172,3 +172,26 @@ async def test_metrics_can_be_switched_off(data_dir: Path) -> None:
 
     assert_problem(response, 404, "not-found")
     assert health.status_code == 200  # the rest of the server is unaffected
+
+
+def test_a_worker_starts_while_a_sibling_metric_file_is_still_empty(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With several workers the metric files are shared; a worker starting while a sibling has just
+    created its (still empty) file must not read it then — it did, and crashed with a struct error."""
+    from prometheus_client import values as prometheus_values
+
+    from stowage.observability.metrics import MULTIPROC_ENV, Metrics
+
+    folder = tmp_path / "metrics"
+    folder.mkdir()
+    (folder / "counter_12345.db").write_bytes(b"")  # a sibling's file, created but not yet written
+    monkeypatch.setenv(MULTIPROC_ENV, str(folder))
+    original = prometheus_values.ValueClass
+    try:
+        metrics = Metrics()
+        metrics.requests.labels(method="GET", route="/x", status="200").inc()
+        (folder / "counter_12345.db").unlink()  # the sibling's file gets written (or goes) before a scrape
+        assert b"stowage_http_requests_total" in metrics.render()
+    finally:
+        prometheus_values.ValueClass = original

@@ -47,7 +47,10 @@ class Metrics:
             # before setting PROMETHEUS_MULTIPROC_DIR and Granian forks the workers from that process, so
             # without this they would keep values in private memory and /metrics would aggregate nothing.
             prometheus_values.ValueClass = prometheus_values.get_value_class()  # type: ignore[no-untyped-call]
-        self.registry = CollectorRegistry(auto_describe=True)
+        # Without auto-describe in multiprocess mode: describing the collector at registration would read
+        # every worker's metric file, and a sibling still starting can have an empty one (the worker
+        # then crashed with a struct error). The metrics are described when scraped.
+        self.registry = CollectorRegistry(auto_describe=not self._multiprocess)
         self._series: dict[tuple[str, str, int], tuple[Any, Any, Any, Any]] = {}
         registry = None if self._multiprocess else self.registry
         labels = ("method", "route", "status")
