@@ -58,10 +58,9 @@ from stowage.db import migrate
 from stowage.db.base import search_key
 from stowage.db.engine import Database
 from stowage.db.tables import Node, User
-from stowage.files.schemas import NodePage
-from stowage.files.services import FileServices
-from stowage.files.services._search import SearchQuery
-from stowage.files.services._tree import FileDeps, encode_cursor
+from stowage.files.schemas import NodePage, SearchQuery
+from stowage.files.services import FileDeps, FileServices
+from stowage.files.services._common import encode_cursor
 from stowage.policy import CredentialKind, Principal, Role, Scope
 
 DEFAULT_POSTGRES_URL = os.environ.get("STOWAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
