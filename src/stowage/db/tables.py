@@ -199,6 +199,25 @@ class Node(Base):
             postgresql_where=text("parent_id IS NULL"),
         ),
         Index("ix_nodes_parent_id_kind_name", "parent_id", "kind", "name"),
+        # Listings: a folder's live children in each order, a page being one index range (migration 0005).
+        *(
+            Index(
+                f"ix_nodes_live_children_{order}",
+                "parent_id",
+                "kind",
+                *key,
+                "name",
+                "id",
+                sqlite_where=text("trashed_at IS NULL"),
+                postgresql_where=text("trashed_at IS NULL"),
+            )
+            for order, key in (
+                ("name", ()),
+                ("size", ("size",)),
+                ("modified", ("modified_at",)),
+                ("type", ("media_type",)),
+            )
+        ),
         Index("ix_nodes_owner_id_trashed_at", "owner_id", "trashed_at"),
         Index("ix_nodes_owner_id_uploaded_at", "owner_id", "uploaded_at"),
         Index("ix_nodes_owner_id_starred", "owner_id", sqlite_where=text("starred"), postgresql_where=text("starred")),

@@ -7,8 +7,8 @@ Query plans relied on (checked by ``tests/test_files_search.py`` with EXPLAIN on
   ``search_name LIKE '%…%'`` on a stored, pre-folded column (no function call per row). On PostgreSQL
   with ``pg_trgm`` the trigram index ``ix_nodes_search_name_trgm`` can answer the LIKE instead, which
   the planner prefers when the text is selective.
-* **In a subtree**: a recursive CTE collects the live *folders* below the start (walking
-  ``ix_nodes_parent_id_kind_name``), and matches are the live nodes whose parent is one of them.
+* **In a subtree**: a recursive CTE collects the live *folders* below the start (walking an index on
+  ``(parent_id, kind, …)``), and matches are the live nodes whose parent is one of them.
 * **Recent files**: ``ix_nodes_owner_id_uploaded_at``, read backwards: the newest uploads come
   first without sorting.
 * **Starred**: on PostgreSQL the partial index ``ix_nodes_owner_id_starred`` holds only starred rows (the

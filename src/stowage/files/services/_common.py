@@ -30,7 +30,7 @@ from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, QuotaEx
 from stowage.files import direct_repository, repository
 from stowage.files.direct_repository import Fetcher
 from stowage.files.names import with_suffix_number
-from stowage.files.schemas import NodeOut, SortKey, etag_of
+from stowage.files.schemas import NodeOut, SortKey
 
 MAX_PAGE = 1000
 MAX_RENAME_ATTEMPTS = 1000
@@ -80,7 +80,7 @@ def node_out(node: _NodeLike) -> NodeOut:
         parent_id=node.parent_id,
         size=node.size,
         media_type=node.media_type,
-        etag=etag_of(node.sha256) if node.sha256 else None,
+        etag=f'"{node.sha256}"' if node.sha256 else None,  # etag_of's form; stored digests are already checked
         created_at=node.created_at,
         modified_at=node.modified_at,
         trashed_at=node.trashed_at,

@@ -188,24 +188,28 @@ class TreeService:
         cursor: str | None = None,
         limit: int = 100,
     ) -> NodePage:
+        """One page of a folder's live children (hand-written SQL: apps list folders all the time)."""
         limit = max(1, min(limit, MAX_PAGE))
         key = listing_key(decode_cursor(cursor, 4), sort)
-        async with self.db.session() as db:
-            folder = await self.load(db, principal, folder_id, Action.FILE_READ)
-            if folder.kind != "folder":
-                raise Conflict(f"{folder.name!r} is a file; only folders have children.")
-            rows = await repository.list_children(
-                db,
-                folder.id,
-                sort=sort,
-                descending=descending,
-                after=key,
-                limit=limit + 1,
-                kind=kind,
-                media_type_prefix=media_type,
-            )
+        folder = await self.load_row(principal, folder_id, Action.FILE_READ)
+        if folder.kind != "folder":
+            raise Conflict(f"{folder.name!r} is a file; only folders have children.")
+        reader = self.db.direct
+        if key is not None and sort == "modified":
+            key = (key[0], reader.timestamp(key[1]), key[2], key[3])
+        rows = await direct_repository.list_children(
+            reader,
+            folder.id,
+            sort=sort,
+            descending=descending,
+            after=key,
+            limit=limit + 1,
+            kind=kind,
+            media_type_prefix=media_type,
+        )
         items = [node_out(n) for n in rows[:limit]]
-        next_cursor = encode_cursor(repository.sort_key_of(rows[limit - 1], sort)) if len(rows) > limit else None
+        last = rows[limit - 1] if len(rows) > limit else None
+        next_cursor = encode_cursor(direct_repository.sort_key_of(last, sort)) if last is not None else None
         return NodePage(items=items, next_cursor=next_cursor)
 
     # --- rename, move, copy -------------------------------------------------------------------
