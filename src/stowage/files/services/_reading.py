@@ -96,7 +96,7 @@ def file_content(node: _StoredNode, version: Version | None = None) -> FileConte
             media_type=node.media_type or "application/octet-stream",
             sha256=node.sha256,
             modified_at=node.modified_at,
-            etag=etag_of(node.sha256),
+            etag=f'"{node.sha256}"',  # etag_of's form; a stored digest was checked when it was written
         )
     return FileContent(
         node_id=node.id,
