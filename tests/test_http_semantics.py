@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import unquote
 
@@ -247,7 +250,15 @@ def test_parse_http_date_rejects_invalid(value: str) -> None:
 
 @pytest.mark.parametrize(
     ("two_digit", "current", "expected"),
-    [(94, 2025, 1994), (25, 2025, 2025), (75, 2025, 2075), (76, 2025, 1976), (0, 2099, 2100), (50, 2099, 2050)],
+    [
+        (94, 2025, 1994),
+        (25, 2025, 2025),
+        (75, 2025, 2075),  # exactly 50 years ahead: still the future
+        (76, 2025, 1976),  # 51 years ahead: the past century
+        (0, 2099, 2100),
+        (49, 2099, 2149),  # late in a century: exactly 50 years ahead is the next century
+        (50, 2099, 2050),  # 2150 would be 51 years ahead
+    ],
 )
 def test_rfc850_two_digit_year_is_never_more_than_50_years_ahead(two_digit: int, current: int, expected: int) -> None:
     assert http_semantics._expand_two_digit_year(two_digit, current) == expected
@@ -320,6 +331,45 @@ def test_parse_if_match(value: str | None, expected: object) -> None:
 )
 def test_parse_entity_tags(value: str, expected: list[EntityTag]) -> None:
     assert parse_entity_tags(value) == expected
+
+
+# An unterminated tag after a separator: a parser that mistakes "no closing quote" for a tag can
+# loop forever on these (appending tags as it goes), so they are parsed in a child process with 1 GiB
+# of address space that is killed when it does not return.
+_UNTERMINATED_AFTER_A_SEPARATOR = [
+    (', "abc', []),
+    (',W/"abc', []),
+    ('\t,\t"abc', []),
+    (',"', []),
+    ('"ok", "abc', [EntityTag("ok")]),
+    ('"ok",W/"abc', [EntityTag("ok")]),
+    (' "abc', []),
+]
+_PARSE_IN_A_CHILD = """
+import json, resource, sys
+resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+from stowage.http.semantics import parse_entity_tags
+print(json.dumps([[[tag.opaque, tag.weak] for tag in parse_entity_tags(value)] for value in json.load(sys.stdin)]))
+"""
+
+
+def test_an_unterminated_tag_after_a_separator_ends_the_parse() -> None:
+    values = [value for value, _ in _UNTERMINATED_AFTER_A_SEPARATOR]
+    try:
+        child = subprocess.run(
+            [sys.executable, "-c", _PARSE_IN_A_CHILD],
+            input=json.dumps(values),
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"parse_entity_tags did not return within 10 s for one of {values!r}")
+    assert child.returncode == 0, f"parse_entity_tags failed for one of {values!r}:\n{child.stderr}"
+    assert json.loads(child.stdout) == [
+        [[tag.opaque, tag.weak] for tag in expected] for _, expected in _UNTERMINATED_AFTER_A_SEPARATOR
+    ]
 
 
 @given(st.lists(st.tuples(st.text(alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E)), st.booleans())))
@@ -562,6 +612,15 @@ B64_512 = base64.b64encode(DIGEST_512).decode()
         (f'sha-256=:{B64}:;a=1;b;c="x,y";d=:AA==:;e=?0;f=tok/en, md5=:AAAA:', {"sha-256": DIGEST, "md5": b"\0\0\0"}),
         (f"sha-256=:{base64.b64encode(bytes(32)).decode()}:, sha-256=:{B64}:", {"sha-256": DIGEST}),  # last wins
         (f"sha-256=:{B64}:;  a=1", {"sha-256": DIGEST}),  # spaces may follow the semicolon
+        (f"sha-256=:{B64}:; a=1", {"sha-256": DIGEST}),  # one space as well as two
+        (f"sha-256=:{B64}:;   a=1;b", {"sha-256": DIGEST}),  # and three
+        (f"sha-256=:{B64}: ,md5=:AAAA:", {"sha-256": DIGEST, "md5": b"\0\0\0"}),  # OWS before the comma
+        (f"sha-256=:{B64}:\t, md5=:AAAA:", {"sha-256": DIGEST, "md5": b"\0\0\0"}),
+        (f"sha-256=:{B64}:   ,   md5=:AAAA:", {"sha-256": DIGEST, "md5": b"\0\0\0"}),
+        (
+            f"sha-256=:{B64}:;a=1 ,md5=:AAAA:; b=?1 , unixsum=:AA==:",
+            {"sha-256": DIGEST, "md5": b"\0\0\0", "unixsum": b"\0"},
+        ),
         ("unixsum=:AAAA:", {"unixsum": b"\0\0\0"}),  # unknown algorithms are kept, their length unchecked
     ],
 )
@@ -587,6 +646,8 @@ def test_parse_content_digest(header: str | None, expected: dict[str, bytes]) ->
         (f"sha-256=:{B64}:, ", "trailing comma"),
         (f",sha-256=:{B64}:", "lowercase algorithm name"),
         (f"sha-256=:{B64}:;", "parameter name"),
+        (f"sha-256=:{B64}:;\ta=1", "parameter name"),  # only spaces may follow the semicolon
+        (f"sha-256=:{B64}: ;a=1", "comma between members"),  # nothing may precede it
         (f"sha-256=:{B64}:;A=1", "parameter name"),
         (f"sha-256=:{B64}:;a=", "invalid value"),
         (f'sha-256=:{B64}:;a="unterminated', "invalid value"),
