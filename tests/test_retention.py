@@ -106,6 +106,8 @@ def test_durations(text: str, seconds: int) -> None:
         ("1h:1d,1d:1d", "age limits must grow"),
         ("1h:2d,1d:1d", "age limits must grow"),
         ("1h:24h,1d:1d", "age limits must grow"),  # equal, spelled differently
+        ("1h:1d,1d:30d,1w:7d", "age limits must grow"),  # compared with the stage just before, not the first
+        ("1h:1d,1d:30d,1w:30d", "age limits must grow"),
         # only the last stage may be open
         ("1h,1d:30d", "only the last stage may leave out its age limit"),
         ("1h:1d,1d,1w", "only the last stage may leave out its age limit"),
@@ -215,6 +217,22 @@ def test_default_schedule_thins_hourly_then_daily_then_weekly() -> None:
         "2024-06-10 08:00",
         "2024-04-04 01:00",
     ]
+
+
+def test_a_version_exactly_at_an_age_limit_belongs_to_the_next_stage() -> None:
+    # 2024-06-14 12:30 is exactly 1 d old: the daily stage owns it, so it shares a bucket with 12:20
+    # of the same day. In the hourly stage it would have a bucket of its own and 12:20 would stay.
+    versions = make("2024-06-14 12:30", "2024-06-14 12:20")
+
+    assert drop(versions, keep_last=0, schedule="1h:1d,1d:30d") == ["2024-06-14 12:20"]
+
+
+def test_a_version_exactly_at_the_last_age_limit_is_dropped() -> None:
+    exactly_a_day = make("2024-06-14 12:30")
+    a_minute_younger = make("2024-06-14 12:31")
+
+    assert drop(exactly_a_day, keep_last=0, schedule="1h:1d") == ["2024-06-14 12:30"]
+    assert drop(a_minute_younger, keep_last=0, schedule="1h:1d") == []
 
 
 def test_daily_buckets_are_utc_days_not_24_hours_back_from_now() -> None:
