@@ -131,11 +131,14 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/nodes/{node_id:str}/copy"): OWNED_WRITE,
     ("GET", "/api/v1/nodes/{node_id:str}/content"): OWNED,
     ("PUT", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,
+    ("POST", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,  # POST = PUT, for Expo's uploadAsync
     ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): OWNED_WRITE,
+    ("POST", "/api/v1/nodes/{node_id:str}/children/{name:str}"): OWNED_WRITE,
     ("POST", "/api/v1/nodes/{node_id:str}/upload"): OWNED_WRITE,
     ("GET", "/api/v1/paths/{path:path}"): SELF,
     ("GET", "/api/v1/content/{path:path}"): SELF,
     ("PUT", "/api/v1/content/{path:path}"): SELF_WRITE,
+    ("POST", "/api/v1/content/{path:path}"): SELF_WRITE,
     ("GET", "/api/v1/nodes/{node_id:str}/zip"): OWNED,
     ("GET", "/api/v1/nodes/{node_id:str}/versions"): OWNED,
     ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): OWNED,
@@ -189,11 +192,14 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("POST", "/api/v1/nodes/{node_id:str}/copy"): 201,
     ("GET", "/api/v1/nodes/{node_id:str}/content"): 200,
     ("PUT", "/api/v1/nodes/{node_id:str}/content"): 200,
+    ("POST", "/api/v1/nodes/{node_id:str}/content"): 200,
     ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): 201,
+    ("POST", "/api/v1/nodes/{node_id:str}/children/{name:str}"): 201,
     ("POST", "/api/v1/nodes/{node_id:str}/upload"): 201,
     ("GET", "/api/v1/paths/{path:path}"): 200,
     ("GET", "/api/v1/content/{path:path}"): 200,
     ("PUT", "/api/v1/content/{path:path}"): 201,
+    ("POST", "/api/v1/content/{path:path}"): 201,
     ("GET", "/api/v1/nodes/{node_id:str}/zip"): 200,
     ("GET", "/api/v1/nodes/{node_id:str}/versions"): 200,
     ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): 200,
@@ -314,20 +320,35 @@ def test_matrix_covers_every_route(settings: Settings) -> None:
 
 
 async def test_openapi_security_matches_the_matrix(client: httpx.AsyncClient) -> None:
-    """The published schema says which operations need a bearer token; it must agree with the matrix."""
+    """The published schema says which operations need a user credential, and which of the two schemes
+    (``bearer``: an access token; ``personalToken``) each accepts; it must agree with the matrix."""
     schema = (await client.get("/openapi.json")).json()
+    user_schemes = {"bearer", "personalToken"}
     # HEAD is served by the GET handler of the same path (downloads), under the same rule.
     documented = {
-        ("GET" if method.upper() == "HEAD" else method.upper(), path): bool(operation.get("security"))
+        ("GET" if method.upper() == "HEAD" else method.upper(), path): {
+            name for requirement in operation.get("security", []) for name in requirement if name in user_schemes
+        }
         for path, operations in schema["paths"].items()
         for method, operation in operations.items()
     }
     by_schema_path = {(method, _PARAM.sub(r"{\1}", template)): rule for (method, template), rule in MATRIX.items()}
     assert documented.keys() <= by_schema_path.keys(), sorted(documented.keys() - by_schema_path.keys())
     assert len(documented) >= 30, sorted(documented)
-    for key, needs_bearer in documented.items():
+    assert set(schema["components"]["securitySchemes"]) >= user_schemes
+    for key, schemes in documented.items():
         rule = by_schema_path[key]
-        assert needs_bearer == (Rule.PUBLIC not in rule), f"{key}: schema security disagrees with {rule}"
+        if Rule.PUBLIC in rule:
+            assert not schemes, f"{key}: a public route documents user security {schemes}"
+        elif Rule.SESSION_ONLY in rule:
+            assert schemes == {"bearer"}, f"{key}: personal tokens are refused here, the schema says {schemes}"
+        else:
+            assert schemes == user_schemes, f"{key}: both credentials are accepted here, the schema says {schemes}"
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            for requirement in operation.get("security", []):
+                # A list of requirements means "any one of them"; each names one scheme.
+                assert len(requirement) == 1, f"{method} {path}: {requirement}"
 
 
 # --- every caller on every protected route ------------------------------------------------------------
@@ -628,11 +649,14 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
         ("POST", "/api/v1/nodes/{node_id:str}/copy"): copy_into_owner_root,
         ("GET", "/api/v1/nodes/{node_id:str}/content"): on_node("file", fresh_target=False),
         ("PUT", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),
+        ("POST", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),
         ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): on_node("folder", content, fresh_target=False),
+        ("POST", "/api/v1/nodes/{node_id:str}/children/{name:str}"): on_node("folder", content, fresh_target=False),
         ("POST", "/api/v1/nodes/{node_id:str}/upload"): on_node("folder", form, fresh_target=False),
         ("GET", "/api/v1/paths/{path:path}"): in_own_tree(file_path),
         ("GET", "/api/v1/content/{path:path}"): in_own_tree(file_path),
         ("PUT", "/api/v1/content/{path:path}"): plain(content),
+        ("POST", "/api/v1/content/{path:path}"): plain(content),
         ("GET", "/api/v1/nodes/{node_id:str}/zip"): on_node("file", fresh_target=False),
         ("GET", "/api/v1/nodes/{node_id:str}/versions"): on_node("file", fresh_target=False),
         ("GET", "/api/v1/nodes/{node_id:str}/versions/{version_id:str}/content"): on_version(fresh_target=False),

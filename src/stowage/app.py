@@ -18,11 +18,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-from litestar import Litestar, Router
-from litestar.config.cors import CORSConfig
-from litestar.openapi.config import OpenAPIConfig
-from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
-from litestar.openapi.spec import Components, SecurityScheme
+from litestar import Litestar
 from litestar.static_files import create_static_files_router
 
 from stowage import __version__
@@ -31,8 +27,10 @@ from stowage.accounts.services import AccountDeps, AccountServices
 from stowage.api.accounts import AuthController, MeController
 from stowage.api.admin import AdminController
 from stowage.api.authn import authenticate_first
+from stowage.api.cors import cors_config, install_problem_cors, list_every_method
 from stowage.api.files import NodesController, TrashController
 from stowage.api.maintenance import SystemAdminController
+from stowage.api.openapi import openapi_config
 from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body
 from stowage.api.requests import StowageRequest
 from stowage.api.search import SearchController
@@ -59,25 +57,18 @@ DOCS_CSP = (
     "default-src 'self'; script-src 'self' 'unsafe-inline'; style-src 'self' 'unsafe-inline'; "
     "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'"
 )
-CORS_ALLOW_HEADERS = [
-    "Authorization",
-    "Content-Type",
-    "Content-Digest",
-    "X-Request-ID",
-    "If-Match",
-    "If-None-Match",
-    "If-Modified-Since",
-    "If-Range",
-    "Range",
-]
 CORS_EXPOSE_HEADERS = [
     "X-Request-ID",
     "ETag",
     "Last-Modified",
     "Content-Range",
     "Content-Disposition",
+    "Content-Length",
+    "Accept-Ranges",
     "Retry-After",
     "Location",
+    "WWW-Authenticate",
+    "Allow",
 ]
 
 
@@ -154,52 +145,6 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
     return lifespan
 
 
-class _JsonSchemaPlugin(JsonRenderPlugin):
-    """Serves ``/openapi.json``, and removes Litestar's HTML "schema page not found" catch-all.
-
-    With the docs mounted at the root, that catch-all would answer every unknown path with an HTML
-    page (and ``/`` with the schema); unknown paths must get problem+json like every other error.
-    """
-
-    def receive_router(self, router: Router) -> None:
-        router.routes = [
-            route
-            for route in router.routes
-            if route.path != "/"
-            and not any(
-                getattr(handler.fn, "__name__", "") == "handle_schema_path_not_found"
-                for handler in getattr(route, "route_handlers", ())
-            )
-        ]
-
-
-def _openapi_config() -> OpenAPIConfig:
-    return OpenAPIConfig(
-        title="Stowage API",
-        version=__version__,
-        description=(
-            "Self-hosted storage backend. Every error is `application/problem+json` (RFC 9457) with a "
-            "stable `type` (`urn:stowage:problem:<code>`), a `detail` saying what to fix and the `request_id`."
-        ),
-        path="/",
-        render_plugins=[
-            _JsonSchemaPlugin(path="/openapi.json"),
-            SwaggerRenderPlugin(
-                path="/docs",
-                js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-bundle.js",
-                css_url=f"{DOCS_ASSETS_PATH}/swagger-ui.css",
-                standalone_preset_js_url=f"{DOCS_ASSETS_PATH}/swagger-ui-standalone-preset.js",
-                favicon=f'<link rel="icon" type="image/png" href="{DOCS_ASSETS_PATH}/favicon-32x32.png">',
-            ),
-        ],
-        components=Components(
-            security_schemes={
-                "bearer": SecurityScheme(type="http", scheme="bearer", bearer_format="JWT"),
-            }
-        ),
-    )
-
-
 def build_litestar(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool = False) -> Litestar:
     """The Litestar application without the outer observability layer."""
     route_handlers: list[Any] = [
@@ -219,29 +164,28 @@ def build_litestar(settings: Settings, metrics: Metrics | None, *, freeze_gc: bo
     route_handlers.append(
         create_static_files_router(path=DOCS_ASSETS_PATH, directories=[static_dir], include_in_schema=False)
     )
-    cors = None
-    if settings.cors_allow_origins:
-        cors = CORSConfig(
-            allow_origins=list(settings.cors_allow_origins),
-            allow_methods=["*"],
-            allow_headers=CORS_ALLOW_HEADERS,
-            expose_headers=CORS_EXPOSE_HEADERS,
-            allow_credentials=settings.cors_allow_credentials,
-            max_age=600,
-        )
-    return Litestar(
+    cors = cors_config(
+        settings.cors_allow_origins,
+        settings.cors_allow_headers,
+        credentials=settings.cors_allow_credentials,
+        expose=CORS_EXPOSE_HEADERS,
+    )
+    app = Litestar(
         route_handlers=route_handlers,
         # Authentication runs before any body is read: an anonymous request to a protected route is a 401.
         before_request=authenticate_first,
         request_class=StowageRequest,
         exception_handlers=EXCEPTION_HANDLERS,  # type: ignore[arg-type]
         lifespan=[_lifespan(settings, metrics, freeze_gc=freeze_gc)],
-        openapi_config=_openapi_config(),
+        openapi_config=openapi_config(__version__, docs_assets=DOCS_ASSETS_PATH),
         cors_config=cors,
         request_max_body_size=settings.max_request_body_bytes,
         logging_config=None,
         debug=False,
     )
+    install_problem_cors(app)
+    list_every_method(app)
+    return app
 
 
 def create_app(settings: Settings, *, freeze_gc: bool = False) -> ObservabilityMiddleware:

@@ -37,6 +37,24 @@ SmtpSecurity = Literal["starttls", "tls", "none"]
 VerifyReads = Literal["changed", "always", "off"]
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+
+# The request headers a browser may send cross-origin: every header the REST API documents (its
+# contract test checks that this list covers them). Replace it with cors_allow_headers to add others.
+DEFAULT_CORS_ALLOW_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "Content-Digest",
+    "X-Content-SHA256",
+    "X-Modified-At",
+    "X-Request-ID",
+    "If-Match",
+    "If-None-Match",
+    "If-Modified-Since",
+    "If-Unmodified-Since",
+    "If-Range",
+    "Range",
+)
 
 
 class ConfigError(Exception):
@@ -97,6 +115,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
     cors_allow_origins: tuple[str, ...] = ()
     cors_allow_credentials: bool = False
+    cors_allow_headers: tuple[str, ...] = DEFAULT_CORS_ALLOW_HEADERS
     hsts: bool = False
 
     max_request_body_bytes: int = 1024 * 1024
@@ -283,6 +302,13 @@ def _validate(s: Settings) -> None:
             "cors_allow_origins",
             "must list origins like https://app.example.com (or *)",
             origin,
+        )
+    for header in s.cors_allow_headers:
+        _require(
+            header == "*" or bool(_HEADER_NAME.match(header)),
+            "cors_allow_headers",
+            "must list header names like X-Content-SHA256 (or *)",
+            header,
         )
     _require(
         not ("*" in s.cors_allow_origins and s.cors_allow_credentials),

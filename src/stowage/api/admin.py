@@ -20,6 +20,7 @@ from stowage.accounts.schemas import (
     UserPage,
 )
 from stowage.api.deps import BEARER, Req
+from stowage.api.openapi import operation
 
 Limit = Annotated[int, QueryParameter(ge=1, le=200, description="Page size")]
 Cursor = Annotated[str | None, QueryParameter(max_length=200, description="`next_cursor` from the previous page")]
@@ -30,7 +31,7 @@ class AdminController(Controller):
     tags = ["admin"]
     security = BEARER
 
-    @get("/users", summary="List or search users (by email or display name)")
+    @get("/users", **operation("listUsers"), summary="List or search users (by email or display name)")
     async def list_users(
         self,
         request: Req,
@@ -40,16 +41,17 @@ class AdminController(Controller):
     ) -> UserPage:
         return await request.accounts.admin.list_users(request.principal, query=q, cursor=cursor, limit=limit)
 
-    @post("/users", summary="Create a user")
+    @post("/users", summary="Create a user", **operation("createUser", conflicts=True))
     async def create_user(self, request: Req, data: JSONBody[AdminCreateUserRequest]) -> UserOut:
         return await request.accounts.admin.create_user(request.principal, data, request.client_info)
 
-    @get("/users/{user_id:str}", summary="One user")
+    @get("/users/{user_id:str}", summary="One user", **operation("getUser"))
     async def get_user(self, request: Req, user_id: FromPath[str]) -> UserOut:
         return await request.accounts.admin.get_user(request.principal, user_id)
 
     @patch(
         "/users/{user_id:str}",
+        **operation("updateUser", conflicts=True),
         summary="Disable/enable, set quota, role, display name or verified flag",
         description="Disabling ends the user's sessions and stops their tokens at once.",
     )
@@ -64,6 +66,7 @@ class AdminController(Controller):
     @post(
         "/users/{user_id:str}/password",
         status_code=HTTP_204_NO_CONTENT,
+        **operation("setUserPassword"),
         summary="Set a user's password (ends their sessions)",
     )
     async def reset_password(
@@ -74,23 +77,33 @@ class AdminController(Controller):
     ) -> None:
         await request.accounts.admin.reset_password(request.principal, user_id, data.new_password, request.client_info)
 
-    @delete("/users/{user_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Delete a user and all their data")
+    @delete(
+        "/users/{user_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Delete a user and all their data",
+        **operation("deleteUser", conflicts=True),
+    )
     async def delete_user(self, request: Req, user_id: FromPath[str]) -> None:
         await request.accounts.admin.delete_user(request.principal, user_id, request.client_info)
 
-    @get("/invites", summary="Open invitations")
+    @get("/invites", summary="Open invitations", **operation("listInvites"))
     async def list_invites(self, request: Req) -> list[InviteOut]:
         return await request.accounts.admin.list_invites(request.principal)
 
-    @post("/invites", summary="Create a sign-up invitation; the token is shown once")
+    @post("/invites", summary="Create a sign-up invitation; the token is shown once", **operation("createInvite"))
     async def create_invite(self, request: Req, data: JSONBody[CreateInviteRequest]) -> CreatedInvite:
         return await request.accounts.admin.create_invite(request.principal, data, request.client_info)
 
-    @delete("/invites/{invite_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Withdraw an invitation")
+    @delete(
+        "/invites/{invite_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Withdraw an invitation",
+        **operation("revokeInvite"),
+    )
     async def revoke_invite(self, request: Req, invite_id: FromPath[str]) -> None:
         await request.accounts.admin.revoke_invite(request.principal, invite_id, request.client_info)
 
-    @get("/audit", summary="Security audit log, newest first")
+    @get("/audit", summary="Security audit log, newest first", **operation("listAuditEvents"))
     async def audit(
         self,
         request: Req,

@@ -8,9 +8,12 @@ once per request by ``api.authn.authenticate_first``, before the body is read.
 
 from __future__ import annotations
 
+from stowage.api.openapi import SESSION_SECURITY, USER_SECURITY
 from stowage.api.requests import StowageRequest
 
-# The security requirement of every route that needs a caller (bearer access token or personal token).
-BEARER: list[dict[str, list[str]]] = [{"bearer": []}]
+# The security requirement of every route that needs a caller: an access token or a personal token.
+BEARER = USER_SECURITY
+# Routes that manage the account and its credentials take an access token (a session) only.
+SESSION_ONLY = SESSION_SECURITY
 
 Req = StowageRequest

@@ -13,12 +13,13 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import msgspec
-from litestar import Controller, Request, Response, delete, get, patch, post, put, route
+from litestar import Controller, Request, Response, delete, get, patch, post, route
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from stowage.api.deps import BEARER, Req
+from stowage.api.openapi import operation
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.schemas import (
@@ -158,15 +159,25 @@ class NodesController(Controller):
     tags = ["files"]
     security = BEARER
 
-    @get("/files/root", summary="The caller's root folder")
+    @get("/files/root", summary="The caller's root folder", **operation("getRoot"))
     async def root(self, request: Req) -> NodeOut:
         return await request.files.tree.root(request.principal)
 
-    @get("/nodes/{node_id:str}", summary="A file, or a folder with the totals of its subtree")
+    @get(
+        "/nodes/{node_id:str}",
+        summary="A file, or a folder with the totals of its subtree",
+        description="A file answers a NodeOut (`kind: file`); a folder answers a FolderOut (its `node`, `path` "
+        "and subtree totals). Tell them apart by the `node` member.",
+        **operation("getNode"),
+    )
     async def get_node(self, request: Req, node_id: FromPath[str]) -> NodeOut | FolderOut:
         return await request.files.tree.get(request.principal, node_id)
 
-    @patch("/nodes/{node_id:str}", summary="Rename, move, star, and patch custom metadata")
+    @patch(
+        "/nodes/{node_id:str}",
+        summary="Rename, move, star, and patch custom metadata",
+        **operation("updateNode", conflicts=True),
+    )
     async def update_node(self, request: Req, node_id: FromPath[str], data: JSONBody[UpdateNodeRequest]) -> NodeOut:
         return await request.files.tree.update(
             request.principal,
@@ -178,11 +189,20 @@ class NodesController(Controller):
             metadata=data.metadata,
         )
 
-    @delete("/nodes/{node_id:str}", status_code=HTTP_200_OK, summary="Move to the trash (folders recursively)")
+    @delete(
+        "/nodes/{node_id:str}",
+        status_code=HTTP_200_OK,
+        summary="Move to the trash (folders recursively)",
+        **operation("deleteNode", conflicts=True),
+    )
     async def delete_node(self, request: Req, node_id: FromPath[str]) -> NodeOut:
         return await request.files.trash.trash(request.principal, node_id)
 
-    @get("/nodes/{node_id:str}/children", summary="List a folder (keyset-paginated)")
+    @get(
+        "/nodes/{node_id:str}/children",
+        summary="List a folder (keyset-paginated)",
+        **operation("listChildren", conflicts=True),
+    )
     async def children(
         self,
         request: Req,
@@ -205,7 +225,12 @@ class NodesController(Controller):
             limit=limit,
         )
 
-    @post("/nodes/{node_id:str}/folders", summary="Create a folder inside this one")
+    @post(
+        "/nodes/{node_id:str}/folders",
+        summary="Create a folder inside this one",
+        description="201 when created; 200 with the existing folder when on_conflict=reuse found one.",
+        **operation("createFolder", conflicts=True, created_or_existing=True),
+    )
     async def create_folder(
         self, request: Req, node_id: FromPath[str], data: JSONBody[CreateFolderRequest]
     ) -> Response[NodeOut]:
@@ -214,12 +239,21 @@ class NodesController(Controller):
         )
         return Response(folder, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @post("/folders", summary="Create a folder by path, with missing parents (mkdir -p)")
+    @post(
+        "/folders",
+        summary="Create a folder by path, with missing parents (mkdir -p)",
+        description="201 when the last folder was created; 200 when it already existed.",
+        **operation("createFolderByPath", conflicts=True, created_or_existing=True),
+    )
     async def create_folder_path(self, request: Req, data: JSONBody[CreateFolderPathRequest]) -> Response[NodeOut]:
         folder, created = await request.files.tree.create_folder_path(request.principal, data.path)
         return Response(folder, status_code=HTTP_201_CREATED if created else HTTP_200_OK)
 
-    @post("/nodes/{node_id:str}/copy", summary="Copy a file or folder (metadata only; content is shared)")
+    @post(
+        "/nodes/{node_id:str}/copy",
+        summary="Copy a file or folder (metadata only; content is shared)",
+        **operation("copyNode", conflicts=True),
+    )
     async def copy_node(self, request: Req, node_id: FromPath[str], data: JSONBody[CopyRequest]) -> NodeOut:
         return await request.files.tree.copy(
             request.principal, node_id, parent_id=data.parent_id, name=data.name, on_conflict=data.on_conflict
@@ -231,6 +265,7 @@ class NodesController(Controller):
         "/nodes/{node_id:str}/content",
         http_method=["GET", "HEAD"],
         summary="Download (HEAD, Range, ETag, If-None-Match, If-Modified-Since, If-Range)",
+        **operation({"GET": "downloadFile", "HEAD": "headFile"}, tag="content", success="download", conflicts=True),
     )
     async def download(
         self,
@@ -242,22 +277,31 @@ class NodesController(Controller):
             request, await request.files.reading.open_file(request.principal, node_id), attachment=download
         )
 
-    @put(
+    @route(
         "/nodes/{node_id:str}/content",
+        http_method=["PUT", "POST"],
         status_code=HTTP_200_OK,
         summary="Replace a file's content (a new version); honours If-Match",
+        description="POST does the same as PUT (Expo's uploadAsync sends POST by default).",
         request_max_body_size=None,
+        **operation(
+            {"PUT": "replaceFileContent", "POST": "replaceFileContentViaPost"}, tag="content", success="replace"
+        ),
     )
-    async def replace_content(self, request: Req, node_id: FromPath[str]) -> NodeOut:
+    async def replace_content(self, request: Req, node_id: FromPath[str]) -> Response[NodeOut]:
         options = _upload_options(request, "replace")
-        return await request.files.uploads.replace_content(request.principal, node_id, request.stream(), options)
+        node = await request.files.uploads.replace_content(request.principal, node_id, request.stream(), options)
+        return Response(node, status_code=HTTP_200_OK, headers=_etag(node))
 
-    @put(
+    @route(
         "/nodes/{node_id:str}/children/{name:str}",
+        http_method=["PUT", "POST"],
         summary="Upload the raw body as `name` in this folder",
         description="Headers: If-None-Match: * (create only), If-Match (replace that version), Content-Digest "
-        "(sha-256) or X-Content-SHA256, X-Modified-At. 201 when created, 200 when replaced.",
+        "(sha-256) or X-Content-SHA256, X-Modified-At. 201 when created, 200 when replaced. POST does the same "
+        "as PUT (Expo's uploadAsync sends POST by default).",
         request_max_body_size=None,
+        **operation({"PUT": "uploadToFolder", "POST": "uploadToFolderViaPost"}, tag="content", success="upload"),
     )
     async def upload_raw(
         self,
@@ -270,14 +314,16 @@ class NodesController(Controller):
         node, created = await request.files.uploads.upload_to_folder(
             request.principal, node_id, name, request.stream(), options
         )
-        return Response(node, status_code=HTTP_201_CREATED if created else HTTP_200_OK, headers=_etag(node))
+        return Response(node, status_code=HTTP_201_CREATED if created else HTTP_200_OK, headers=_stored(node, created))
 
     @post(
         "/nodes/{node_id:str}/upload",
         summary="Upload one or many files with multipart/form-data",
-        description="Every part with a filename is stored in this folder; a field named on_conflict before the "
-        "files overrides the query parameter.",
+        description="Every part with a filename is stored in this folder, in order. A field named on_conflict "
+        "overrides the query parameter for the files after it: send it before the files. An on_conflict that "
+        "arrives after a file part is refused with 400 (the files before it are kept as stored), never ignored.",
         request_max_body_size=None,
+        **operation("uploadMultipart", tag="content", success="multipart"),
     )
     async def upload_multipart(
         self,
@@ -291,9 +337,9 @@ class NodesController(Controller):
         async for part in stream.parts():
             if part.filename is None:
                 value = await read_field(part)
-                if part.name == "on_conflict" and value in {"fail", "rename", "replace"}:
-                    policy = value  # type: ignore[assignment]
-                continue
+                if part.name == "on_conflict":
+                    policy = _form_conflict_policy(value, stored)
+                continue  # other fields change nothing
             options = UploadOptions(on_conflict=policy)
             node, _ = await request.files.uploads.upload_to_folder(
                 request.principal, node_id, part.filename, part.body, options
@@ -305,7 +351,11 @@ class NodesController(Controller):
 
     # --- versions --------------------------------------------------------------------------------
 
-    @get("/nodes/{node_id:str}/versions", summary="A file's versions, newest first")
+    @get(
+        "/nodes/{node_id:str}/versions",
+        summary="A file's versions, newest first",
+        **operation("listVersions", tag="versions", conflicts=True),
+    )
     async def versions(self, request: Req, node_id: FromPath[str]) -> VersionList:
         return await request.files.versions.list(request.principal, node_id)
 
@@ -313,6 +363,9 @@ class NodesController(Controller):
         "/nodes/{node_id:str}/versions/{version_id:str}/content",
         http_method=["GET", "HEAD"],
         summary="Download one version (Range, ETag and conditional requests as for the file)",
+        **operation(
+            {"GET": "downloadVersion", "HEAD": "headVersion"}, tag="versions", success="download", conflicts=True
+        ),
     )
     async def version_content(
         self,
@@ -328,11 +381,16 @@ class NodesController(Controller):
         "/nodes/{node_id:str}/versions/{version_id:str}/restore",
         status_code=HTTP_200_OK,
         summary="Make this version current again (as a new version)",
+        **operation("restoreVersion", tag="versions", conflicts=True),
     )
     async def restore_version(self, request: Req, node_id: FromPath[str], version_id: FromPath[str]) -> NodeOut:
         return await request.files.versions.restore(request.principal, node_id, version_id)
 
-    @patch("/nodes/{node_id:str}/versions/{version_id:str}", summary="Pin or unpin a version")
+    @patch(
+        "/nodes/{node_id:str}/versions/{version_id:str}",
+        summary="Pin or unpin a version",
+        **operation("updateVersion", tag="versions", conflicts=True),
+    )
     async def update_version(
         self,
         request: Req,
@@ -346,17 +404,30 @@ class NodesController(Controller):
         "/nodes/{node_id:str}/versions/{version_id:str}",
         status_code=HTTP_204_NO_CONTENT,
         summary="Delete an old version (not the current one)",
+        **operation("deleteVersion", tag="versions", conflicts=True),
     )
     async def delete_version(self, request: Req, node_id: FromPath[str], version_id: FromPath[str]) -> None:
         await request.files.versions.delete(request.principal, node_id, version_id)
 
     # --- by path ---------------------------------------------------------------------------------
 
-    @get("/paths/" + ANY_PATH, summary="Metadata of the file or folder at a path")
+    @get(
+        "/paths/" + ANY_PATH,
+        summary="Metadata of the file or folder at a path",
+        description="A file answers a NodeOut, a folder a FolderOut (see getNode).",
+        **operation("getNodeByPath", conflicts=True),
+    )
     async def by_path(self, request: Req, path: FromPath[str]) -> NodeOut | FolderOut:
         return await request.files.tree.get_by_path(request.principal, path)
 
-    @route("/content/" + ANY_PATH, http_method=["GET", "HEAD"], summary="Download the file at a path (GET or HEAD)")
+    @route(
+        "/content/" + ANY_PATH,
+        http_method=["GET", "HEAD"],
+        summary="Download the file at a path (GET or HEAD)",
+        **operation(
+            {"GET": "downloadFileByPath", "HEAD": "headFileByPath"}, tag="content", success="download", conflicts=True
+        ),
+    )
     async def download_path(
         self,
         request: Req,
@@ -365,10 +436,14 @@ class NodesController(Controller):
     ) -> BlobResponse:
         return await _send(request, await request.files.reading.open_path(request.principal, path), attachment=download)
 
-    @put(
+    @route(
         "/content/" + ANY_PATH,
+        http_method=["PUT", "POST"],
         summary="Upload the raw body to a path (missing folders are created)",
+        description="The same headers as uploadToFolder. 201 when created, 200 when replaced. POST does the same "
+        "as PUT (Expo's uploadAsync sends POST by default).",
         request_max_body_size=None,
+        **operation({"PUT": "uploadFileByPath", "POST": "uploadFileByPathViaPost"}, tag="content", success="upload"),
     )
     async def upload_path(
         self,
@@ -381,23 +456,42 @@ class NodesController(Controller):
         node, created = await request.files.uploads.upload_to_path(
             request.principal, path, request.stream(), options, create_parents=create_parents
         )
-        return Response(node, status_code=HTTP_201_CREATED if created else HTTP_200_OK, headers=_etag(node))
+        return Response(node, status_code=HTTP_201_CREATED if created else HTTP_200_OK, headers=_stored(node, created))
 
     # --- zip, batch -----------------------------------------------------------------------------
 
-    @get("/nodes/{node_id:str}/zip", summary="Download a folder (or file) as a ZIP archive, streamed")
+    @get(
+        "/nodes/{node_id:str}/zip",
+        summary="Download a folder (or file) as a ZIP archive, streamed",
+        **operation("downloadZip", tag="content", success="zip"),
+    )
     async def zip_node(self, request: Req, node_id: FromPath[str]) -> StreamResponse:
         return await _zip(request.files, request.principal, [node_id], None)
 
-    @post("/zip", status_code=HTTP_200_OK, summary="Download a selection as one ZIP archive, streamed")
+    @post(
+        "/zip",
+        status_code=HTTP_200_OK,
+        summary="Download a selection as one ZIP archive, streamed",
+        **operation("downloadZipOfSelection", tag="content", success="zip", writes=False),
+    )
     async def zip_selection(self, request: Req, data: JSONBody[ZipRequest]) -> StreamResponse:
         return await _zip(request.files, request.principal, data.ids, data.name)
 
-    @post("/batch/delete", status_code=HTTP_200_OK, summary="Trash many items; one result per item")
+    @post(
+        "/batch/delete",
+        status_code=HTTP_200_OK,
+        summary="Trash many items; one result per item",
+        **operation("batchDelete"),
+    )
     async def batch_delete(self, request: Req, data: JSONBody[BatchDeleteRequest]) -> BatchResult:
         return _batch_result(await request.files.trash.batch_delete(request.principal, data.ids))
 
-    @post("/batch/move", status_code=HTTP_200_OK, summary="Move many items; one result per item")
+    @post(
+        "/batch/move",
+        status_code=HTTP_200_OK,
+        summary="Move many items; one result per item",
+        **operation("batchMove"),
+    )
     async def batch_move(self, request: Req, data: JSONBody[BatchMoveRequest]) -> BatchResult:
         return _batch_result(
             await request.files.tree.batch_move(request.principal, data.ids, data.parent_id, data.on_conflict)
@@ -409,27 +503,64 @@ class TrashController(Controller):
     tags = ["trash"]
     security = BEARER
 
-    @get("/", summary="Items in the trash (what was deleted, newest first)")
+    @get("/", summary="Items in the trash (what was deleted, newest first)", **operation("listTrash"))
     async def list_trash(self, request: Req, cursor: Cursor = None, limit: Limit = 100) -> NodePage:
         return await request.files.trash.list_trash(request.principal, cursor=cursor, limit=limit)
 
-    @delete("/", status_code=HTTP_204_NO_CONTENT, summary="Empty the trash (purges for good)")
+    @delete(
+        "/", status_code=HTTP_204_NO_CONTENT, summary="Empty the trash (purges for good)", **operation("emptyTrash")
+    )
     async def empty(self, request: Req) -> None:
         await request.files.trash.empty_trash(request.principal)
 
-    @post("/{node_id:str}/restore", status_code=HTTP_200_OK, summary="Restore to the original or a chosen folder")
+    @post(
+        "/{node_id:str}/restore",
+        status_code=HTTP_200_OK,
+        summary="Restore to the original or a chosen folder",
+        **operation("restoreFromTrash", conflicts=True),
+    )
     async def restore(self, request: Req, node_id: FromPath[str], data: JSONBody[RestoreRequest]) -> NodeOut:
         return await request.files.trash.restore(
             request.principal, node_id, parent_id=data.parent_id, on_conflict=data.on_conflict
         )
 
-    @delete("/{node_id:str}", status_code=HTTP_204_NO_CONTENT, summary="Purge one item for good")
+    @delete(
+        "/{node_id:str}",
+        status_code=HTTP_204_NO_CONTENT,
+        summary="Purge one item for good",
+        **operation("purgeFromTrash", conflicts=True),
+    )
     async def purge(self, request: Req, node_id: FromPath[str]) -> None:
         await request.files.trash.purge(request.principal, node_id)
 
 
+def _form_conflict_policy(value: str, stored: list[NodeOut]) -> ConflictPolicy:
+    """The on_conflict form field; it must come before the files it applies to (it is never ignored)."""
+    if stored:
+        names = ", ".join(repr(node.name) for node in stored)
+        raise InvalidInput(
+            f"The form field on_conflict came after a file part; send form fields before the files. "
+            f"The files before it were stored as sent ({names}); nothing after it was.",
+            errors=[FieldError(field="body.on_conflict", message="must come before the file parts")],
+        )
+    if value not in {"fail", "rename", "replace"}:
+        raise InvalidInput(
+            f"on_conflict must be fail, rename or replace, not {value[:40]!r}.",
+            errors=[FieldError(field="body.on_conflict", message="expected fail, rename or replace")],
+        )
+    return value  # type: ignore[return-value]  # one of the ConflictPolicy literals, checked above
+
+
 def _etag(node: NodeOut) -> dict[str, str]:
     return {"etag": node.etag} if node.etag else {}
+
+
+def _stored(node: NodeOut, created: bool) -> dict[str, str]:
+    """The headers of an upload's answer: its ETag, and where a created file lives."""
+    headers = _etag(node)
+    if created:
+        headers["location"] = f"/api/v1/nodes/{node.id}"
+    return headers
 
 
 async def _zip(files: FileServices, principal: Principal | None, ids: list[str], name: str | None) -> StreamResponse:

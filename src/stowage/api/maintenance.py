@@ -5,6 +5,7 @@ from __future__ import annotations
 from litestar import Controller, get
 
 from stowage.api.deps import BEARER, Req
+from stowage.api.openapi import operation
 from stowage.maintenance import runs
 from stowage.maintenance.storage import StorageOut, storage_usage
 
@@ -16,6 +17,7 @@ class SystemAdminController(Controller):
 
     @get(
         "/maintenance",
+        **operation("getMaintenance"),
         summary="The last fsck and gc results, and the recent runs",
         description="Runs are recorded by `stowage fsck`, `stowage gc` and the server's hourly housekeeping "
         "(a gc with trash purge and version thinning).",
@@ -25,6 +27,7 @@ class SystemAdminController(Controller):
 
     @get(
         "/storage",
+        **operation("getStorage"),
         summary="Space used: what users are charged, what the disk holds after deduplication",
     )
     async def storage(self, request: Req) -> StorageOut:

@@ -9,7 +9,7 @@ A 500 never shows a stack trace to the client; the trace goes to the log with th
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from litestar import Request, Response
@@ -24,6 +24,7 @@ from litestar.exceptions.http_exceptions import (
 from stowage import errors
 from stowage.observability.context import current_request_id
 from stowage.observability.logging import get_logger
+from stowage.system.schemas import CheckResult
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:stowage:problem:"
@@ -31,18 +32,43 @@ TYPE_PREFIX = "urn:stowage:problem:"
 log = get_logger("stowage.errors")
 
 
-class Problem(msgspec.Struct, omit_defaults=True):
-    """An RFC 9457 problem details object, with Stowage's extension members."""
+def _member(description: str) -> msgspec.Meta:
+    return msgspec.Meta(description=description)
 
-    type: str
-    title: str
-    status: int
-    detail: str
-    request_id: str | None = None
-    instance: str | None = None
-    errors: list[errors.FieldError] | None = None
-    allowed_methods: list[str] | None = None
-    retry_after: int | None = None
+
+class Problem(msgspec.Struct, omit_defaults=True):
+    """An RFC 9457 problem details object, with Stowage's extension members.
+
+    Every member after ``errors`` is carried only by the problems that say so in its description; the
+    OpenAPI document publishes this one shape for every error response (``api.openapi``).
+    """
+
+    type: Annotated[str, _member("Stable identifier: urn:stowage:problem:<code>; branch on this.")]
+    title: Annotated[str, _member("Fixed per type.")]
+    status: Annotated[int, msgspec.Meta(ge=100, le=599, description="The HTTP status of this answer.")]
+    detail: Annotated[str, _member("What went wrong and what to do, for humans; may change.")]
+    request_id: Annotated[str | None, _member("Quote it when reporting a problem (also in X-Request-ID).")] = None
+    instance: Annotated[str | None, _member("The request path.")] = None
+    errors: Annotated[
+        list[errors.FieldError] | None,
+        _member("invalid-input: each invalid field (body.x, query.x, path.x, header.x)."),
+    ] = None
+    allowed_methods: Annotated[list[str] | None, _member("method-not-allowed: the methods this path accepts.")] = None
+    retry_after: Annotated[
+        int | None, _member("rate-limited, service-unavailable: seconds to wait (also in Retry-After).")
+    ] = None
+    conflicting_id: Annotated[
+        str | None, _member("conflict: the id of the item that holds the name (null when it could not be read).")
+    ] = None
+    quota: Annotated[str | None, _member("quota-exceeded: which quota (storage).")] = None
+    used_bytes: Annotated[int | None, _member("quota-exceeded: bytes the owner uses now.")] = None
+    limit_bytes: Annotated[int | None, _member("quota-exceeded: the owner's quota in bytes.")] = None
+    free_bytes: Annotated[int | None, _member("quota-exceeded: bytes still free.")] = None
+    needed_bytes: Annotated[int | None, _member("quota-exceeded: bytes the request needed.")] = None
+    max_size: Annotated[int | None, _member("payload-too-large: the largest accepted size in bytes.")] = None
+    checks: Annotated[
+        dict[str, CheckResult] | None, _member("service-unavailable from /readyz: each readiness check.")
+    ] = None
 
 
 STATUS_BY_ERROR: dict[type[errors.StowageError], int] = {

@@ -10,6 +10,7 @@ from litestar.params import QueryParameter
 
 from stowage.api.deps import BEARER, Req
 from stowage.api.files import Cursor, Limit, Order, Sort
+from stowage.api.openapi import operation
 from stowage.files.schemas import MAX_QUERY_LENGTH, Category, NodePage, SearchQuery
 
 
@@ -27,6 +28,7 @@ class SearchController(Controller):
 
     @get(
         "/search",
+        **operation("search"),
         summary="Find files and folders by name and filters, everywhere or below a folder",
         description="`q` matches anywhere in the name, ignoring case (Unicode case folding). All given "
         "criteria must hold. Sorted and keyset-paginated like folder listings (folders first).",
@@ -67,7 +69,9 @@ class SearchController(Controller):
         )
         return await request.files.search.search(request.principal, query, cursor=cursor, limit=limit)
 
-    @get("/starred", summary="Starred files and folders (sorted and paginated like listings)")
+    @get(
+        "/starred", **operation("listStarred"), summary="Starred files and folders (sorted and paginated like listings)"
+    )
     async def starred(
         self,
         request: Req,
@@ -79,7 +83,7 @@ class SearchController(Controller):
         query = SearchQuery(starred=True, sort=sort, descending=order == "desc")
         return await request.files.search.search(request.principal, query, cursor=cursor, limit=limit)
 
-    @get("/recent", summary="Recently uploaded or changed files, newest first")
+    @get("/recent", **operation("listRecent"), summary="Recently uploaded or changed files, newest first")
     async def recent(self, request: Req, cursor: Cursor = None, limit: Limit = 50) -> NodePage:
         return await request.files.search.recent(request.principal, cursor=cursor, limit=limit)
 

@@ -6,10 +6,9 @@ import hmac
 
 import msgspec
 from litestar import Controller, Response, get
-from litestar.openapi.datastructures import ResponseSpec
 
 from stowage.api.deps import Req
-from stowage.api.problems import PROBLEM_MEDIA_TYPE, Problem
+from stowage.api.openapi import METRICS_SCHEME, operation
 from stowage.errors import ServiceUnavailable, Unauthenticated
 from stowage.system.schemas import InstanceInfo, Liveness, Readiness
 
@@ -17,7 +16,12 @@ from stowage.system.schemas import InstanceInfo, Liveness, Readiness
 class HealthController(Controller):
     tags = ["system"]
 
-    @get("/healthz", summary="Liveness: the process is up and serving", cache=False)
+    @get(
+        "/healthz",
+        summary="Liveness: the process is up and serving",
+        cache=False,
+        **operation("healthz", database=False),
+    )
     async def healthz(self) -> Liveness:
         return Liveness(status="ok")
 
@@ -27,14 +31,7 @@ class HealthController(Controller):
         description=(
             "200 when every check passes; otherwise 503 problem+json whose `checks` member says which failed and why."
         ),
-        responses={
-            503: ResponseSpec(
-                data_container=Problem,
-                description="A dependency is not ready",
-                media_type=PROBLEM_MEDIA_TYPE,
-                generate_examples=False,
-            )
-        },
+        **operation("readyz", database=False, errors=(503,)),
     )
     async def readyz(self, request: Req) -> Readiness:
         report = await request.runtime.system.readiness()
@@ -53,6 +50,7 @@ class MetricsController(Controller):
         description="Text exposition format. When `metrics_token` is set, send `Authorization: Bearer <token>`.",
         media_type="text/plain; version=0.0.4; charset=utf-8",
         include_in_schema=True,
+        **operation("getMetrics", database=False, security=((METRICS_SCHEME,),)),
     )
     async def metrics(self, request: Req) -> Response[bytes]:
         token = request.runtime.settings.metrics_token
@@ -68,6 +66,6 @@ class InfoController(Controller):
     path = "/api/v1"
     tags = ["system"]
 
-    @get("/info", summary="Server version, API version and this installation's id")
+    @get("/info", summary="Server version, API version and this installation's id", **operation("getInfo"))
     async def info(self, request: Req) -> InstanceInfo:
         return await request.runtime.system.instance_info()
