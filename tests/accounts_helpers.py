@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from litestar.testing import AsyncTestClient
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +33,8 @@ from stowage.accounts.schemas import AdminCreateUserRequest
 from stowage.accounts.services import AccountDeps, AdminService, credentials_epoch
 from stowage.app import create_app
 from stowage.config import Settings, load_or_create_secret
+from stowage.db import direct as direct_sql
+from stowage.db import sqlite_driver
 from stowage.db.engine import Database
 from stowage.db.tables import ApiKey, EmailToken, Invite, RefreshToken, Session, User
 from stowage.mail.mailer import create_mailer
@@ -163,66 +166,155 @@ async def concurrent_client(settings: Settings) -> AsyncIterator[httpx.AsyncClie
         yield client
 
 
+# How long ``wait_for`` waits for the requests of a race to line up before failing the test.
+LINE_UP_SECONDS = 10.0
+
+
 @asynccontextmanager
 async def lock_held(
-    settings: Settings,
-    *,
-    postgres_lock: str,
-    args: Sequence[object] = (),
-    waiting: Sequence[str],
-    sqlite_exclusive: bool = True,
-    sqlite_pause: float = 0.5,
+    settings: Settings, *, postgres_lock: str, args: Sequence[object] = (), waiting: Sequence[str]
 ) -> AsyncIterator[Callable[[int], Awaitable[None]]]:
     """Hold a lock from outside the application, to line up its concurrent requests behind it.
 
-    PostgreSQL: an outside transaction runs ``postgres_lock`` (``SELECT … FOR UPDATE``, ``LOCK TABLE …``);
-    yields ``wait_for(n)``, which returns once ``n`` statements matching one of the ``waiting`` ILIKE
-    patterns wait for a lock (or after 5 s). SQLite: with ``sqlite_exclusive`` an outside ``BEGIN
-    IMMEDIATE`` (the application's writers wait for the whole database); ``wait_for`` just pauses for
-    ``sqlite_pause`` seconds. The lock is released when the block ends.
+    Yields ``wait_for(n)``, which returns once ``n`` requests wait behind the lock and fails the test
+    when they do not within ``LINE_UP_SECONDS`` (a race that was never set up must not pass as one).
+    The lock is released when the block ends.
+
+    PostgreSQL: an outside transaction runs ``postgres_lock`` (``SELECT … FOR UPDATE``, ``LOCK TABLE …``).
+    A waiter is a statement matching one of the ``waiting`` ILIKE patterns that waits for a lock held by
+    that transaction, directly or behind another statement that does (``pg_blocking_pids``).
+
+    SQLite: an outside ``BEGIN IMMEDIATE`` holds the write lock of the whole database. Within one process
+    the application's writers take turns on one writer connection, so only the first of them meets the
+    busy database itself; the others queue for the connection or for the group commit. A waiter is
+    therefore a request (a task started inside the block) inside one of the application's write units
+    of work (``Database.transaction``, ``Database.direct_transaction``): none can commit before the lock
+    is released. ``wait_for`` also needs the application to have found the database busy, which shows
+    that the requests really wait for this lock.
     """
     if settings.is_sqlite:
-        connection = sqlite3.connect(settings.data_dir.resolve() / "stowage.db", isolation_level=None)
-        if sqlite_exclusive:
-            connection.execute("BEGIN IMMEDIATE")
+        with _sqlite_writers_watched() as writers:
+            connection = sqlite3.connect(settings.data_dir.resolve() / "stowage.db", isolation_level=None)
+            try:
+                connection.execute("BEGIN IMMEDIATE")
 
-        async def pause(_: int) -> None:
-            await asyncio.sleep(sqlite_pause)
+                async def wait_for_writers(waiters: int) -> None:
+                    await _line_up(
+                        writers.waiting, waiters, "requests waiting for the SQLite write lock", writers.report
+                    )
 
-        try:
-            yield pause
-        finally:
-            if sqlite_exclusive:
-                connection.execute("ROLLBACK")
-            connection.close()
+                try:
+                    yield wait_for_writers
+                finally:
+                    connection.execute("ROLLBACK")
+            finally:
+                connection.close()
         return
     dsn = settings.effective_database_url.replace("postgresql+asyncpg://", "postgresql://", 1)
     holder = await asyncpg.connect(dsn, timeout=5)
     watcher = await asyncpg.connect(dsn, timeout=5)
     try:
         await holder.execute(f'SET search_path TO "{settings.database_schema}"')
+        holder_pid = holder.get_server_pid()
         transaction = holder.transaction()
         await transaction.start()
         await holder.execute(postgres_lock, *args)
 
-        async def wait_for(waiters: int) -> None:
-            deadline = time.monotonic() + 5
-            while time.monotonic() < deadline:
-                count = await watcher.fetchval(
-                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query ILIKE ANY($1)",
-                    list(waiting),
-                )
-                if count >= waiters:
-                    return
-                await asyncio.sleep(0.02)
+        async def statements_waiting() -> int:
+            rows = await watcher.fetch(
+                "SELECT pid, pg_blocking_pids(pid) AS blockers, query ILIKE ANY($1) AS wanted"
+                " FROM pg_stat_activity WHERE wait_event_type = 'Lock'",
+                list(waiting),
+            )
+            behind_the_lock = {holder_pid}
+            grown = True
+            while grown:  # statements blocked by the holder, or by a statement so blocked, and so on
+                before = len(behind_the_lock)
+                behind_the_lock |= {row["pid"] for row in rows if behind_the_lock & set(row["blockers"])}
+                grown = len(behind_the_lock) > before
+            return sum(1 for row in rows if row["wanted"] and row["pid"] in behind_the_lock)
+
+        async def wait_for_statements(waiters: int) -> None:
+            await _line_up(statements_waiting, waiters, f"statements like {list(waiting)} waiting for the lock")
 
         try:
-            yield wait_for
+            yield wait_for_statements
         finally:
             await transaction.rollback()
     finally:
         await holder.close()
         await watcher.close()
+
+
+async def _line_up(
+    count: Callable[[], Awaitable[int]], wanted: int, what: str, report: Callable[[], str] = str
+) -> None:
+    deadline = time.monotonic() + LINE_UP_SECONDS
+    while (seen := await count()) < wanted:
+        if time.monotonic() >= deadline:
+            pytest.fail(
+                f"only {seen} of {wanted} {what} after {LINE_UP_SECONDS:g} s: the race was not set up. {report()}"
+            )
+        await asyncio.sleep(0.01)
+
+
+@dataclass
+class _SQLiteWriters:
+    """The application's SQLite writers while a test holds the write lock (see ``lock_held``)."""
+
+    others: set[asyncio.Task[Any]]  # tasks that existed before the lock was taken: not requests of the race
+    inside: dict[asyncio.Task[Any], int] = field(default_factory=dict)  # task → open write units
+    busy: int = 0  # statements that found the database locked
+
+    def requests_inside(self) -> int:
+        return sum(1 for task in self.inside if task not in self.others)
+
+    async def waiting(self) -> int:
+        return self.requests_inside() if self.busy else 0
+
+    def report(self) -> str:
+        return f"Requests inside a write unit of work: {self.requests_inside()}; busy database seen {self.busy} times."
+
+
+@contextmanager
+def _sqlite_writers_watched() -> Iterator[_SQLiteWriters]:
+    """Spies on the application's write units of work and on its busy-database checks (both call
+    the real implementation)."""
+    writers = _SQLiteWriters(others=set(asyncio.all_tasks()))
+
+    def watched(
+        unit: Callable[..., AbstractAsyncContextManager[Any]],
+    ) -> Callable[..., AbstractAsyncContextManager[Any]]:
+        @asynccontextmanager
+        async def watched_unit(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+            task = asyncio.current_task()
+            assert task is not None
+            writers.inside[task] = writers.inside.get(task, 0) + 1
+            try:
+                async with unit(*args, **kwargs) as opened:
+                    yield opened
+            finally:
+                writers.inside[task] -= 1
+                if not writers.inside[task]:
+                    del writers.inside[task]
+
+        return watched_unit
+
+    def counted(is_busy: Callable[[sqlite3.OperationalError], bool]) -> Callable[[sqlite3.OperationalError], bool]:
+        def counted_is_busy(exc: sqlite3.OperationalError) -> bool:
+            busy = is_busy(exc)
+            writers.busy += busy
+            return busy
+
+        return counted_is_busy
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(Database, "transaction", watched(Database.transaction))
+        patch.setattr(Database, "direct_transaction", watched(Database.direct_transaction))
+        real_is_busy = sqlite_driver.is_busy
+        patch.setattr(sqlite_driver, "is_busy", counted(real_is_busy))  # ORM statements
+        patch.setattr(direct_sql, "is_busy", counted(real_is_busy))  # BEGIN of hand-written units (its import)
+        yield writers
 
 
 def row_lock(

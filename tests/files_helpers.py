@@ -177,22 +177,22 @@ def read_zip(data: bytes) -> dict[str, bytes]:
         return {info.filename: archive.read(info) for info in archive.infolist()}
 
 
-# --- known bugs -----------------------------------------------------------------------------------------
+# --- races ---------------------------------------------------------------------------------------------
 
 
 def name_checks_lined_up(settings: Settings) -> AbstractAsyncContextManager[Callable[[int], Awaitable[None]]]:
     """Make concurrent requests all check a name before any of them inserts it.
 
     PostgreSQL: ``LOCK TABLE nodes IN SHARE MODE`` (reads go on, every INSERT INTO nodes waits);
-    ``wait_for(n)`` counts an INSERT INTO nodes, or the usage UPDATE queued behind one. SQLite
-    serialises writers anyway: no lock, ``wait_for`` just lets the requests start (see ``lock_held``).
+    ``wait_for(n)`` counts an INSERT INTO nodes, or the usage UPDATE queued behind one. SQLite: the
+    write lock of the whole database; ``wait_for(n)`` counts requests inside a write unit of work
+    (see ``lock_held``). Checks made before the unit of work (an upload's) have then all been made;
+    checks inside it are serialised by SQLite's single writer anyway.
     """
     return lock_held(
         settings,
         postgres_lock="LOCK TABLE nodes IN SHARE MODE",
         waiting=["INSERT INTO nodes %", "UPDATE users %"],
-        sqlite_exclusive=False,
-        sqlite_pause=0.2,
     )
 
 

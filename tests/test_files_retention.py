@@ -121,20 +121,21 @@ async def pin(
 def version_row_locked(
     settings: Settings, version_id: str
 ) -> AbstractAsyncContextManager[Callable[[int], Awaitable[None]]]:
-    """Make every write touching one version row wait (see ``lock_held``); on PostgreSQL ``wait_for``
-    counts statements on ``versions`` or ``users`` waiting for a lock."""
+    """Make every write touching one version row wait (see ``lock_held``; on SQLite every write waits);
+    on PostgreSQL ``wait_for`` counts statements on ``versions`` or ``users`` waiting for the lock."""
     return lock_held(
         settings,
         postgres_lock="SELECT 1 FROM versions WHERE id = $1 FOR UPDATE",
         args=[version_id],
         waiting=["%versions%", "%users%"],
-        sqlite_pause=0.3,
     )
 
 
 async def lined_up(settings: Settings, version_id: str, calls: list[Awaitable[httpx.Response]]) -> list[httpx.Response]:
     """Run requests concurrently, all waiting on one version row before any goes on; each starts once the
-    one before it waits, so on PostgreSQL they get the locks in the order given."""
+    one before it waits, so they get the lock in the order given (on SQLite, by the time the first one
+    counts as waiting, it or the batch it joined has found the database busy: it holds the writer
+    connection the later ones queue for)."""
     async with version_row_locked(settings, version_id) as wait_for:
         tasks = []
         for call in calls:
