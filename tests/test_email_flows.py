@@ -260,20 +260,26 @@ async def test_a_reset_link_mailed_before_disabling_stays_dead_after_enabling(
 async def test_concurrent_resets_cannot_share_one_token(
     settings: Settings, mail: MailSink, backend: str, request: pytest.FixtureRequest
 ) -> None:
+    passwords = (NEW_PASSWORD, "another fine passphrase")
     async with concurrent_client(settings) as client:
-        await signup(client, "kira@example.com")
+        pair = await signup(client, "kira@example.com")
         assert (await forgot(client, "kira@example.com")).status_code == 202
         token = token_from_mail(mail.last())
 
         async with row_lock(settings, "email_tokens", "token_hash", tokens.hash_token(token)) as wait_for:
-            attempts = [
-                asyncio.create_task(reset(client, token, password))
-                for password in (NEW_PASSWORD, "another fine passphrase")
-            ]
+            attempts = [asyncio.create_task(reset(client, token, password)) for password in passwords]
             await wait_for(2)
         responses = await asyncio.gather(*attempts)
 
         assert sorted(r.status_code for r in responses) == [204, 400], [r.text for r in responses]
+        winner, loser = (0, 1) if responses[0].status_code == 204 else (1, 0)
+        assert_problem(responses[loser], 400, "invalid-input", field="body.token")
+        # Only the winning reset took effect: its password is in force, the loser's never was.
+        await login(client, "kira@example.com", passwords[winner])
+        for refused in (passwords[loser], PASSWORD):
+            assert_problem(await try_login(client, "kira@example.com", refused), 401, "unauthenticated")
+        assert await me_status(client, pair["access_token"]) == 401  # the reset ended the old sessions
+        assert_problem(await reset(client, token, passwords[loser]), 400, "invalid-input", field="body.token")
 
 
 # --- without a mail server ----------------------------------------------------------------------------
