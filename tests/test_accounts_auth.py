@@ -527,11 +527,14 @@ async def test_successful_login_resets_the_account_counter(settings_env: dict[st
             assert (await try_login(client, "zack@example.com", "wrong passphrase here")).status_code == 401
         await login(client, "zack@example.com")
 
-        statuses = [
-            (await try_login(client, "zack@example.com", "wrong passphrase here")).status_code for _ in range(3)
-        ]
+        # The counter starts again from zero: three more failures are allowed, and the fourth is limited.
+        failures = [await try_login(client, "zack@example.com", "wrong passphrase here") for _ in range(3)]
+        limited = await try_login(client, "zack@example.com", "wrong passphrase here")
 
-        assert statuses == [401, 401, 401]
+        for failure in failures:
+            assert_problem(failure, 401, "unauthenticated")
+        assert_problem(limited, 429, "rate-limited", detail_contains="for this account")
+        assert_problem(await try_login(client, "zack@example.com"), 429, "rate-limited")
 
 
 async def test_login_is_rate_limited_per_address(settings_env: dict[str, str]) -> None:
