@@ -434,4 +434,16 @@ async def test_login_endpoint_unaffected_by_bearer(client: httpx.AsyncClient) ->
         LOGIN, json={"email": "lara@example.com", "password": PASSWORD}, headers=auth(pair["access_token"])
     )
 
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
+    fresh = response.json()
+    assert fresh["token_type"] == "Bearer"
+    assert fresh["user"] == pair["user"]
+    assert fresh["session_id"] != pair["session_id"]
+    # The pair is usable: the access token reaches /me, the refresh token rotates into a working pair.
+    me = await client.get(ME, headers=auth(fresh["access_token"]))
+    assert me.status_code == 200, me.text
+    assert me.json()["email"] == "lara@example.com"
+    rotated = await refresh(client, fresh["refresh_token"])
+    assert rotated.status_code == 200, rotated.text
+    assert await me_status(client, rotated.json()["access_token"]) == 200
+    assert await me_status(client, pair["access_token"]) == 401  # the stale token stays logged out
