@@ -262,22 +262,26 @@ def _unreachable(tmp_path: Path, port: int) -> Settings:
 
 
 async def test_refused_postgres_connection_is_service_unavailable(tmp_path: Path) -> None:
-    database = Database(_unreachable(tmp_path, _closed_port()))
+    port = _closed_port()
+    database = Database(_unreachable(tmp_path, port))
     try:
         async with asyncio.timeout(10):
             with pytest.raises(ServiceUnavailable) as caught:
                 async with database.session() as session:
                     await session.execute(text("SELECT 1"))
-            with pytest.raises(ServiceUnavailable):
+            with pytest.raises(ServiceUnavailable) as caught_writing:
                 async with database.transaction() as session:
                     await session.execute(text("SELECT 1"))
-            with pytest.raises(ServiceUnavailable):
+            with pytest.raises(ServiceUnavailable) as caught_pinging:
                 await database.ping(3)
     finally:
         await database.dispose()
 
     assert caught.value.retry_after > 0
-    assert isinstance(caught.value.__cause__, Exception)  # the driver error is kept for the log
+    for error in (caught.value, caught_writing.value, caught_pinging.value):
+        # The driver's own error is kept for the log: the refused connect to that port.
+        assert isinstance(error.__cause__, ConnectionRefusedError), repr(error.__cause__)
+        assert str(port) in str(error.__cause__)
 
 
 async def test_silent_postgres_server_times_out_as_service_unavailable(tmp_path: Path) -> None:
