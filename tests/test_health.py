@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from stowage.config import Settings
 from stowage.db import migrate
 from stowage.db.engine import Database
 from stowage.errors import ServiceUnavailable
+from stowage.system.service import CHECK_TIMEOUT_SECONDS
 from support import asgi_client, assert_problem
 from support.tcp_proxy import TcpProxy
 
@@ -56,7 +58,9 @@ async def test_liveness(http: httpx.AsyncClient) -> None:
 
 
 async def test_readiness_reports_every_check(http: httpx.AsyncClient) -> None:
+    started = time.perf_counter()
     response = await _get(http, "/readyz")
+    elapsed_ms = (time.perf_counter() - started) * 1000
 
     assert response.status_code == 200
     body = response.json()
@@ -65,7 +69,8 @@ async def test_readiness_reports_every_check(http: httpx.AsyncClient) -> None:
     for name, check in body["checks"].items():
         assert check["ok"] is True, name
         assert check["error"] is None
-        assert check["duration_ms"] >= 0
+        # Each check's own time: some, and no more than the whole request took.
+        assert 0 < check["duration_ms"] <= elapsed_ms, (name, check, elapsed_ms)
 
 
 async def test_unwritable_data_folder_makes_the_server_unready_until_fixed(
@@ -194,13 +199,21 @@ async def test_hung_database_gives_a_bounded_readiness_answer(
 
     proxy.pause()  # connections stay open but nothing comes back, like a database stuck on I/O
     try:
+        started = time.perf_counter()
         hung = await _get(client, "/readyz")
+        elapsed_ms = (time.perf_counter() - started) * 1000
     finally:
         proxy.resume()
 
     body = assert_problem(hung, 503, "service-unavailable")
-    assert body["checks"]["database"]["ok"] is False
+    database = body["checks"]["database"]
+    assert database["ok"] is False
+    # The check waited out its whole timeout, and the report says so.
+    assert CHECK_TIMEOUT_SECONDS * 1000 <= database["duration_ms"] <= elapsed_ms, (database, elapsed_ms)
+    assert f"{CHECK_TIMEOUT_SECONDS:g}s" in database["error"], database
     assert body["checks"]["data_dir"]["ok"] is True
+    assert body["checks"]["schema"]["ok"] is False  # it needs the database too
+    assert elapsed_ms < 2 * CHECK_TIMEOUT_SECONDS * 1000  # the checks ran side by side, not one after the other
     assert (await _get(client, "/readyz")).status_code == 200
 
 
