@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
 import re
-from collections.abc import AsyncIterator, Iterator
+import time
+from collections.abc import AsyncIterator, Awaitable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +49,9 @@ async def app_client(sqlite_settings: Settings, logs: LogCapture) -> AsyncIterat
         yield client
 
 
+SLOW_HANDLER_MS = 50
+
+
 def _mini_app() -> ObservabilityMiddleware:
     """Routes that log the way handlers and libraries do, to check what the log lines carry."""
     handler_log = get_logger("stowage.example")
@@ -65,7 +70,12 @@ def _mini_app() -> ObservabilityMiddleware:
     async def item(item_id: FromPath[int]) -> dict[str, int]:
         return {"id": item_id}
 
-    litestar = Litestar([chatty, echo, item], logging_config=None, openapi_config=None)
+    @get("/slow")
+    async def slow() -> dict[str, int]:
+        await asyncio.sleep(SLOW_HANDLER_MS / 1000)
+        return {"slept_ms": SLOW_HANDLER_MS}
+
+    litestar = Litestar([chatty, echo, item, slow], logging_config=None, openapi_config=None)
     return ObservabilityMiddleware(litestar, metrics=None, hsts=False)  # type: ignore[arg-type]
 
 
@@ -167,9 +177,17 @@ async def test_failing_readiness_lines_carry_the_request_id(
 async def test_exactly_one_access_line_per_request_with_its_fields(
     app_client: httpx.AsyncClient, logs: LogCapture
 ) -> None:
-    info = await app_client.get("/api/v1/info", headers={"X-Request-ID": "info-1"})
-    missing = await app_client.get("/not/here", headers={"X-Request-ID": "missing-1"})
-    wrong = await app_client.post("/healthz", headers={"X-Request-ID": "wrong-1"})
+    took_ms: dict[str, float] = {}  # each request's time as the client measured it
+
+    async def timed(request_id: str, sent: Awaitable[httpx.Response]) -> httpx.Response:
+        started = time.perf_counter()
+        response = await sent
+        took_ms[request_id] = (time.perf_counter() - started) * 1000
+        return response
+
+    info = await timed("info-1", app_client.get("/api/v1/info", headers={"X-Request-ID": "info-1"}))
+    missing = await timed("missing-1", app_client.get("/not/here", headers={"X-Request-ID": "missing-1"}))
+    wrong = await timed("wrong-1", app_client.post("/healthz", headers={"X-Request-ID": "wrong-1"}))
 
     lines = logs.access_lines()
     assert [line["request_id"] for line in lines] == ["info-1", "missing-1", "wrong-1"]
@@ -188,12 +206,22 @@ async def test_exactly_one_access_line_per_request_with_its_fields(
         assert line["bytes_in"] == 0
         assert line["bytes_out"] == len(response.content)
         assert isinstance(line["duration_ms"], int | float)
-        assert line["duration_ms"] >= 0
+        assert 0 <= line["duration_ms"] <= took_ms[request_id], (line, took_ms)
         assert "user_id" in line
         assert line["user_id"] is None
     assert info.status_code == 200
     assert missing.status_code == 404
     assert wrong.status_code == 405
+
+
+async def test_access_line_duration_is_the_time_the_request_took(mini: httpx.AsyncClient, logs: LogCapture) -> None:
+    started = time.perf_counter()
+    response = await mini.get("/slow")
+    took_ms = (time.perf_counter() - started) * 1000
+
+    assert response.json() == {"slept_ms": SLOW_HANDLER_MS}
+    (line,) = logs.access_lines()
+    assert SLOW_HANDLER_MS - 1 <= line["duration_ms"] <= took_ms, (line, took_ms)
 
 
 async def test_access_line_counts_request_bytes_and_uses_route_templates(
