@@ -34,8 +34,10 @@ def _authorization(scope: MutableMapping[str, Any]) -> bytes | None:
     return None
 
 
-async def authenticate(scope: MutableMapping[str, Any]) -> Principal | None:
-    """Resolve ``Authorization: Bearer …`` once per request; None when absent, 401 when not valid."""
+async def authenticate(scope: MutableMapping[str, Any], runtime: Runtime | None = None) -> Principal | None:
+    """Resolve ``Authorization: Bearer …`` once per request; None when absent, 401 when not valid.
+
+    ``runtime`` defaults to the Litestar application's (layers in front of Litestar pass their own)."""
     if PRINCIPAL_SCOPE_KEY in scope:
         cached: Principal | None = scope[PRINCIPAL_SCOPE_KEY]
         return cached
@@ -46,7 +48,9 @@ async def authenticate(scope: MutableMapping[str, Any]) -> Principal | None:
         credential = credential.strip()
         if scheme.lower() != "bearer" or not credential:
             raise Unauthenticated("Send credentials as Authorization: Bearer <token>.")
-        runtime: Runtime = scope["litestar_app"].state.runtime
+        if runtime is None:
+            runtime = scope["litestar_app"].state.runtime
+        assert runtime is not None
         principal = await runtime.accounts.auth.authenticate(credential)
         context = current()
         if context is not None:

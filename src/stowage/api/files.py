@@ -19,6 +19,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from stowage.api.deps import BEARER, Req
+from stowage.api.downloads import answer_download
 from stowage.api.openapi import operation
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
@@ -46,13 +47,11 @@ from stowage.files.zipstream import stream_zip, zip_size_if_known
 from stowage.http.multipart import MultipartStream, read_field
 from stowage.http.responses import BlobResponse, StreamResponse
 from stowage.http.semantics import (
-    Preconditions,
     content_disposition,
     parse_content_digest,
     parse_if_match,
     parse_sha256_header,
 )
-from stowage.http.serving import plan_download
 from stowage.policy import Principal
 
 AnyRequest = Request[Any, Any, State]
@@ -78,17 +77,6 @@ Order = Annotated[Literal["asc", "desc"], QueryParameter()]
 Limit = Annotated[int, QueryParameter(ge=1, le=1000)]
 Cursor = Annotated[str | None, QueryParameter(max_length=2000, description="`next_cursor` of the previous page")]
 ANY_PATH = "{path:path}"
-
-
-def _preconditions(request: AnyRequest) -> Preconditions:
-    h = request.headers
-    return Preconditions(
-        if_match=h.get("if-match"),
-        if_none_match=h.get("if-none-match"),
-        if_modified_since=h.get("if-modified-since"),
-        if_unmodified_since=h.get("if-unmodified-since"),
-        if_range=h.get("if-range"),
-    )
 
 
 def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadOptions:
@@ -126,20 +114,8 @@ def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadO
 
 
 async def _send(request: AnyRequest, opened: tuple[FileContent, ContentSource], *, attachment: bool) -> BlobResponse:
-    """Answer a GET or HEAD for content the read service opened: plan, check, then send."""
-    content, source = opened
-    plan = plan_download(
-        content,
-        method=request.method,
-        preconditions=_preconditions(request),
-        range_header=request.headers.get("range"),
-        force_attachment=attachment,
-    )
-    if plan.status != 304:
-        # Lost or damaged content must fail before the headers go out, as a logged 500, not a cut-off
-        # or corrupt 200. Responses without a body only need the content to exist.
-        await source.ensure_servable(sends_bytes=request.method != "HEAD" and plan.has_body)
-    return BlobResponse(plan, source, head=request.method == "HEAD")
+    """Answer a GET or HEAD for content the read service opened (the hot-read lane answers the same way)."""
+    return await answer_download(opened, method=request.method, header=request.headers.get, attachment=attachment)
 
 
 def _batch_result(outcomes: list[ItemOutcome]) -> BatchResult:
@@ -472,7 +448,7 @@ class NodesController(Controller):
         "/zip",
         status_code=HTTP_200_OK,
         summary="Download a selection as one ZIP archive, streamed",
-        **operation("downloadZipOfSelection", tag="content", success="zip", writes=False),
+        **operation("downloadZipOfSelection", tag="content", success="zip", writes=False, errors=(404,)),
     )
     async def zip_selection(self, request: Req, data: JSONBody[ZipRequest]) -> StreamResponse:
         return await _zip(request.files, request.principal, data.ids, data.name)

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal, cast
 
 import msgspec
-from litestar import Request, Router
+from litestar import Litestar, Request, Router
 from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin, SwaggerRenderPlugin
@@ -52,6 +52,7 @@ from litestar.openapi.spec import (
     SecurityScheme,
     Tag,
 )
+from litestar.routes import HTTPRoute
 from litestar.types import Method
 
 from stowage.api.problems import PROBLEM_MEDIA_TYPE, Problem
@@ -125,7 +126,6 @@ def _request_header(name: str, description: str, **constraints: Any) -> Paramete
 _BINARY = Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
 _ETAG_PATTERN = r'^"[0-9a-f]{64}"$'
 _HTTP_DATE = r"^(Mon|Tue|Wed|Thu|Fri|Sat|Sun), [0-9]{2} (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) [0-9]{4} [0-9]{2}:[0-9]{2}:[0-9]{2} GMT$"  # noqa: E501
-_ENTITY_TAGS = r'^(\*|(W/)?"[!#-~]*"( *, *(W/)?"[!#-~]*")*)$'
 
 RESPONSE_HEADERS: dict[str, OpenAPIHeader | Reference] = {
     "ETag": _header("Strong validator: the SHA-256 of the content, quoted.", pattern=_ETAG_PATTERN),
@@ -142,37 +142,33 @@ RESPONSE_HEADERS: dict[str, OpenAPIHeader | Reference] = {
     "WWW-Authenticate": _header('Bearer realm="stowage"'),
 }
 
+# Conditional and range headers follow RFC 9110: a value the server cannot parse is ignored (the
+# whole file is served), never refused, so their syntax is described rather than constrained.
 DOWNLOAD_HEADERS = [
-    _request_header(
-        "Range",
-        "One byte range: bytes=<first>-[<last>] or bytes=-<suffix>.",
-        pattern=r"^bytes=([0-9]{1,15}-[0-9]{0,15}|-[0-9]{1,15})$",
-    ),
-    _request_header(
-        "If-Range", "Serve the range only if the file still has this ETag (or date).", pattern=_ENTITY_TAGS
-    ),
-    _request_header("If-None-Match", "304 when the file still has one of these ETags.", pattern=_ENTITY_TAGS),
-    _request_header("If-Modified-Since", "304 when the file has not changed since (HTTP-date).", pattern=_HTTP_DATE),
-    _request_header("If-Match", "412 unless the file has one of these ETags.", pattern=_ENTITY_TAGS),
-    _request_header("If-Unmodified-Since", "412 if the file changed since (HTTP-date).", pattern=_HTTP_DATE),
+    _request_header("Range", "One byte range: bytes=<first>-[<last>] or bytes=-<suffix> (others: whole file)."),
+    _request_header("If-Range", "Serve the range only if the file still has this ETag (or HTTP-date)."),
+    _request_header("If-None-Match", "304 when the file still has one of these ETags (or *)."),
+    _request_header("If-Modified-Since", "304 when the file has not changed since this HTTP-date."),
+    _request_header("If-Match", "412 unless the file has one of these ETags (or *)."),
+    _request_header("If-Unmodified-Since", "412 if the file changed since this HTTP-date."),
 ]
 UPLOAD_HEADERS = [
-    _request_header("If-Match", "Replace only this version: its ETag (412 otherwise).", pattern=_ENTITY_TAGS),
+    _request_header("If-Match", "Replace only this version: its ETag, or * for any (412 otherwise)."),
     _request_header("If-None-Match", "* : create only (412 if the name exists).", enum=["*"]),
     _request_header(
         "Content-Digest",
-        "RFC 9530 sha-256=:<base64>: of the body; a mismatch is a 400 and nothing is stored.",
-        pattern=r"^sha-256=:[A-Za-z0-9+/]{43}=:$",
+        "RFC 9530: sha-256=:<base64 of the body's SHA-256>: (other algorithms are ignored); a mismatch or a "
+        "malformed value is a 400 and nothing is stored.",
     ),
     _request_header(
         "X-Content-SHA256",
-        "The body's SHA-256 as 64 hex characters; a mismatch is a 400 and nothing is stored.",
-        pattern=r"^[0-9a-fA-F]{64}$",
+        "The body's SHA-256 as 64 hex characters (or base64); a mismatch is a 400 and nothing is stored.",
+        pattern=r"^[ \t]*([0-9a-fA-F]{64}|[A-Za-z0-9+/_-]{43}=?)[ \t]*$",
     ),
     _request_header(
         "X-Modified-At",
-        "The file's modification time (ISO 8601; no offset = UTC), for sync clients.",
-        format=OpenAPIFormat.DATE_TIME,
+        "The file's modification time, ISO 8601 such as 2026-05-01T12:00:00Z (no offset = UTC), for sync "
+        "clients; another value is a 400.",
     ),
 ]
 # Every request header the API documents, for CORS (``api.cors``) and for the contract test.
@@ -395,6 +391,7 @@ def _multipart_body() -> RequestBody:
                         "file": Schema(
                             type=OpenAPIType.ARRAY,
                             items=_BINARY,
+                            min_items=1,
                             description="One or more file parts (any field name; the part's filename is used).",
                         ),
                     },
@@ -454,23 +451,62 @@ def operation(
 # --- the document as a whole ------------------------------------------------------------------------
 
 
-def finish_document(document: dict[str, Any]) -> dict[str, Any]:
-    """Document-wide details, applied in place (idempotent): the Problem component and the byte and
-    format limits of fields the server checks beyond what their types say."""
+# Request bodies whose ``name`` is a file or folder name (other ``name`` fields are labels).
+NODE_NAME_FIELDS = {("CreateFolderRequest", "name"), ("UpdateNodeRequest", "name"), ("CopyRequest", "name")}
+# The server's own email rule (accounts: trimmed, then name@domain without spaces), as a pattern that
+# accepts what it accepts: ECMAScript's \s lacks the C0 separators and NEL that Python strips.
+EMAIL_PATTERN = r"^[\s\x1c-\x1f\x85]*[^@\s\x1c-\x1f\x85]{1,64}@[^@\s\x1c-\x1f\x85]{1,255}[\s\x1c-\x1f\x85]*$"
+# New passwords: the policy's length bounds (the rest of the policy is described).
+NEW_PASSWORD_FIELDS = {
+    ("SignupRequest", "password"),
+    ("AdminCreateUserRequest", "password"),
+    ("ChangePasswordRequest", "new_password"),
+    ("ResetPasswordRequest", "new_password"),
+    ("AdminResetPasswordRequest", "new_password"),
+}
+
+
+def request_body_types(app: Litestar) -> list[type[msgspec.Struct]]:
+    """The msgspec Structs the application's JSON routes decode their bodies into."""
+    found: dict[str, type[msgspec.Struct]] = {}
+    for route in app.routes:
+        if isinstance(route, HTTPRoute):
+            for handler in route.route_handlers:
+                field = handler.parsed_fn_signature.parameters.get("data")
+                annotation = getattr(field, "annotation", None)
+                if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct):
+                    found[annotation.__name__] = annotation
+    return list(found.values())
+
+
+def finish_document(document: dict[str, Any], request_types: list[type[msgspec.Struct]]) -> dict[str, Any]:
+    """Document-wide details, applied in place (idempotent).
+
+    - The ``Problem`` component (and ``FieldError``, ``CheckResult``) from ``api.problems.Problem``.
+    - Request bodies as msgspec, which decodes them, sees them: unknown members are refused
+      (``additionalProperties: false``) and list items keep their limits.
+    - Limits the server checks beyond the types: names in bytes, the email rule, password length.
+    """
     schemas: dict[str, Any] = document.setdefault("components", {}).setdefault("schemas", {})
-    _, problem_components = msgspec.json.schema_components([Problem], ref_template="#/components/schemas/{name}")
+    ref = "#/components/schemas/{name}"
+    _, problem_components = msgspec.json.schema_components([Problem], ref_template=ref)
     schemas.update(problem_components)
-    for schema in schemas.values():
-        properties = schema.get("properties", {})
+    _, request_components = msgspec.json.schema_components(request_types, ref_template=ref)
+    schemas.update(request_components)
+    for component in request_components:
+        properties = schemas[component].get("properties", {})
         for key, value in properties.items():
-            if key == "name" and schema is not schemas.get("ZipRequest"):
+            _default_in_words(value)
+            if (component, key) in NODE_NAME_FIELDS:
                 _constrain(value, maxLength=MAX_NAME_BYTES, pattern=NAME_PATTERN, description=NAME_DESCRIPTION)
             elif key == "email":
+                _constrain(value, pattern=EMAIL_PATTERN, description="An email address (compared ignoring case).")
+            elif (component, key) in NEW_PASSWORD_FIELDS:
                 _constrain(
                     value,
-                    format="email",
-                    pattern=r"^[^@\s]{1,64}@[^@\s]{1,255}$",
-                    description="An email address (compared ignoring case).",
+                    minLength=8,
+                    maxLength=256,
+                    description="8-256 characters, not a common or breached password, not the email or a name from it.",
                 )
     for path_item in document.get("paths", {}).values():
         for op in path_item.values():
@@ -485,9 +521,19 @@ def finish_document(document: dict[str, Any]) -> dict[str, Any]:
     return document
 
 
+def _default_in_words(schema: dict[str, Any]) -> None:
+    """Say an optional request member's default in its description rather than as ``default``: client
+    generators (openapi-typescript) make members with a default required in the request type, which
+    would force clients to send what they mean to leave out."""
+    if "default" in schema:
+        default = schema.pop("default")
+        said = "null" if default is None else msgspec.json.encode(default).decode()
+        schema["description"] = f"{schema.get('description', '').rstrip('.')}. Default: {said}.".lstrip(". ")
+
+
 def _constrain(schema: dict[str, Any], **constraints: Any) -> None:
-    """Add constraints to the string branch of ``schema`` (a string, or a oneOf with null)."""
-    for branch in schema.get("oneOf", [schema]):
+    """Add constraints to the string branch of ``schema`` (a string, or an anyOf/oneOf with null)."""
+    for branch in schema.get("anyOf", schema.get("oneOf", [schema])):
         if branch.get("type") == "string":
             branch.update(constraints)
 
@@ -499,7 +545,8 @@ class _Finished:
 
     def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
         if self._rendered is None:
-            self._rendered = super().render(request, finish_document(openapi_schema))  # type: ignore[misc]
+            finished = finish_document(openapi_schema, request_body_types(request.app))
+            self._rendered = super().render(request, finished)  # type: ignore[misc]
         return self._rendered
 
 

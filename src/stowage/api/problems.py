@@ -213,8 +213,8 @@ def _field_errors(extra: Any) -> list[errors.FieldError]:
     return found
 
 
-def handle_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
-    assert isinstance(exc, errors.StowageError)
+def log_domain_error(exc: errors.StowageError) -> None:
+    """Server-side faults behind a domain error go to the log; client errors do not."""
     if isinstance(exc, errors.ServiceUnavailable):
         log.warning("dependency_unavailable", detail=exc.detail, cause=repr(exc.__cause__))
     elif isinstance(exc, errors.InsufficientStorage):
@@ -226,6 +226,11 @@ def handle_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Resp
         # Lost or damaged data (a blob missing or failing its hash) and other server-side faults:
         # the client gets a generic answer, the log gets everything needed to investigate.
         log.error("server_error", code=exc.code, detail=exc.detail, sha256=getattr(exc, "sha256", None))
+
+
+def handle_domain_error(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    assert isinstance(exc, errors.StowageError)
+    log_domain_error(exc)
     return problem_response(exc, instance=request.url.path)
 
 
@@ -235,15 +240,27 @@ def handle_http_exception(request: Request[Any, Any, Any], exc: Exception) -> Re
     return problem_response(error, instance=request.url.path, status=status)
 
 
-def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+def unexpected_error(path: str, exc: Exception) -> errors.InternalError:
     """Log the trace with the request id; tell the client only that it was our fault."""
-    log.error("unhandled_exception", path=request.url.path, exc_info=exc)
-    return problem_response(
-        errors.InternalError(
-            "The server failed to handle this request. It has been logged; quote the request id when reporting it."
-        ),
-        instance=request.url.path,
+    log.error("unhandled_exception", path=path, exc_info=exc)
+    return errors.InternalError(
+        "The server failed to handle this request. It has been logged; quote the request id when reporting it."
     )
+
+
+def handle_unexpected(request: Request[Any, Any, Any], exc: Exception) -> Response[bytes]:
+    return problem_response(unexpected_error(request.url.path, exc), instance=request.url.path)
+
+
+def problem_message(error: errors.StowageError, *, instance: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """A domain error as raw ASGI parts (status, headers, body), for layers that answer without the
+    framework (``api.hot_reads``): the same body and headers as ``problem_response``."""
+    problem, headers = problem_for(error, instance=instance)
+    extensions = {k: v for k, v in error.extra.items() if k != "retry_after"}
+    body = encode_problem(problem, **extensions)
+    raw = [(b"content-type", PROBLEM_MEDIA_TYPE.encode()), (b"content-length", str(len(body)).encode())]
+    raw.extend((name.encode("latin-1"), value.encode("latin-1")) for name, value in headers.items())
+    return problem.status, raw, body
 
 
 def internal_error_body() -> bytes:

@@ -16,8 +16,10 @@ else is still a bug and still a logged 500.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
+import msgspec
 from litestar import Request
 from litestar.datastructures import State
 
@@ -59,11 +61,43 @@ class StowageRequest(Request[Any, Any, State]):
         )
 
     async def json(self) -> Any:
-        """The decoded JSON body; a body nested too deeply to decode is the client's error (400)."""
+        """The decoded JSON body; a body nested too deeply to decode is the client's error (400), and so
+        is one that only a lax reading would accept (see ``_refuse_lax_values``)."""
         try:
-            return await super().json()
+            value = await super().json()
         except RecursionError:
             raise InvalidInput(
                 "The JSON body is nested too deeply to be read; no request needs more than a few levels.",
                 errors=[FieldError(field="body", message="nested too deeply")],
             ) from None
+        _refuse_lax_values(self.scope.get("route_handler"), value)
+        return value
+
+
+@lru_cache(maxsize=256)
+def _body_type(handler: Any) -> type[msgspec.Struct] | None:
+    field = handler.parsed_fn_signature.parameters.get("data")
+    annotation = getattr(field, "annotation", None)
+    return annotation if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct) else None
+
+
+def _refuse_lax_values(handler: Any, value: Any) -> None:
+    """Litestar converts bodies leniently (``0`` for ``false``, ``"5"`` for ``5``); the published schema
+    says what the types are, so a body that only the lenient reading accepts is refused like any other
+    invalid body. Bodies that fail both readings are left to Litestar's own error, unchanged."""
+    body_type = _body_type(handler) if handler is not None else None
+    if body_type is None:
+        return
+    try:
+        msgspec.convert(value, body_type, strict=True)
+    except msgspec.ValidationError as strict_error:
+        try:
+            msgspec.convert(value, body_type, strict=False)
+        except msgspec.ValidationError:
+            return
+        message, _, where = str(strict_error).partition(" - at `$")
+        field = "body" + where.rstrip("`") if where else "body"
+        raise InvalidInput(
+            f"The request is not valid: {field}: {message}",
+            errors=[FieldError(field=field, message=message)],
+        ) from None

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
@@ -11,14 +13,33 @@ from litestar.params import QueryParameter
 from stowage.api.deps import BEARER, Req
 from stowage.api.files import Cursor, Limit, Order, Sort
 from stowage.api.openapi import operation
+from stowage.errors import FieldError, InvalidInput
 from stowage.files.schemas import MAX_QUERY_LENGTH, Category, NodePage, SearchQuery
 
+# A date, or a date and time with an optional offset: what the parameters accept (and publish).
+ISO_MOMENT = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?(Z|[+-][0-9]{2}:[0-9]{2})?)?$"
+)
+_ISO_MOMENT = re.compile(ISO_MOMENT)
 
-def _aware(moment: datetime | None) -> datetime | None:
-    """Timestamps without an offset are taken as UTC."""
-    if moment is None or moment.tzinfo is not None:
-        return moment
-    return moment.replace(tzinfo=UTC)
+
+def _moment(value: str | None, field: str) -> datetime | None:
+    """An ISO 8601 date or date-time; without an offset it is taken as UTC. Anything else is a 400
+    (not a number of seconds, which a lenient reading would take)."""
+    if value is None:
+        return None
+    moment = None
+    if _ISO_MOMENT.match(value) is not None:
+        with contextlib.suppress(ValueError):
+            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if moment is None:
+        name = field.rsplit(".", maxsplit=1)[-1]
+        raise InvalidInput(
+            f"{name} must be an ISO 8601 date or date-time, such as 2026-05-01T12:00:00Z.",
+            errors=[FieldError(field=field, message="expected an ISO 8601 date or date-time")],
+        )
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 class SearchController(Controller):
@@ -45,8 +66,12 @@ class SearchController(Controller):
         category: Annotated[Category | None, QueryParameter(description="A family of media types")] = None,
         min_size: Annotated[int | None, QueryParameter(ge=0, description="Bytes, inclusive")] = None,
         max_size: Annotated[int | None, QueryParameter(ge=0, description="Bytes, inclusive")] = None,
-        modified_after: Annotated[datetime | None, QueryParameter(description="Inclusive, ISO 8601")] = None,
-        modified_before: Annotated[datetime | None, QueryParameter(description="Exclusive, ISO 8601")] = None,
+        modified_after: Annotated[
+            str | None, QueryParameter(pattern=ISO_MOMENT, description="Inclusive, ISO 8601 (no offset = UTC)")
+        ] = None,
+        modified_before: Annotated[
+            str | None, QueryParameter(pattern=ISO_MOMENT, description="Exclusive, ISO 8601 (no offset = UTC)")
+        ] = None,
         starred: Annotated[bool | None, QueryParameter()] = None,
         sort: Sort = "name",
         order: Order = "asc",
@@ -61,8 +86,8 @@ class SearchController(Controller):
             category=category,
             min_size=min_size,
             max_size=max_size,
-            modified_after=_aware(modified_after),
-            modified_before=_aware(modified_before),
+            modified_after=_moment(modified_after, "query.modified_after"),
+            modified_before=_moment(modified_before, "query.modified_before"),
             starred=starred,
             sort=sort,
             descending=order == "desc",
