@@ -244,9 +244,6 @@ ACCOUNT_OF = {
     "admin_pat": "admin",
     "admin_plain_pat": "admin",
 }
-# Known violations, each pinned by a strict xfail test below; the matrix skips exactly these calls so
-# it keeps guarding everything else. Remove an entry together with its xfail test once fixed.
-KNOWN_BUGS: set[tuple[str, str, str]] = set()
 _PARAM = re.compile(r"\{(\w+):\w+\}")
 
 
@@ -776,8 +773,6 @@ async def test_every_route_enforces_its_rule(client: httpx.AsyncClient, settings
             await prepare[(method, template)](cast, False, "owner")  # create the shared target before the snapshot
             before = await world.digest()
             for caller in refused:
-                if (method, template, caller) in KNOWN_BUGS:
-                    continue
                 if caller == "anonymous":
                     headers = {}
                 elif caller == "garbage":
@@ -838,6 +833,7 @@ async def test_public_routes_work_without_credentials(client: httpx.AsyncClient,
         await client.post("/api/v1/me/email/verify-request", headers=auth(fresh["access_token"]))
         return await client.post("/api/v1/auth/email/verify", json={"token": token_from_mail(mail.last())})
 
+    newcomer = f"{uuid.uuid4().hex[:8]}@example.com"
     calls = {
         ("GET", "/healthz"): get("/healthz"),
         ("GET", "/readyz"): get("/readyz"),
@@ -848,7 +844,7 @@ async def test_public_routes_work_without_credentials(client: httpx.AsyncClient,
         ("GET", "/openapi.json"): get("/openapi.json"),
         ("GET", "/oauth2-redirect.html"): get("/oauth2-redirect.html"),
         ("POST", "/api/v1/auth/signup"): lambda: client.post(
-            "/api/v1/auth/signup", json={"email": f"{uuid.uuid4().hex[:8]}@example.com", "password": PASSWORD}
+            "/api/v1/auth/signup", json={"email": newcomer, "password": PASSWORD}
         ),
         ("POST", "/api/v1/auth/login"): lambda: client.post(
             "/api/v1/auth/login", json={"email": "public@example.com", "password": PASSWORD}
@@ -863,14 +859,72 @@ async def test_public_routes_work_without_credentials(client: httpx.AsyncClient,
         ("POST", "/api/v1/auth/password/reset"): forgot_then_reset,
     }
     public = {key for key, rule in MATRIX.items() if Rule.PUBLIC in rule}
-    assert calls.keys() == public
+    # Each public route's answer: its status, media type and the shape of its body.
+    answers: dict[tuple[str, str], tuple[int, str | None, Callable[[httpx.Response], bool]]] = {
+        ("GET", "/healthz"): (200, "application/json", lambda r: r.json() == {"status": "ok"}),
+        ("GET", "/readyz"): (200, "application/json", lambda r: _is_ready(r.json())),
+        ("GET", "/metrics"): (200, "text/plain", lambda r: "# TYPE stowage_http_requests_total counter" in r.text),
+        ("GET", "/api/v1/info"): (200, "application/json", lambda r: _is_instance_info(r.json())),
+        ("GET", "/docs"): (200, "text/html", lambda r: "<title>Stowage API</title>" in r.text),
+        ("GET", "/docs/assets/{file_path:path}"): (200, "text/css", lambda r: r.text.startswith(".swagger-ui")),
+        ("GET", "/openapi.json"): (200, "application/vnd.oai.openapi+json", lambda r: _is_openapi(r.json())),
+        ("GET", "/oauth2-redirect.html"): (200, "text/html", lambda r: "swaggerUIRedirectOauth2" in r.text),
+        ("POST", "/api/v1/auth/signup"): (201, "application/json", lambda r: _is_token_pair(r.json(), newcomer)),
+        ("POST", "/api/v1/auth/login"): (
+            200,
+            "application/json",
+            lambda r: _is_token_pair(r.json(), pair["user"]["email"]),
+        ),
+        ("POST", "/api/v1/auth/refresh"): (
+            200,
+            "application/json",
+            lambda r: (
+                _is_token_pair(r.json(), pair["user"]["email"]) and r.json()["refresh_token"] != pair["refresh_token"]
+            ),
+        ),
+        ("POST", "/api/v1/auth/email/verify"): (204, None, lambda r: r.content == b""),
+        ("POST", "/api/v1/auth/password/forgot"): (202, "application/json", lambda r: r.json()["status"] == "accepted"),
+        ("POST", "/api/v1/auth/password/reset"): (204, None, lambda r: r.content == b""),
+    }
+    assert calls.keys() == answers.keys() == public
 
     for key in sorted(public, key=lambda k: k[1]):
         response = await calls[key]()
-        assert 200 <= response.status_code < 300, f"{key}: {response.status_code} {response.text[:300]}"
+        status, media_type, shaped = answers[key]
+        assert response.status_code == status, f"{key}: {response.status_code} {response.text[:300]}"
+        assert response.headers.get("content-type", "").split(";")[0] == (media_type or ""), (key, response.headers)
+        assert shaped(response), f"{key}: unexpected body {response.text[:300]}"
 
 
-# --- known holes (see KNOWN_BUGS) ------------------------------------------------------------------------
+def _is_token_pair(body: dict[str, Any], email: str) -> bool:
+    return (
+        body["token_type"] == "Bearer"
+        and bool(body["access_token"])
+        and bool(body["refresh_token"])
+        and body["user"]["email"] == email
+    )
+
+
+def _is_ready(body: dict[str, Any]) -> bool:
+    checks = body["checks"]
+    return (
+        body["status"] == "ready"
+        and checks.keys() == {"database", "schema", "data_dir"}
+        and all(check["ok"] is True and check["error"] is None for check in checks.values())
+    )
+
+
+def _is_instance_info(body: dict[str, Any]) -> bool:
+    uuid.UUID(body["instance_id"])
+    datetime.fromisoformat(body["created_at"])
+    return (body["name"], body["api_version"]) == ("Stowage", "v1") and body["database"] in {"sqlite", "postgresql"}
+
+
+def _is_openapi(body: dict[str, Any]) -> bool:
+    return body["openapi"].startswith("3.") and {"/api/v1/info", "/api/v1/auth/login"} <= body["paths"].keys()
+
+
+# --- holes that were once open (regression tests) --------------------------------------------------------
 
 
 async def test_anonymous_cannot_create_users(client: httpx.AsyncClient, settings: Settings) -> None:
