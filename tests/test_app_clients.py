@@ -170,6 +170,22 @@ async def test_a_number_is_not_a_boolean(client: httpx.AsyncClient, owner: Accou
     assert (await client.patch(node_path(file_id), json={"starred": True}, headers=owner.headers)).status_code == 200
 
 
+async def test_a_whole_number_written_with_a_point_is_an_integer(client: httpx.AsyncClient, owner: Account) -> None:
+    # JSON Schema counts 30.0 as an integer; so does the server. 30.5 is not one.
+    whole = await client.post(
+        f"{API}/me/tokens", json={"name": "t", "scopes": ["read"], "expires_in_days": 30.0}, headers=owner.headers
+    )
+    fraction = await client.post(
+        f"{API}/me/tokens", json={"name": "u", "scopes": ["read"], "expires_in_days": 30.5}, headers=owner.headers
+    )
+
+    assert whole.status_code == 201, whole.text
+    problem = assert_problem(fraction, 400, "invalid-input")
+    assert problem["errors"][0]["field"] == "body.expires_in_days"
+    names = [token["name"] for token in (await client.get(f"{API}/me/tokens", headers=owner.headers)).json()]
+    assert names == ["t"]
+
+
 async def test_invalid_bodies_keep_their_usual_errors(client: httpx.AsyncClient, owner: Account) -> None:
     response = await client.post(f"{API}/nodes/{owner.root_id}/folders", json={}, headers=owner.headers)
 

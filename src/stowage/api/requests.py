@@ -81,6 +81,17 @@ def _body_type(handler: Any) -> type[msgspec.Struct] | None:
     return annotation if isinstance(annotation, type) and issubclass(annotation, msgspec.Struct) else None
 
 
+def _integral_floats_as_ints(value: Any) -> Any:
+    """JSON Schema counts 126.0 as an integer; so does this check (msgspec's strict mode would not)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral_floats_as_ints(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral_floats_as_ints(item) for item in value]
+    return value
+
+
 def _refuse_lax_values(handler: Any, value: Any) -> None:
     """Litestar converts bodies leniently (``0`` for ``false``, ``"5"`` for ``5``); the published schema
     says what the types are, so a body that only the lenient reading accepts is refused like any other
@@ -89,7 +100,7 @@ def _refuse_lax_values(handler: Any, value: Any) -> None:
     if body_type is None:
         return
     try:
-        msgspec.convert(value, body_type, strict=True)
+        msgspec.convert(_integral_floats_as_ints(value), body_type, strict=True)
     except msgspec.ValidationError as strict_error:
         try:
             msgspec.convert(value, body_type, strict=False)

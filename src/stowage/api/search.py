@@ -49,7 +49,7 @@ class SearchController(Controller):
 
     @get(
         "/search",
-        **operation("search"),
+        **operation("search", conflicts=True, errors=(404,)),
         summary="Find files and folders by name and filters, everywhere or below a folder",
         description="`q` matches anywhere in the name, ignoring case (Unicode case folding). All given "
         "criteria must hold. Sorted and keyset-paginated like folder listings (folders first).",
