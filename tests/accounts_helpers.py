@@ -31,7 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stowage.accounts.passwords import PasswordHasher
 from stowage.accounts.schemas import AdminCreateUserRequest
 from stowage.accounts.services import AccountDeps, AdminService, credentials_epoch
-from stowage.app import create_app
+from stowage.app import create_app, litestar_of
 from stowage.config import Settings, load_or_create_secret
 from stowage.db import direct as direct_sql
 from stowage.db import sqlite_driver
@@ -160,7 +160,7 @@ async def concurrent_client(settings: Settings) -> AsyncIterator[httpx.AsyncClie
     """
     app = create_app(settings)
     async with (
-        app.app.lifespan(),  # type: ignore[attr-defined]
+        litestar_of(app).lifespan(),
         httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local") as client,
     ):
         yield client

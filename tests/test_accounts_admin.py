@@ -30,7 +30,7 @@ from accounts_helpers import (
     user_row,
 )
 from conftest import make_settings
-from stowage.app import create_app
+from stowage.app import create_app, litestar_of
 from stowage.config import Settings
 
 ADMIN = "/api/v1/admin"
@@ -518,7 +518,7 @@ async def test_admin_responses_never_contain_secrets(client: httpx.AsyncClient, 
 
 
 def _admin_routes(settings: Settings) -> list[tuple[str, str]]:
-    app = create_app(settings).app
+    app = litestar_of(create_app(settings))
     routes = []
     for route in app.routes:
         if not route.path.startswith(ADMIN):

@@ -54,7 +54,7 @@ from accounts_helpers import (
 )
 from conftest import make_settings
 from stowage.accounts import tokens
-from stowage.app import create_app
+from stowage.app import create_app, litestar_of
 from stowage.config import Settings
 from stowage.db.engine import Database
 from stowage.db.tables import ApiKey, Blob, EmailToken, Invite, Node, RefreshToken, Session, User, Version
@@ -266,7 +266,7 @@ def expected_status(rule: Rule, caller: str) -> int:
 
 def app_routes(settings: Settings) -> set[tuple[str, str]]:
     """Every (method, path template) the application serves, read from the application itself."""
-    app = create_app(settings).app
+    app = litestar_of(create_app(settings))
     found: set[tuple[str, str]] = set()
     for route in app.routes:
         if isinstance(route, HTTPRoute):

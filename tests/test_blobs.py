@@ -384,11 +384,14 @@ async def test_remove_stale_temp_removes_only_old_spools(spooling_store: BlobSto
 async def test_local_path_is_only_given_by_local_stores(store: BlobStore) -> None:
     info = await put(store, DATA)
     path = store.local_path(info.sha256)
+    name = store.local_file(info.sha256)
     if isinstance(store, LocalBlobStore):
         assert path is not None
         assert path.read_bytes() == DATA
+        assert name == str(path)  # the string form a download sends names the same file
     else:
         assert path is None
+        assert name is None
 
 
 async def test_a_cancelled_write_leaves_an_unusable_writer_and_no_spool(store: BlobStore) -> None:

@@ -441,9 +441,10 @@ async def test_without_checks_a_truncated_blob_breaks_the_stream_off(local_env: 
     async with open_client(settings) as client:
         stored = await _stored(client)
         truncate_blob(settings, sha256_hex(CONTENT), 1000)
-        with pytest.raises(LitestarException, match="after response started") as whole:
+        # The error escapes the application after the headers went out: the server drops the connection.
+        with pytest.raises(Exception) as whole:  # noqa: PT011 - its root cause is checked below
             await download(client, stored.alice, stored.report["id"])
-        with pytest.raises(LitestarException, match="after response started") as tail:
+        with pytest.raises(Exception) as tail:  # noqa: PT011
             await download(client, stored.alice, stored.report["id"], range="bytes=500-1999")
         inside = await download(client, stored.alice, stored.report["id"], range="bytes=0-99")
 

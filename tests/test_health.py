@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from accounts_helpers import PASSWORD, SIGNUP
 from conftest import POSTGRES_URL, make_settings, postgres_proxy_target
-from stowage.app import create_app
+from stowage.app import create_app, litestar_of
 from stowage.config import Settings
 from stowage.db import migrate
 from stowage.db.engine import Database
@@ -104,7 +104,7 @@ async def test_unwritable_data_folder_makes_the_server_unready_until_fixed(
 
 async def test_schema_behind_this_build_makes_the_server_unready(running: tuple[httpx.AsyncClient, Any]) -> None:
     client, application = running
-    database: Database = application.app.state.runtime.database
+    database: Database = litestar_of(application).state.runtime.database
     await migrate.downgrade(database, "base")
 
     behind = await _get(client, "/readyz")

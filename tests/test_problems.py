@@ -22,7 +22,7 @@ from conftest import make_settings
 from stowage import errors
 from stowage.api import problems
 from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, STATUS_BY_ERROR, handle_http_exception
-from stowage.app import create_app
+from stowage.app import create_app, litestar_of
 from stowage.config import Settings
 from stowage.observability.middleware import ObservabilityMiddleware
 from support import PROBLEM_TYPE_PREFIX, assert_problem, capture_logs
@@ -97,7 +97,7 @@ async def test_unexpected_exception_is_a_generic_500_and_the_trace_is_logged(
 
     app = create_app(settings)
     async with AsyncTestClient(app=app) as client:  # type: ignore[type-var]
-        runtime = app.app.state.runtime  # type: ignore[attr-defined]  # Litestar inside the middleware
+        runtime = litestar_of(app).state.runtime
         monkeypatch.setattr(runtime.system, "instance_info", explode)
         with capture_logs(settings) as logs:
             response = await client.get("/api/v1/info")

@@ -29,6 +29,7 @@ from stowage.api.admin import AdminController
 from stowage.api.authn import authenticate_first
 from stowage.api.cors import cors_config, install_problem_cors, list_every_method
 from stowage.api.files import NodesController, TrashController
+from stowage.api.hot_reads import HotReads
 from stowage.api.maintenance import SystemAdminController
 from stowage.api.openapi import openapi_config
 from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body
@@ -192,14 +193,30 @@ def create_app(settings: Settings, *, freeze_gc: bool = False) -> ObservabilityM
     """The full ASGI application for ``settings`` (``freeze_gc``: see the lifespan; server workers only)."""
     metrics = Metrics() if settings.metrics_enabled else None
     litestar_app = build_litestar(settings, metrics, freeze_gc=freeze_gc)
+    return observed(HotReads(litestar_app, cors=bool(settings.cors_allow_origins)), settings, metrics)
+
+
+def observed(inner: Any, settings: Settings, metrics: Metrics | None) -> ObservabilityMiddleware:
+    """``inner`` inside the outermost layer (request ids, access log, metrics, security headers).
+
+    ``tests/test_hot_reads.py`` also wraps the bare Litestar application with it, to compare the
+    hot-read lane's answers with Litestar's."""
     return ObservabilityMiddleware(
-        litestar_app,  # type: ignore[arg-type]
+        inner,
         metrics=metrics,
         hsts=settings.hsts,
         page_policies={"/docs": DOCS_CSP},
         body_idle_timeout=settings.body_idle_timeout,
         last_resort=(PROBLEM_MEDIA_TYPE, internal_error_body),
     )
+
+
+def litestar_of(app: ObservabilityMiddleware) -> Litestar:
+    """The Litestar application inside the layers ``create_app`` puts around it (tests and tools read
+    its routes, state and lifespan)."""
+    lane = app.app
+    assert isinstance(lane, HotReads), lane
+    return lane.app
 
 
 def create_app_from_env() -> ObservabilityMiddleware:

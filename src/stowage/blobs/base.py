@@ -162,6 +162,10 @@ class BlobStore(Protocol):
         the store is not local. Call ``size()`` first: it raises BlobNotFound and gives Content-Length."""
         ...
 
+    def local_file(self, sha256: str) -> str | None:
+        """``local_path`` as a string: what a download sends, without building a ``Path`` per request."""
+        ...
+
     async def delete(self, sha256: str) -> None:
         """Remove the blob; a missing blob is not an error."""
         ...

@@ -351,6 +351,9 @@ class LocalBlobStore(BlobStore):
     def local_path(self, sha256: str) -> Path | None:
         return self.blob_path(sha256)
 
+    def local_file(self, sha256: str) -> str | None:
+        return self._blob_file(sha256)
+
     async def ensure_intact(self, sha256: str, *, always: bool = False) -> None:
         path = self._blob_file(sha256)
         try:

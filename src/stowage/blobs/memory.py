@@ -108,6 +108,10 @@ class MemoryBlobStore(BlobStore):
         check_sha256(sha256)
         return None
 
+    def local_file(self, sha256: str) -> str | None:
+        check_sha256(sha256)
+        return None
+
     async def delete(self, sha256: str) -> None:
         self._blobs.pop(check_sha256(sha256), None)
 

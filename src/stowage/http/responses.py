@@ -7,8 +7,7 @@ truncated body for a complete one).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 from litestar.response.base import ASGIResponse
@@ -18,6 +17,12 @@ from stowage.blobs import BlobCorrupt
 from stowage.http.serving import DownloadPlan
 
 PATHSEND = "http.response.pathsend"
+# Plain ASGI shapes for BlobResponse, which also sends the ``pathsend`` extension's message (not in
+# the framework's typed events) and is called by layers in front of the framework.
+RawScope = MutableMapping[str, Any]
+RawMessage = MutableMapping[str, Any]
+RawReceive = Callable[[], Awaitable[RawMessage]]
+RawSend = Callable[[RawMessage], Awaitable[None]]
 
 
 class ByteSource(Protocol):
@@ -25,33 +30,41 @@ class ByteSource(Protocol):
 
     sha256: str
 
-    def local_path(self) -> Path | None: ...
+    def local_file(self) -> str | None: ...
     def open_read(self, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]: ...
 
 
-class BlobResponse(ASGIResponse):
-    """Sends a download plan's bytes."""
+class BlobResponse:
+    """Sends a download plan's bytes.
+
+    A plain ASGI callable rather than a framework response: the plan already holds the final status
+    and headers, and building Litestar's response object around them cost more per request than
+    planning the download (see docs/benchmarks.md). Litestar sends any async callable a handler
+    returns as the response; the hot-read lane (``api.hot_reads``) calls it directly.
+    """
+
+    __slots__ = ("is_head_response", "plan", "source")
 
     def __init__(self, plan: DownloadPlan, source: ByteSource, *, head: bool) -> None:
-        super().__init__(status_code=plan.status, headers=plan.headers, is_head_response=head)
         self.plan = plan
         self.source = source
+        self.is_head_response = head
 
     def encode_headers(self) -> list[tuple[bytes, bytes]]:
-        # The plan sets Content-Length itself (the body is not in memory); keep exactly its headers.
+        # The plan sets Content-Length itself (the body is not in memory); exactly its headers go out.
         return [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in self.plan.headers.items()]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.start_response(send=send)
+    async def __call__(self, scope: RawScope, receive: RawReceive, send: RawSend) -> None:
         plan = self.plan
+        await send({"type": "http.response.start", "status": plan.status, "headers": self.encode_headers()})
         if self.is_head_response or not plan.has_body:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             return
         extensions: dict[str, Any] = scope.get("extensions") or {}
         if plan.status == 200 and PATHSEND in extensions:
-            local_path = self.source.local_path()
-            if local_path is not None:
-                await send({"type": PATHSEND, "path": str(local_path)})  # type: ignore[arg-type]  # ASGI extension
+            local_file = self.source.local_file()
+            if local_file is not None:
+                await send({"type": PATHSEND, "path": local_file})
                 return
         chunks: AsyncIterator[bytes] = self.source.open_read(plan.start, plan.end)
         sent = 0

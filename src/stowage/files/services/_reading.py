@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Protocol
 
 from stowage.blobs import BlobNotFound, BlobStore
@@ -42,7 +41,7 @@ class ContentSource:
     """The bytes of one stored content, and the checks to run before sending them.
 
     A front end asks ``ensure_servable`` once it knows whether bytes will go out (not for a 304 or an
-    empty body), then sends the whole file by ``local_path`` (ASGI pathsend) or streams ``open_read``.
+    empty body), then sends the whole file by ``local_file`` (ASGI pathsend) or streams ``open_read``.
     """
 
     __slots__ = ("_store", "_verify", "sha256")
@@ -56,9 +55,9 @@ class ContentSource:
         """Missing content fails always; damaged content fails when bytes will be sent (``verify_reads``)."""
         await ensure_servable(self._store, self.sha256, self._verify if sends_bytes else "off")
 
-    def local_path(self) -> Path | None:
+    def local_file(self) -> str | None:
         """The file holding the whole content when the store is local (for zero-copy sending), else None."""
-        return self._store.local_path(self.sha256)
+        return self._store.local_file(self.sha256)
 
     def open_read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Bytes ``[start, end)`` in chunks."""

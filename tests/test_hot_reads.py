@@ -1,0 +1,254 @@
+"""The hot-read lane (``api.hot_reads``) answers downloads exactly as the Litestar routes do.
+
+Every request below is sent twice against one started application: once through the full
+application (where the lane answers what it recognises) and once through the same Litestar
+application wrapped only in the outermost layer (no lane). Status, headers (but the request id
+and the date) and body must be equal, and the lane must have answered exactly the requests it
+claims — the rest reached Litestar. Errors included: unknown files, other users' files, missing
+or bad credentials, failed preconditions, bad ranges, invalid paths and parameters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+from litestar import Litestar
+
+from accounts_helpers import auth, create_pat
+from files_helpers import API, Account, by_path, etag_of, mkdir, new_account, upload
+from stowage.app import create_app, litestar_of, observed
+from stowage.config import Settings
+from support import capture_logs
+
+CONTENT = bytes(range(256)) * 8  # 2,048 bytes
+IGNORED_HEADERS = {"x-request-id", "date"}
+
+Scope = MutableMapping[str, Any]
+
+
+class LitestarSpy:
+    """Stands in for the Litestar application inside the lane, recording which paths reached it."""
+
+    def __init__(self, app: Litestar) -> None:
+        self.app = app
+        self.state = app.state
+        self.paths: list[str] = []
+
+    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Any) -> None:
+        if scope["type"] == "http":
+            self.paths.append(scope["path"])
+        await self.app(scope, receive, send)  # type: ignore[arg-type]
+
+
+@dataclass
+class Lanes:
+    full: httpx.AsyncClient  # the application as served
+    plain: httpx.AsyncClient  # Litestar alone inside the outermost layer
+    spy: LitestarSpy
+    alice: Account
+    bob: Account
+    report_id: str
+    docs_id: str
+    pat: str
+
+
+@asynccontextmanager
+async def open_lanes(settings: Settings) -> AsyncIterator[Lanes]:
+    app = create_app(settings)
+    litestar = litestar_of(app)
+    spy = LitestarSpy(litestar)
+    app.app.app = spy  # type: ignore[attr-defined]  # the lane's inner application
+    plain = observed(litestar, settings, None)
+    base = "http://testserver.local"
+    async with (
+        litestar.lifespan(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base) as full,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=plain), base_url=base) as plain_client,
+    ):
+        alice = await new_account(full, "alice@example.com")
+        bob = await new_account(full, "bob@example.com")
+        docs = await mkdir(full, alice, alice.root_id, "docs")
+        report = await upload(full, alice, docs["id"], "report.txt", CONTENT)
+        await upload(full, alice, docs["id"], "été 2026 #1.txt", b"summer")
+        await upload(full, alice, alice.root_id, ".hidden", b"dot file")
+        await upload(full, alice, alice.root_id, "empty.bin", b"")
+        pat = (await create_pat(full, alice.token, ["read"]))["token"]
+        yield Lanes(full, plain_client, spy, alice, bob, report["id"], docs["id"], pat)
+
+
+def _comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
+    """What must be equal in both lanes' answers: all but the request id (its own per request, also
+    in a problem's body, where it must match the header) and the date."""
+    headers = sorted((k, v) for k, v in response.headers.multi_items() if k not in IGNORED_HEADERS)
+    body: Any = response.content
+    if response.headers.get("content-type") == "application/problem+json" and body:
+        body = response.json()
+        assert body.pop("request_id") == response.headers["x-request-id"]
+    return response.status_code, headers, body
+
+
+async def _both(lanes: Lanes, method: str, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bool]:
+    """Send the request through both applications; assert equal answers; say whether the lane answered."""
+    lanes.spy.paths.clear()
+    fast = await lanes.full.request(method, url, headers=headers)
+    answered_by_lane = not lanes.spy.paths
+    slow = await lanes.plain.request(method, url, headers=headers)
+    assert _comparable(fast) == _comparable(slow), f"{method} {url} {headers}"
+    assert fast.headers["x-request-id"]
+    return fast, answered_by_lane
+
+
+def _report(lanes: Lanes) -> str:
+    return f"{API}/nodes/{lanes.report_id}/content"
+
+
+CASES: list[tuple[str, str, str, str, int, bool]] = [
+    # (name, method, url (with {report} {docs}), credential, status, answered by the lane)
+    ("by path", "GET", "/content/docs/report.txt", "alice", 200, True),
+    ("by path, HEAD", "HEAD", "/content/docs/report.txt", "alice", 200, True),
+    ("by path, personal token", "GET", "/content/docs/report.txt", "pat", 200, True),
+    ("by id", "GET", "/nodes/{report}/content", "alice", 200, True),
+    ("by id, HEAD", "HEAD", "/nodes/{report}/content", "alice", 200, True),
+    ("encoded name", "GET", "/content/docs/%C3%A9t%C3%A9%202026%20%231.txt", "alice", 200, True),
+    ("dot file", "GET", "/content/.hidden", "alice", 200, True),
+    ("empty file", "GET", "/content/empty.bin", "alice", 200, True),
+    ("as attachment", "GET", "/content/docs/report.txt?download=true", "alice", 200, True),
+    ("as attachment, 1", "GET", "/nodes/{report}/content?download=1", "alice", 200, True),
+    ("inline, false", "GET", "/content/docs/report.txt?download=false", "alice", 200, True),
+    ("inline, 0", "GET", "/content/docs/report.txt?download=0", "alice", 200, True),
+    ("anonymous", "GET", "/content/docs/report.txt", "none", 401, True),
+    ("anonymous HEAD", "HEAD", "/nodes/{report}/content", "none", 401, True),
+    ("not bearer", "GET", "/content/docs/report.txt", "basic", 401, True),
+    ("unknown token", "GET", "/nodes/{report}/content", "bogus", 401, True),
+    ("another user's file by id", "GET", "/nodes/{report}/content", "bob", 404, True),
+    ("another user's path", "GET", "/content/docs/report.txt", "bob", 404, True),
+    ("missing file", "GET", "/content/docs/nothing.txt", "alice", 404, True),
+    ("missing parent", "GET", "/content/nowhere/report.txt", "alice", 404, True),
+    ("missing id", "GET", "/nodes/00000000-0000-0000-0000-000000000000/content", "alice", 404, True),
+    ("missing id, HEAD", "HEAD", "/nodes/00000000-0000-0000-0000-000000000000/content", "alice", 404, True),
+    ("a folder by path", "GET", "/content/docs", "alice", 409, True),
+    ("a folder by id", "GET", "/nodes/{docs}/content", "alice", 409, True),
+    ("dot-dot", "GET", "/content/docs/%2E%2E/docs/report.txt", "alice", 400, True),
+    ("dot segment", "GET", "/content/docs/%2E/report.txt", "alice", 400, True),
+    ("control character", "GET", "/content/docs/a%01b", "alice", 400, True),
+    # Declined: Litestar answers these (its parameter validation, its path normalisation).
+    ("bad download flag", "GET", "/content/docs/report.txt?download=maybe", "alice", 400, False),
+    ("other query", "GET", "/nodes/{report}/content?x=1", "alice", 200, False),
+    ("doubled slash", "GET", "/content/docs//report.txt", "alice", 200, False),
+    ("trailing slash", "GET", "/content/docs/report.txt/", "alice", 200, False),
+    ("a version's content", "GET", "/nodes/{report}/versions/none/content", "alice", 404, False),
+    ("not a read", "DELETE", "/content/docs/report.txt", "alice", 405, False),
+    ("odd host header", "GET", "/content/docs/report.txt", "alice+host", 400, False),
+]
+
+
+def _credential(lanes: Lanes, which: str) -> dict[str, str]:
+    return {
+        "alice": lanes.alice.headers,
+        "bob": lanes.bob.headers,
+        "pat": auth(lanes.pat),
+        "none": {},
+        "basic": {"authorization": "Basic YWxpY2U6c2VjcmV0"},
+        "bogus": auth("stw_pat_not-a-real-token"),
+        "alice+host": {**lanes.alice.headers, "host": "bad host"},
+    }[which]
+
+
+async def _check_case(lanes: Lanes, *, method: str, url: str, who: str, status: int, by_lane: bool) -> None:
+    target = API + url.format(report=lanes.report_id, docs=lanes.docs_id)
+    response, answered_by_lane = await _both(lanes, method, target, _credential(lanes, who))
+    assert response.status_code == status, response.text
+    assert answered_by_lane is by_lane
+    if status == 200 and method == "GET" and "report" in url:
+        assert response.content == CONTENT
+    if status >= 400:
+        assert response.headers["content-type"] == "application/problem+json"
+        if method == "GET":
+            assert response.json()["status"] == status
+
+
+async def test_both_lanes_answer_alike(settings: Settings) -> None:
+    """Every case, on one application; each failure is reported with its case name."""
+    failures: list[str] = []
+    async with open_lanes(settings) as lanes:
+        for name, method, url, who, status, by_lane in CASES:
+            try:
+                await _check_case(lanes, method=method, url=url, who=who, status=status, by_lane=by_lane)
+            except AssertionError as error:
+                failures.append(f"{name}: {error}")
+    assert not failures, "\n\n".join(failures)
+
+
+CONDITIONAL_CASES: list[tuple[dict[str, str], int]] = [
+    ({"range": "bytes=0-99"}, 206),
+    ({"range": "bytes=2000-"}, 206),
+    ({"range": "bytes=-10"}, 206),
+    ({"range": "bytes=5000-"}, 416),
+    ({"range": "pages=1"}, 200),
+    ({"if-none-match": etag_of(CONTENT)}, 304),
+    ({"if-none-match": '"other"'}, 200),
+    ({"if-match": '"other"'}, 412),
+    ({"if-match": etag_of(CONTENT)}, 200),
+    ({"if-modified-since": "Tue, 01 Jan 2999 00:00:00 GMT"}, 304),
+    ({"if-unmodified-since": "Mon, 01 Jan 2001 00:00:00 GMT"}, 412),
+    ({"range": "bytes=0-9", "if-range": etag_of(CONTENT)}, 206),
+    ({"range": "bytes=0-9", "if-range": '"stale"'}, 200),
+]
+
+
+async def test_conditional_and_range_requests_answer_alike(settings: Settings) -> None:
+    failures: list[str] = []
+    async with open_lanes(settings) as lanes:
+        for method in ("GET", "HEAD"):
+            for headers, status in CONDITIONAL_CASES:
+                try:
+                    response, answered_by_lane = await _both(
+                        lanes, method, _report(lanes), {**lanes.alice.headers, **headers}
+                    )
+                    assert answered_by_lane
+                    assert response.status_code == status, response.text
+                    if method == "GET" and headers.get("range") == "bytes=0-99":
+                        assert response.content == CONTENT[:100]
+                except AssertionError as error:
+                    failures.append(f"{method} {headers}: {error}")
+    assert not failures, "\n\n".join(failures)
+
+
+async def test_the_lane_logs_and_counts_under_the_routes_names(settings: Settings) -> None:
+    """Access-log lines (and so metrics, which take the same route label) name the Litestar route."""
+    async with open_lanes(settings) as lanes:
+        with capture_logs(settings) as logs:
+            await _both(lanes, "GET", _report(lanes), lanes.alice.headers)
+            await _both(lanes, "GET", f"{API}/content/docs/report.txt", lanes.alice.headers)
+    routes = [(line["route"], line["user_id"]) for line in logs.events("request")]
+    by_id, by_path_template = "/api/v1/nodes/{node_id}/content", "/api/v1/content/{path}"
+    assert routes == [(t, lanes.alice.user_id) for t in (by_id, by_id, by_path_template, by_path_template)]
+
+
+async def test_cross_origin_requests_are_left_to_litestars_cors_layer(settings_env: dict[str, str]) -> None:
+    from conftest import make_settings
+
+    settings = make_settings(settings_env, cors_allow_origins="https://app.example")
+    app = create_app(settings)
+    litestar = litestar_of(app)
+    spy = LitestarSpy(litestar)
+    app.app.app = spy  # type: ignore[attr-defined]
+    async with (
+        litestar.lifespan(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local") as client,
+    ):
+        alice = await new_account(client, "alice@example.com")
+        await upload(client, alice, alice.root_id, "a.txt", b"a")
+        path = by_path("content", "a.txt")
+        spy.paths.clear()
+        same_origin = await client.get(path, headers=alice.headers)
+        assert same_origin.status_code == 200
+        assert spy.paths == []  # no Origin: the lane answered
+        cross = await client.get(path, headers={**alice.headers, "origin": "https://app.example"})
+        assert cross.status_code == 200
+        assert spy.paths == ["/api/v1/content/a.txt"]
+        assert cross.headers["access-control-allow-origin"] == "https://app.example"
