@@ -194,14 +194,25 @@ async def test_a_change_nobody_announced_is_served_from_the_cache_for_at_most_it
     once ``principal_cache_seconds`` has passed is let through."""
     assert settings.principal_cache_seconds == LIFETIME  # the default, under which the tests above run
     pair = await signup(client, "control@example.com")
-    pat = await create_pat(client, pair["access_token"], ["read"])
-    await cached(client, pat["token"])
-    remembered_at = time.monotonic()
+    # Whether the check was remembered can only be judged by a probe sent within the lifetime: on a
+    # loaded machine the revocation alone may take longer, and then the attempt is repeated.
+    judged: list[float] = []
+    for _attempt in range(5):
+        pat = await create_pat(client, pair["access_token"], ["read"])
+        await cached(client, pat["token"])
+        remembered_at = time.monotonic()
 
-    await _revoke_behind_the_services_back(settings, pat["details"]["id"])
+        await _revoke_behind_the_services_back(settings, pat["details"]["id"])
 
-    assert await probe(client, pat["token"]) == 200, "the check was not remembered: the other tests prove nothing"
-    await _accepted_until_refused(client, pat["token"], since=remembered_at, bound=LIFETIME)
+        sent = time.monotonic()
+        status = await probe(client, pat["token"])
+        if sent - remembered_at >= LIFETIME * 0.8:
+            judged.append(round(sent - remembered_at, 3))
+            continue  # too late to tell a remembered check from an expired one
+        assert status == 200, "the check was not remembered: the other tests prove nothing"
+        await _accepted_until_refused(client, pat["token"], since=remembered_at, bound=LIFETIME)
+        return
+    pytest.fail(f"the revocation never finished within the cache lifetime (probes sent after {judged} s)")
 
 
 async def test_a_bump_by_another_process_ends_every_remembered_check(
