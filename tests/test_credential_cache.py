@@ -50,6 +50,7 @@ from stowage.accounts.services._credential_cache import CredentialCache
 from stowage.config import Settings
 from stowage.db.epoch import SharedEpoch
 from stowage.db.tables import ApiKey
+from stowage.errors import Unauthenticated
 from stowage.policy import CredentialKind, Principal, Role, Scope
 from support.server import ServerProcess, running_server, wait_until
 
@@ -350,6 +351,110 @@ def test_a_zero_lifetime_disables_the_cache(tmp_path: Path, clock: FakeClock) ->
     cache.put("token", ALICE, epoch=cache.epoch.value(), valid_until=float("inf"))
 
     assert cache.get("token") is None
+
+
+# --- concurrent misses share one check ----------------------------------------------------------------------
+
+
+class HeldCheck:
+    """A database check that waits until released, counting how often it was run."""
+
+    def __init__(self, answer: Principal | Exception = ALICE) -> None:
+        self.runs = 0
+        self.release = asyncio.Event()
+        self.answer = answer
+
+    async def __call__(self) -> tuple[Principal, float]:
+        self.runs += 1
+        await self.release.wait()
+        if isinstance(self.answer, Exception):
+            raise self.answer
+        return self.answer, float("inf")
+
+
+async def _settle() -> None:
+    """Let every started task run up to its first real wait (no I/O is involved: a few turns suffice)."""
+    for _ in range(10):
+        await asyncio.sleep(0)
+
+
+async def test_concurrent_misses_for_one_credential_share_one_check(tmp_path: Path) -> None:
+    cache = CredentialCache(_epoch(tmp_path), lifetime=1.0)
+    check = HeldCheck()
+    waiting = [asyncio.create_task(cache.check_and_remember("token", check)) for _ in range(20)]
+    await _settle()
+    check.release.set()
+
+    assert await asyncio.gather(*waiting) == [ALICE] * 20
+    assert check.runs == 1
+    assert cache.get("token") == ALICE
+
+
+async def test_a_shared_check_that_fails_fails_every_request_waiting_on_it(tmp_path: Path) -> None:
+    cache = CredentialCache(_epoch(tmp_path), lifetime=1.0)
+    check = HeldCheck(Unauthenticated("This personal access token has been revoked."))
+    waiting = [asyncio.create_task(cache.check_and_remember("token", check)) for _ in range(5)]
+    await _settle()
+    check.release.set()
+
+    outcomes = await asyncio.gather(*waiting, return_exceptions=True)
+    assert [type(o) for o in outcomes] == [Unauthenticated] * 5
+    assert check.runs == 1
+    assert cache.get("token") is None
+
+
+async def test_a_request_after_a_revocation_does_not_join_a_check_that_began_before_it(tmp_path: Path) -> None:
+    """The check under way may have read the credential before the revocation committed: a request that
+    arrives after the bump runs a check of its own."""
+    cache = CredentialCache(_epoch(tmp_path), lifetime=1.0)
+    before = HeldCheck()
+    first = asyncio.create_task(cache.check_and_remember("token", before))
+    await _settle()
+
+    cache.revoked()
+    after = HeldCheck(Unauthenticated("This personal access token has been revoked."))
+    second = asyncio.create_task(cache.check_and_remember("token", after))
+    await _settle()
+    before.release.set()
+    after.release.set()
+
+    assert await first == ALICE  # concurrent with the revocation: either answer is right
+    with pytest.raises(Unauthenticated):
+        await second
+    assert (before.runs, after.runs) == (1, 1)
+    assert cache.get("token") is None  # the early answer was not remembered as current
+
+
+async def test_when_the_request_running_a_shared_check_is_cancelled_the_others_check_themselves(
+    tmp_path: Path,
+) -> None:
+    cache = CredentialCache(_epoch(tmp_path), lifetime=1.0)
+    abandoned = HeldCheck()
+    leader = asyncio.create_task(cache.check_and_remember("token", abandoned))
+    await _settle()
+    retried = HeldCheck()
+    followers = [asyncio.create_task(cache.check_and_remember("token", retried)) for _ in range(3)]
+    await _settle()
+
+    leader.cancel()
+    await _settle()
+    retried.release.set()
+
+    assert await asyncio.gather(*followers) == [ALICE] * 3
+    assert leader.cancelled()
+    assert abandoned.runs == 1
+    assert retried.runs == 1  # the followers shared one new check among themselves
+
+
+async def test_with_the_cache_off_every_request_checks_for_itself(tmp_path: Path) -> None:
+    cache = CredentialCache(_epoch(tmp_path), lifetime=0)
+    check = HeldCheck()
+    waiting = [asyncio.create_task(cache.check_and_remember("token", check)) for _ in range(4)]
+    await _settle()
+    check.release.set()
+
+    assert await asyncio.gather(*waiting) == [ALICE] * 4
+    assert check.runs == 4
 
 
 # --- SharedEpoch across instances and processes ------------------------------------------------------------

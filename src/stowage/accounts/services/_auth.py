@@ -264,13 +264,9 @@ class AuthService:
         cached = self.credentials.get(key)
         if cached is not None:
             return cached
-        epoch = self.credentials.epoch.value()  # before the database is asked: see CredentialCache.put
         if personal:
-            principal, valid_until = await self._authenticate_pat(bearer)
-        else:
-            principal, valid_until = await self._authenticate_session(bearer)
-        self.credentials.put(key, principal, epoch=epoch, valid_until=valid_until)
-        return principal
+            return await self.credentials.check_and_remember(key, lambda: self._authenticate_pat(bearer))
+        return await self.credentials.check_and_remember(key, lambda: self._authenticate_session(bearer))
 
     async def _authenticate_session(self, bearer: str) -> tuple[Principal, float]:
         if not tokens.looks_like_jwt(bearer):
