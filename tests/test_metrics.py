@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -195,3 +196,66 @@ def test_a_worker_starts_while_a_sibling_metric_file_is_still_empty(
         assert b"stowage_http_requests_total" in metrics.render()
     finally:
         prometheus_values.ValueClass = original
+
+
+# --- requests are tallied per worker and handed to the client library in bulk ---------------------------
+
+
+def test_tallied_requests_are_exposed_as_the_library_counts_them() -> None:
+    """Durations on, just above and far past the bucket bounds land in the same buckets, with the same
+    count and sum, as the client library's own ``observe`` puts them."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from stowage.observability.metrics import LATENCY_BUCKETS, Metrics
+
+    durations = [0.0, 0.001, 0.0010001, 0.005, 0.0049999, 0.7, 30.0, 60.0, 61.0, 3600.0]
+    metrics = Metrics()
+    for duration in durations:
+        metrics.request_started()
+        metrics.record_request("GET", "/x", 200, duration=duration, bytes_in=3, bytes_out=5)
+    reference_registry = CollectorRegistry()
+    reference = Histogram("reference", "", ("method", "route"), buckets=LATENCY_BUCKETS, registry=reference_registry)
+    for duration in durations:
+        reference.labels(method="GET", route="/x").observe(duration)
+
+    ours = samples(metrics.render().decode())
+    theirs = samples(generate_latest(reference_registry).decode())
+
+    def histogram(found: list[tuple[str, dict[str, str], float]], name: str) -> list[tuple[str, str, float]]:
+        return sorted(
+            (n.removeprefix(name), labels.get("le", ""), v)
+            for n, labels, v in found
+            if n.startswith(name) and not n.endswith("_created")
+        )
+
+    assert histogram(ours, "stowage_http_request_duration_seconds") == histogram(theirs, "reference")
+    text = metrics.render().decode()  # a second render adds nothing (the tally was handed over once)
+    assert value(text, "stowage_http_requests_total", route="/x", status="200") == len(durations)
+    assert value(text, "stowage_http_request_bytes_total", route="/x") == 3 * len(durations)
+    assert value(text, "stowage_http_response_bytes_total", route="/x") == 5 * len(durations)
+    assert value(text, "stowage_http_requests_in_flight") == 0
+
+
+async def test_tallies_reach_the_library_every_second_without_a_scrape() -> None:
+    """What keeps the other workers' view current: the lifespan's flusher, not only a scrape."""
+    from stowage.observability.metrics import Metrics, flush_every
+
+    metrics = Metrics()
+    metrics.request_started()
+    metrics.request_started()
+    metrics.record_request("GET", "/x", 200, duration=0.01, bytes_in=0, bytes_out=0)
+
+    def counted() -> float:
+        return metrics.requests.labels(method="GET", route="/x", status="200")._value.get()  # type: ignore[no-any-return]
+
+    assert counted() == 0  # tallied, not yet handed over
+    flusher = asyncio.create_task(flush_every(metrics, seconds=0.01))
+    try:
+        for _ in range(500):
+            if counted() == 1:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        flusher.cancel()
+    assert counted() == 1
+    assert metrics.in_flight._value.get() == 1  # one request still being answered

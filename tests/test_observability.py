@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import multiprocessing
 import os
 import re
 import time
@@ -21,7 +22,7 @@ from litestar.params import FromPath
 from conftest import make_settings
 from stowage.app import DOCS_CSP, create_app
 from stowage.config import REDACTED, Settings
-from stowage.observability.context import accept_request_id, current_request_id
+from stowage.observability.context import accept_request_id, current_request_id, new_request_id
 from stowage.observability.logging import get_logger, logging_dict_config
 from stowage.observability.middleware import ObservabilityMiddleware
 from support import LogCapture, asgi_client, capture_logs
@@ -140,6 +141,31 @@ def test_accept_request_id_rules() -> None:
     assert GENERATED_ID.match(accept_request_id(None))
     assert GENERATED_ID.match(accept_request_id(""))
     assert GENERATED_ID.match(accept_request_id("x\r\nSet-Cookie: a=b"))
+
+
+def _child_request_ids(connection: Any) -> None:
+    connection.send([new_request_id(), new_request_id()])
+    connection.close()
+
+
+def test_a_forked_worker_draws_request_ids_of_its_own() -> None:
+    """Granian forks its workers from one process: each must number its requests under a prefix of its own,
+    or two workers would hand out the same ids."""
+    parent_before = new_request_id()
+    context = multiprocessing.get_context("fork")
+    receiving, sending = context.Pipe(duplex=False)
+    child = context.Process(target=_child_request_ids, args=(sending,))
+    child.start()
+    child_ids = receiving.recv()
+    child.join(timeout=30)
+    parent_after = new_request_id()
+
+    assert child.exitcode == 0
+    prefixes = {request_id[:16] for request_id in child_ids}
+    assert len(prefixes) == 1  # one prefix per process, then a counter
+    assert parent_before[:16] == parent_after[:16]
+    assert parent_before[:16] not in prefixes
+    assert len({*child_ids, parent_before, parent_after}) == 4
 
 
 # --- log lines and the access log ------------------------------------------------------------------

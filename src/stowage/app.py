@@ -44,7 +44,7 @@ from stowage.files.services import FileDeps, FileServices
 from stowage.mail.mailer import create_mailer
 from stowage.maintenance.housekeeping import housekeeping_loop
 from stowage.observability.logging import configure_logging, get_logger
-from stowage.observability.metrics import Metrics
+from stowage.observability.metrics import Metrics, flush_every
 from stowage.observability.middleware import ObservabilityMiddleware
 from stowage.ratelimit import create_rate_limiter
 from stowage.runtime import Runtime
@@ -119,6 +119,15 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                     await housekeeping
 
             stack.push_async_callback(stop_housekeeping)
+            if metrics is not None:
+                flusher = asyncio.create_task(flush_every(metrics))
+
+                async def stop_flushing() -> None:
+                    flusher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await flusher
+
+                stack.push_async_callback(stop_flushing)
             app.state.runtime = Runtime(
                 settings=settings,
                 data_dir=data_dir,

@@ -11,7 +11,7 @@ import itertools
 import os
 import re
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 REQUEST_ID_HEADER = "x-request-id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
@@ -21,26 +21,24 @@ _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/+=-]{0,127}$")
 class RequestContext:
     request_id: str
     user_id: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("stowage_request", default=None)
 
 
 class _RequestIds:
-    """Unique ids without a system call per request: 64 random bits drawn once per process (again after
-    a fork), then a counter. Request ids name a request in the logs; they are not secrets."""
+    """Unique ids without a system call per request: 64 random bits drawn once per process (again in a
+    forked child), then a counter. Request ids name a request in the logs; they are not secrets."""
 
     def __init__(self) -> None:
-        self._pid = -1
-        self._prefix = ""
+        self._restart()
+        os.register_at_fork(after_in_child=self._restart)
+
+    def _restart(self) -> None:
+        self._prefix = os.urandom(8).hex()
         self._counter = itertools.count()
 
     def next(self) -> str:
-        if self._pid != os.getpid():
-            self._pid = os.getpid()
-            self._prefix = os.urandom(8).hex()
-            self._counter = itertools.count()
         return f"{self._prefix}{next(self._counter):016x}"
 
 

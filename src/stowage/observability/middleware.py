@@ -79,14 +79,13 @@ class ObservabilityMiddleware:
         self.security_headers = dict(BASE_SECURITY_HEADERS)
         if hsts:
             self.security_headers[b"strict-transport-security"] = b"max-age=63072000; includeSubDomains"
+        self.security_items = list(self.security_headers.items())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One coroutine for the whole request (no inner helper to await): this runs for every request.
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        await self._handle_http(scope, receive, send)
-
-    async def _handle_http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
         offered_id, may_have_body = _request_facts(scope)
         request_id = context.accept_request_id(offered_id)
@@ -102,7 +101,7 @@ class ObservabilityMiddleware:
             "body_pending": may_have_body,
         }
         if self.metrics:
-            self.metrics.in_flight.inc()
+            self.metrics.request_started()
 
         async def counting_receive() -> Message:
             if state["body_pending"] and not state["started"]:
@@ -207,21 +206,25 @@ class ObservabilityMiddleware:
     def _with_headers(self, headers: Any, request_id: str, path: str) -> tuple[list[tuple[bytes, bytes]], int | None]:
         """The response headers with ours added (where the app set none), and its Content-Length."""
         result = list(headers)
-        present = set()
         declared_length = None
+        security = self.security_headers
+        overridden: set[bytes] | None = None  # security headers the application set itself (rare)
         for name, value in result:
             lowered = name.lower()
-            present.add(lowered)
-            if lowered == b"content-length" and value.isdigit():
-                declared_length = int(value)
+            if lowered == b"content-length":
+                if value.isdigit():
+                    declared_length = int(value)
+            elif lowered in security:
+                overridden = (overridden or set()) | {lowered}
         result.append((b"x-request-id", request_id.encode("ascii")))
-        page_policy = self.page_policies.get(path)
-        if page_policy is not None and b"content-security-policy" not in present:
+        page_policy = self.page_policies.get(path) if self.page_policies else None
+        if page_policy is not None and (overridden is None or b"content-security-policy" not in overridden):
             result.append((b"content-security-policy", page_policy))
-            present.add(b"content-security-policy")
-        for name, value in self.security_headers.items():
-            if name not in present:
-                result.append((name, value))
+            overridden = (overridden or set()) | {b"content-security-policy"}
+        if overridden is None:
+            result.extend(self.security_items)
+        else:
+            result.extend(item for item in self.security_items if item[0] not in overridden)
         return result, declared_length
 
 
