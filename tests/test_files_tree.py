@@ -200,6 +200,29 @@ async def test_listing_sorts_and_pages(client: httpx.AsyncClient, sort: str) -> 
             assert all(len(page) == limit for page in pages[:-1])
 
 
+async def test_a_listed_item_is_the_node_itself(client: httpx.AsyncClient) -> None:
+    """A listing builds its items from its own query: each must equal what GET /nodes/{id} says of that
+    node, member for member (times, etag, media type, star, metadata, parent)."""
+    alice, folder_id = await _listing_fixture(client)
+    listed = await children(client, alice, folder_id, limit=100)
+    starred = next(item for item in listed if item["name"] == "c.txt")
+    patched = await client.patch(
+        node_path(starred["id"]), json={"starred": True, "metadata": {"album": "x"}}, headers=alice.headers
+    )
+    assert patched.status_code == 200, patched.text
+    listed = await children(client, alice, folder_id, limit=100)
+
+    for item in listed:
+        response = await client.get(node_path(item["id"]), headers=alice.headers)
+        assert response.status_code == 200
+        itself = response.json()
+        assert item == itself.get("node", itself), item["name"]
+    file = next(item for item in listed if item["name"] == "f.jpg")
+    assert file["modified_at"] == "2019-06-01T12:30:00.123456Z"
+    assert file["created_at"] != file["modified_at"]
+    assert next(item for item in listed if item["name"] == "c.txt")["metadata"] == {"album": "x"}
+
+
 async def _walk(client: httpx.AsyncClient, account: Account, folder_id: str, **params: Any) -> list[list[str]]:
     pages: list[list[str]] = []
     cursor = None

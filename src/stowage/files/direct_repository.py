@@ -24,7 +24,7 @@ import msgspec
 
 from stowage.db.base import search_key
 from stowage.db.direct import DirectTransaction, Query, Row, optional_timestamp, timestamp
-from stowage.files.schemas import SortKey
+from stowage.files.schemas import NodeOut, SortKey
 
 MAX_DEPTH = 64  # names.split_path allows no deeper path
 
@@ -32,6 +32,8 @@ _COLUMNS = (
     "id, owner_id, parent_id, kind, name, size, media_type, sha256, modified_at, trashed_at, "
     "created_at, starred, properties, current_version_id"
 )
+# A listing reads live children only (no trash time) in ``NodeOut``'s field order: what the page sends.
+_LISTED_COLUMNS = "id, name, kind, parent_id, size, media_type, sha256, created_at, modified_at, starred, properties"
 
 
 class Fetcher(Protocol):
@@ -93,6 +95,27 @@ def _node_row(row: Row) -> NodeRow:
         starred=bool(row[11]),
         properties=_properties(row[12]),
         current_version_id=row[13],
+    )
+
+
+def _listed_node(row: Row) -> NodeOut:
+    """A listing row (``_LISTED_COLUMNS``) straight into the shape the API sends: a page builds a
+    hundred of them, and going through ``NodeRow`` first cost a tenth of the page's time. Positional,
+    in ``NodeOut``'s field order (the same values ``files.services.node_out`` gives)."""
+    digest = row[6]
+    return NodeOut(
+        row[0],
+        row[1],
+        "file" if row[2] == "file" else "folder",
+        row[3],
+        row[4],
+        row[5],
+        f'"{digest}"' if digest else None,
+        timestamp(row[7]),
+        timestamp(row[8]),
+        None,
+        bool(row[9]),
+        _properties(row[10]) or {},
     )
 
 
@@ -229,7 +252,7 @@ def _children_query(kind: str, sort: SortKey, descending: bool, *, after: bool, 
         marks = ", ".join("?" * len(columns))
         conditions.append(f"({', '.join(columns)}) {'<' if descending else '>'} ({marks})")
     order = ", ".join(f"{column} {direction}" for column in columns)
-    return Query(f"SELECT {_COLUMNS} FROM nodes WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT ?")  # noqa: S608
+    return Query(f"SELECT {_LISTED_COLUMNS} FROM nodes WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT ?")  # noqa: S608
 
 
 async def list_children(
@@ -242,8 +265,8 @@ async def list_children(
     limit: int,
     kind: str | None,
     media_type_prefix: str | None,
-) -> list[NodeRow]:
-    """One page of live children: folders first, then files, each in the chosen order, after the
+) -> list[NodeOut]:
+    """One page of live children (in the API's shape): folders first, then files, each in the chosen order, after the
     ``(kind, key, name, id)`` cursor ``after`` (a modification time in the engine's form:
     ``Fetcher.timestamp``).
 
@@ -255,7 +278,7 @@ async def list_children(
     if media_type_prefix is not None:
         escaped = media_type_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         like.append(f"{escaped}%")
-    rows: list[NodeRow] = []
+    rows: list[NodeOut] = []
     for part in ("folder", "file"):
         if kind is not None and kind != part:
             continue
@@ -267,13 +290,13 @@ async def list_children(
             cursor = [a_key, a_name, a_id] if len(_SORT_COLUMNS[part][sort]) == 3 else [a_name, a_id]
         query = _children_query(part, sort, descending, after=bool(cursor), media_type=bool(like))
         found = await fetcher.fetch_all(query, [parent_id, *like, *cursor, limit - len(rows)])
-        rows += [_node_row(row) for row in found]
+        rows += [_listed_node(row) for row in found]
         if len(rows) >= limit:
             break
     return rows
 
 
-def sort_key_of(node: NodeRow, sort: SortKey) -> tuple[Any, ...]:
+def sort_key_of(node: NodeRow | NodeOut, sort: SortKey) -> tuple[Any, ...]:
     """The listing cursor of a row: (kind, key, name, id), JSON-friendly."""
     key: Any
     if sort == "size":

@@ -207,7 +207,7 @@ class TreeService:
             kind=kind,
             media_type_prefix=media_type,
         )
-        items = [node_out(n) for n in rows[:limit]]
+        items = rows[:limit]
         last = rows[limit - 1] if len(rows) > limit else None
         next_cursor = encode_cursor(direct_repository.sort_key_of(last, sort)) if last is not None else None
         return NodePage(items=items, next_cursor=next_cursor)
