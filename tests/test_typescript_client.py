@@ -52,6 +52,7 @@ REQUIRED_CLIENT_TESTS = [
     "an error answer is a StowageProblem with the server's type, status and request_id",
     "an interrupted download resumes from the bytes the sink holds",
     "a file that changed between attempts is downloaded again from the start, not spliced",
+    "a file that changes between chunks is downloaded again from the start",
     "listChildren follows the cursor through every page",
 ]
 

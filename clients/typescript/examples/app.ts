@@ -176,8 +176,10 @@ export async function downloads(client: StowageClient, file: NodeOut, partial: D
   if (head.error !== undefined || head.data === undefined) throw StowageProblem.from(head.error, head.response);
   console.log(head.response.status, head.response.headers.get("Content-Range"));
 
-  // A download that continues where `partial` stopped, and starts over if the file changed.
+  // A download that continues where `partial` stopped, and starts over if the file changed; in
+  // ranges of 4 MiB, since React Native holds each answer in memory whole.
   const outcome = await client.download({ fileId: file.id }, partial, {
+    chunkBytes: 4 * 1024 * 1024,
     onProgress: ({ loaded, total }) => console.log(`received ${loaded} of ${total ?? "?"}`),
   });
   console.log(outcome.restarted ? "the file changed: downloaded again" : `resumed at ${outcome.resumedFrom}`);

@@ -12,9 +12,9 @@ export interface DownloadSink {
   /** The ETag those bytes came from (as given to `begin`), or null: without it nothing is resumed. */
   etag(): string | null | Promise<string | null>;
   /**
-   * Called once the answer's headers arrived, before any `write`. `offset` 0: drop anything held
-   * (a new download, or the file changed) and keep `etag` with the bytes to come; otherwise the
-   * writes continue at `offset`.
+   * Called when the first answer's headers arrived, before any `write`. `offset` 0: drop anything
+   * held (a new download, or the file changed) and keep `etag` with the bytes to come; otherwise the
+   * writes continue at `offset`. Called again with `offset` 0 if the file changes between chunks.
    */
   begin(start: { offset: number; etag: string | null; size: number | null }): void | Promise<void>;
   write(chunk: Uint8Array): void | Promise<void>;
@@ -27,14 +27,19 @@ export type DownloadTarget = { readonly fileId: string; readonly versionId?: str
 export interface DownloadOptions {
   readonly onProgress?: ProgressListener;
   readonly signal?: AbortSignal;
+  /**
+   * Ask for the file in ranges of this many bytes, one request each. React Native's fetch cannot
+   * stream a body, so each answer is held in memory whole: chunks bound that memory (e.g. 4 MiB).
+   */
+  readonly chunkBytes?: number;
 }
 
 export interface DownloadOutcome {
-  /** Where this attempt started: the bytes the sink held and kept (0 for a fresh or restarted download). */
+  /** The bytes the sink held before and kept (0 for a fresh or restarted download). */
   readonly resumedFrom: number;
-  /** Held bytes were dropped because the file had changed (or their ETag was unknown). */
+  /** Bytes held or written before were dropped: the file had changed (or their ETag was unknown). */
   readonly restarted: boolean;
-  /** Bytes written by this attempt. */
+  /** Bytes of the file written by this call (`size - resumedFrom`). */
   readonly written: number;
   readonly size: number;
   readonly etag: string | null;
@@ -47,78 +52,122 @@ export async function download(
   options: DownloadOptions = {},
 ): Promise<DownloadOutcome> {
   const url = `${context.baseUrl}${downloadPath(target)}`;
+  const chunkBytes = options.chunkBytes;
+  if (chunkBytes !== undefined && !(Number.isInteger(chunkBytes) && chunkBytes > 0)) {
+    throw new RangeError(`chunkBytes must be a positive integer, not ${chunkBytes}`);
+  }
   const held = await sink.bytesAlreadyHave();
   const heldEtag = held > 0 ? await sink.etag() : null;
-  const get = (headers: Headers): Promise<Response> => {
-    const init: RequestInit = { headers };
-    if (options.signal) init.signal = options.signal;
+  // Held bytes without their ETag cannot be checked against the file: they are not resumed.
+  const resuming = held > 0 && heldEtag !== null;
+
+  /** GET from `start`: the rest, or one chunk; If-Range keeps the bytes before `start` honest. */
+  const get = (start: number, etag: string | null): Promise<Response> => {
+    const headers = new Headers();
+    if (start > 0 || chunkBytes !== undefined) {
+      headers.set("Range", chunkBytes === undefined ? `bytes=${start}-` : `bytes=${start}-${start + chunkBytes - 1}`);
+      if (etag !== null) headers.set("If-Range", etag);
+    }
+    const init: RequestInit = options.signal ? { signal: options.signal } : {};
     return authorized(context, headers, (sent) => context.transport(url, { ...init, headers: sent }), {});
   };
 
-  const headers = new Headers();
-  if (held > 0 && heldEtag !== null) {
-    headers.set("Range", `bytes=${held}-`);
-    headers.set("If-Range", heldEtag);
-  }
-  let response = await get(headers);
-  if (response.status === 416 && headers.has("Range")) {
-    const size = unsatisfiedSize(response.headers.get("Content-Range"));
-    await response.body?.cancel();
-    // The range starts at the end of the very file the sink holds: it is complete already.
-    if (size === held) return { resumedFrom: held, restarted: false, written: 0, size, etag: heldEtag };
-    // The sink holds more than the file has: it cannot be resumed, so fetch all of it.
-    response = await get(new Headers());
-  }
-
-  let offset: number;
-  let size: number | null;
-  const etag = response.headers.get("ETag");
-  if (response.status === 206) {
-    const range = contentRange(response.headers.get("Content-Range"));
-    if (range === null || range.start !== held || (etag !== null && etag !== heldEtag)) {
-      await response.body?.cancel();
-      throw new Error(
-        `unexpected 206 for bytes=${held}-: Content-Range ${response.headers.get("Content-Range")}, ETag ${etag}`,
-      );
-    }
-    offset = held;
-    size = range.size;
-  } else if (response.status === 200) {
-    offset = 0;
-    const length = response.headers.get("Content-Length");
-    size = length === null ? null : Number(length);
-  } else {
-    throw await StowageProblem.fromResponse(response);
-  }
-
-  let written = 0;
+  let start = resuming ? held : 0; // where the next request starts
+  let etag = resuming ? heldEtag : null; // the ETag of the bytes written so far
+  let resumedFrom = start; // bytes of the current content that were there before this call
+  let written = 0; // bytes of the current content written by this call
+  let size: number | null = null;
+  let begun = false;
+  let restarted = held > 0 && !resuming;
+  const report = (): void => options.onProgress?.({ loaded: resumedFrom + written, total: size });
   try {
-    await sink.begin({ offset, etag, size });
-    const report = (): void => options.onProgress?.({ loaded: offset + written, total: size });
-    if (response.body) {
-      const reader = response.body.getReader();
-      for (;;) {
-        const { done, value } = await reader.read();
-        if (done) break;
-        await sink.write(value);
-        written += value.byteLength;
-        report();
+    for (;;) {
+      const response = await get(start, etag);
+      if (response.status === 416) {
+        const total = unsatisfiedSize(response.headers.get("Content-Range"));
+        await response.body?.cancel();
+        if (total === start) {
+          // Nothing after `start`: the sink is complete already (or the file is empty).
+          size = total;
+          if (!begun) await sink.begin({ offset: start, etag, size });
+          break;
+        }
+        if (start === 0) throw new Error(`416 for a range from 0 of a ${total}-byte file`);
+        // The sink holds more than the file has: start over.
+        start = 0;
+        etag = null;
+        resumedFrom = 0;
+        written = 0;
+        restarted = true;
+        continue;
       }
-    } else {
-      // React Native's fetch has no streamed bodies: the answer arrives whole (see docs/clients.md
-      // for Expo's native downloader, which writes straight to a file).
-      const bytes = new Uint8Array(await response.arrayBuffer());
-      await sink.write(bytes);
-      written = bytes.byteLength;
-      report();
+      const answerEtag = response.headers.get("ETag");
+      if (response.status === 200) {
+        // The whole file: a new download, or the file changed (If-Range did not match), so every
+        // byte held or written before is dropped and this answer is the content.
+        restarted ||= start > 0;
+        const length = response.headers.get("Content-Length");
+        size = length === null ? null : Number(length);
+        etag = answerEtag;
+        resumedFrom = 0;
+        written = 0;
+        await sink.begin({ offset: 0, etag, size });
+        begun = true;
+        written = await copy(response, sink, (count) => {
+          written = count;
+          report();
+        });
+        break;
+      }
+      if (response.status !== 206) throw await StowageProblem.fromResponse(response);
+      const range = contentRange(response.headers.get("Content-Range"));
+      if (range === null || range.start !== start || (etag !== null && answerEtag !== null && answerEtag !== etag)) {
+        await response.body?.cancel();
+        throw new Error(
+          `unexpected 206 from byte ${start}: Content-Range ${range?.start}-${range?.end}, ETag ${answerEtag}`,
+        );
+      }
+      etag = answerEtag ?? etag;
+      size = range.size;
+      if (!begun) await sink.begin({ offset: start, etag, size });
+      begun = true;
+      const before = written;
+      const count = await copy(response, sink, (sofar) => {
+        written = before + sofar;
+        report();
+      });
+      written = before + count;
+      if (count !== range.end - range.start + 1) break; // cut short: reported below
+      start = range.end + 1;
+      if (size === null || start >= size) break;
     }
   } finally {
     await sink.close?.();
   }
-  if (size !== null && offset + written !== size) {
-    throw new Error(`download ended after ${offset + written} of ${size} bytes; call download again to resume`);
+  if (size !== null && resumedFrom + written !== size) {
+    throw new Error(`download ended after ${resumedFrom + written} of ${size} bytes; call download again to resume`);
   }
-  return { resumedFrom: offset, restarted: held > 0 && offset === 0, written, size: offset + written, etag };
+  return { resumedFrom, restarted, written, size: resumedFrom + written, etag };
+}
+
+/** Every byte of the answer into the sink; how many. */
+async function copy(response: Response, sink: DownloadSink, progress: (count: number) => void): Promise<number> {
+  let count = 0;
+  if (!response.body) {
+    // React Native's fetch has no streamed bodies: the answer arrives whole (use chunkBytes there).
+    const bytes = new Uint8Array(await response.arrayBuffer());
+    await sink.write(bytes);
+    progress(bytes.byteLength);
+    return bytes.byteLength;
+  }
+  const reader = response.body.getReader();
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) return count;
+    await sink.write(value);
+    count += value.byteLength;
+    progress(count);
+  }
 }
 
 /** Bytes kept in memory (tests, small files on the web); `initial` and `etag` stand for an earlier attempt. */

@@ -41,6 +41,8 @@ export function fileSink(path: string, { etagPath = `${path}.etag` }: { etagPath
       }
     },
     async begin({ offset, etag }) {
+      // Called again (offset 0) when the file changed between chunks: start a new handle.
+      await handle?.close();
       handle = await open(path, offset === 0 ? "w" : "r+");
       // Anything past the offset is not trusted (a write cut short): it is overwritten.
       await handle.truncate(offset);

@@ -78,20 +78,28 @@ export class StowageProblem extends Error {
   /** The problem a non-2xx response states; reads its body. */
   static async fromResponse(response: Response): Promise<StowageProblem> {
     const text = await response.text().catch(() => "");
+    return StowageProblem.fromText(response.status, text, response.headers);
+  }
+
+  /**
+   * The problem in an answer this client did not receive itself: Expo's `uploadAsync` result
+   * (`{ status, body, headers }`), an XMLHttpRequest…
+   */
+  static fromText(status: number, text: string, headers: Headers | Record<string, string> = {}): StowageProblem {
     let parsed: unknown = text;
     try {
       parsed = text ? JSON.parse(text) : undefined;
     } catch {
-      // Not JSON (a proxy's HTML page): described from the status below.
+      // Not JSON: described from the status.
     }
-    return StowageProblem.from(parsed, response);
+    return StowageProblem.from(parsed, { status, statusText: "", headers: new Headers(headers) });
   }
 
   /**
    * The problem for an already-read error body (openapi-fetch's `error`): the server's problem when
    * the body is one, otherwise an "about:blank" problem built from the status line, as RFC 9457 says.
    */
-  static from(body: unknown, response: Response): StowageProblem {
+  static from(body: unknown, response: Pick<Response, "status" | "statusText" | "headers">): StowageProblem {
     const requestId = response.headers.get("x-request-id");
     if (isProblemBody(body)) {
       return new StowageProblem({ ...body, request_id: body.request_id ?? requestId });

@@ -99,6 +99,14 @@ export class TokenStore {
     return this.current;
   }
 
+  /**
+   * An access token to send now (refreshed first when it is about to expire), or null when signed
+   * out: for requests the client does not send itself (Expo's uploadAsync, an Image's headers).
+   */
+  async accessToken(): Promise<string | null> {
+    return (await this.freshTokens())?.access_token ?? null;
+  }
+
   /** Replace the tokens (a pair from sign-up, login or refresh) and persist them; null forgets them. */
   async setTokens(tokens: TokenPair | StoredTokens | null): Promise<StoredTokens | null> {
     const stored = tokens === null ? null : "expires_in" in tokens ? fromPair(tokens) : tokens;

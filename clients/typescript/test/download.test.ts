@@ -89,6 +89,24 @@ test("a sink that already holds the whole file is complete without a byte sent",
   assert.equal(node.size, SIZE);
 });
 
+test("a sink holding more than the file has is restarted, not trusted", async () => {
+  const { client, sent, bytes, node, etag } = await setUp(21);
+  const memory = new MemorySink({ bytes: content(SIZE + 10, 21), etag });
+  const before = sent.length;
+
+  const outcome = await client.download({ fileId: node.id }, memory);
+
+  assert.deepEqual(
+    sent.slice(before).map((request) => [request.headers.get("range"), request.status]),
+    [
+      [`bytes=${SIZE + 10}-`, 416],
+      [null, 200],
+    ],
+  );
+  assert.equal(outcome.restarted, true);
+  assert.deepEqual(memory.bytes(), bytes);
+});
+
 test("held bytes without an ETag are not trusted: the download starts over", async () => {
   const { client, sent, bytes, node } = await setUp(15);
   const memory = new MemorySink({ bytes: content(1000, 99), etag: null });
@@ -98,6 +116,67 @@ test("held bytes without an ETag are not trusted: the download starts over", asy
   assert.equal(sent.at(-1)?.headers.get("range"), null);
   assert.equal(outcome.restarted, true);
   assert.deepEqual(memory.bytes(), bytes);
+});
+
+test("a chunked download asks for one range at a time, each checked with If-Range", async () => {
+  const { client, sent, bytes, node, etag } = await setUp(18);
+  const held = 100_000;
+  const memory = new MemorySink({ bytes: bytes.slice(0, held), etag });
+  const chunk = 64 * 1024;
+  const before = sent.length;
+
+  const outcome = await client.download({ fileId: node.id }, memory, { chunkBytes: chunk });
+
+  const requests = sent.slice(before);
+  const starts = [held, held + chunk, held + 2 * chunk, held + 3 * chunk];
+  assert.deepEqual(
+    requests.map((request) => request.headers.get("range")),
+    starts.map((from) => `bytes=${from}-${from + chunk - 1}`),
+  );
+  assert.deepEqual(
+    requests.map((request) => request.headers.get("if-range")),
+    [etag, etag, etag, etag],
+  );
+  assert.deepEqual(
+    requests.map((request) => request.status),
+    [206, 206, 206, 206],
+  );
+  assert.deepEqual(outcome, { resumedFrom: held, restarted: false, written: SIZE - held, size: SIZE, etag });
+  assert.deepEqual(memory.bytes(), bytes);
+});
+
+test("a file that changes between chunks is downloaded again from the start", async () => {
+  const { client, sent, node, etag } = await setUp(19);
+  const changed = content(SIZE, 20);
+  let replacedEtag: string | null = null;
+  const memory = new MemorySink();
+  const sink: DownloadSink = {
+    bytesAlreadyHave: () => memory.bytesAlreadyHave(),
+    etag: () => memory.etag(),
+    begin: (start) => memory.begin(start),
+    async write(chunk) {
+      memory.write(chunk);
+      // Once the first chunk is in, someone replaces the file before the next request.
+      if (replacedEtag === null && memory.bytesAlreadyHave() >= 100_000) {
+        replacedEtag = (await client.upload({ fileId: node.id }, new Blob([changed]))).etag;
+      }
+    },
+  };
+  const before = sent.length;
+
+  const outcome = await client.download({ fileId: node.id }, sink, { chunkBytes: 100_000 });
+
+  const downloads = sent.slice(before).filter((request) => request.method === "GET");
+  assert.deepEqual(
+    downloads.map((request) => [request.headers.get("range"), request.headers.get("if-range"), request.status]),
+    [
+      ["bytes=0-99999", null, 206],
+      ["bytes=100000-199999", etag, 200],
+    ],
+  );
+  assert.ok(replacedEtag !== null && replacedEtag !== etag);
+  assert.deepEqual(outcome, { resumedFrom: 0, restarted: true, written: SIZE, size: SIZE, etag: replacedEtag });
+  assert.deepEqual(memory.bytes(), changed);
 });
 
 test("a file sink resumes a partial file on disk, with its ETag kept beside it", async () => {

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 
 import { isProblem, PROBLEM_TYPES, StowageProblem, unwrap } from "../src/index.js";
-import { clientWith, newUser, PASSWORD, tokensOf } from "./support.js";
+import { BASE_URL, clientWith, newUser, PASSWORD, tokensOf } from "./support.js";
 
 test("an error answer is a StowageProblem with the server's type, status and request_id", async () => {
   const pair = await newUser();
@@ -65,6 +65,20 @@ test("a failed sign-up throws the server's invalid-input problem with its field 
     JSON.stringify(error.errors),
   );
   assert.equal(await client.session.tokens(), null);
+});
+
+test("fromText reads an answer received elsewhere (Expo's uploadAsync result)", async () => {
+  const raw = await fetch(`${BASE_URL}/api/v1/me`);
+  const headers: Record<string, string> = {};
+  raw.headers.forEach((value, name) => {
+    headers[name] = value;
+  });
+
+  const problem = StowageProblem.fromText(raw.status, await raw.text(), headers);
+
+  assert.equal(problem.type, PROBLEM_TYPES.unauthenticated);
+  assert.equal(problem.status, 401);
+  assert.equal(problem.request_id, headers["x-request-id"]);
 });
 
 test("a non-problem error answer still becomes a StowageProblem (about:blank)", () => {

@@ -146,6 +146,20 @@ test("an access token about to expire is refreshed before the request, not after
   );
 });
 
+test("accessToken() hands out a token that works, refreshed first when it is about to expire", async () => {
+  const pair = await newUser();
+  const { client, paths } = clientWith({ ...tokensOf(pair), expires_at: Date.now() + 1_000 });
+
+  const token = await client.session.accessToken();
+
+  assert.deepEqual(paths(), ["POST /api/v1/auth/refresh"]);
+  assert.notEqual(token, pair.access_token);
+  const me = await fetch(`${client.baseUrl}/api/v1/me`, { headers: { Authorization: `Bearer ${token}` } });
+  assert.equal(me.status, 200);
+  assert.equal(await client.session.accessToken(), token, "a fresh token is not refreshed again");
+  assert.equal(paths().length, 1);
+});
+
 test("sign-up and login through the session store the pair; logout ends it on the server", async () => {
   const { client } = clientWith(null);
   const email = `ts-login-${Date.now()}-${Math.random().toString(36).slice(2)}@example.com`;
