@@ -267,3 +267,46 @@ class MaintenanceRun(Base):
     report: Mapped[str] = mapped_column(Text, nullable=False)
 
     __table_args__ = (Index("ix_maintenance_runs_kind_id", "kind", "id"),)
+
+
+class Upload(Base):
+    """A resumable (tus) upload in progress or just finished: who, where to, how far, until when.
+
+    The bytes live in the blob store's staging area under the upload's id; ``received_bytes`` is the
+    durable offset (data past it is ignored and overwritten). A PATCH claims the row with a lease
+    (``lock_token``, ``locked_until``) through a conditional UPDATE, so two requests for one upload never
+    interleave, whichever worker or machine they reach. Rows of finished uploads stay until they
+    expire, so a client can still ask for the offset (and the file) of an upload it completed.
+    """
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    # "single" (an ordinary upload), "partial" (part of a concatenation) or "final" (the concatenation).
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    # None while the client defers the length (creation-defer-length).
+    length: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    received_bytes: Mapped[int] = mapped_column(BigInteger, nullable=False, default=0, server_default="0")
+    # Where the finished file goes: a folder id resolved (and authorised) at creation, a name, a type.
+    folder_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    media_type: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    on_conflict: Mapped[str] = mapped_column(String(8), nullable=False)
+    # The Upload-Metadata header exactly as received (HEAD echoes it), and a final upload's parts (JSON ids).
+    upload_metadata: Mapped[str | None] = mapped_column(Text, nullable=True)
+    concat_parts: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+    lock_token: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # Set in the transaction that recorded the file: the node it became.
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    node_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('single', 'partial', 'final')", name="kind"),
+        CheckConstraint("on_conflict IN ('fail', 'replace', 'rename')", name="on_conflict"),
+        CheckConstraint("received_bytes >= 0", name="received_non_negative"),
+        CheckConstraint("length IS NULL OR received_bytes <= length", name="received_within_length"),
+    )
