@@ -31,7 +31,7 @@ from stowage.api.cors import cors_config, install_problem_cors, list_every_metho
 from stowage.api.files import NodesController, TrashController
 from stowage.api.hot_reads import HotReads
 from stowage.api.maintenance import SystemAdminController
-from stowage.api.openapi import openapi_config
+from stowage.api.openapi_document import openapi_config
 from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body
 from stowage.api.requests import StowageRequest
 from stowage.api.search import SearchController
