@@ -28,7 +28,7 @@ from stowage.api.accounts import AuthController, MeController
 from stowage.api.admin import AdminController
 from stowage.api.authn import authenticate_first
 from stowage.api.cors import cors_config, install_problem_cors, list_every_method
-from stowage.api.files import NodesController, TrashController
+from stowage.api.files import NodesController
 from stowage.api.hot_reads import HotReads
 from stowage.api.maintenance import SystemAdminController
 from stowage.api.openapi_document import openapi_config
@@ -36,6 +36,8 @@ from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, interna
 from stowage.api.requests import StowageRequest
 from stowage.api.search import SearchController
 from stowage.api.system import HealthController, InfoController, MetricsController
+from stowage.api.trash import TrashController
+from stowage.api.versions import VersionsController
 from stowage.blobs import create_blob_store
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
 from stowage.db import migrate
@@ -165,6 +167,7 @@ def build_litestar(settings: Settings, metrics: Metrics | None, *, freeze_gc: bo
         AdminController,
         SystemAdminController,
         NodesController,
+        VersionsController,
         TrashController,
         SearchController,
     ]

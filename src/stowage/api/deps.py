@@ -8,6 +8,10 @@ once per request by ``api.authn.authenticate_first``, before the body is read.
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from litestar.params import QueryParameter
+
 from stowage.api.openapi import SESSION_SECURITY, USER_SECURITY
 from stowage.api.requests import StowageRequest
 
@@ -17,3 +21,7 @@ BEARER = USER_SECURITY
 SESSION_ONLY = SESSION_SECURITY
 
 Req = StowageRequest
+
+# Paging parameters of the file listings (children, trash).
+Limit = Annotated[int, QueryParameter(ge=1, le=1000)]
+Cursor = Annotated[str | None, QueryParameter(max_length=2000, description="`next_cursor` of the previous page")]

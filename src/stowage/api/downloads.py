@@ -7,6 +7,9 @@ answer a download the same way; each passes the request's method and a header lo
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
+
+from litestar import Request
 
 from stowage.files.schemas import FileContent
 from stowage.files.services import ContentSource
@@ -40,3 +43,10 @@ async def answer_download(
         # Responses without a body only need the content to exist.
         await source.ensure_servable(sends_bytes=method != "HEAD" and plan.has_body)
     return BlobResponse(plan, source, head=method == "HEAD")
+
+
+async def send_content(
+    request: Request[Any, Any, Any], opened: tuple[FileContent, ContentSource], *, attachment: bool
+) -> BlobResponse:
+    """``answer_download`` for a Litestar route's request."""
+    return await answer_download(opened, method=request.method, header=request.headers.get, attachment=attachment)

@@ -16,10 +16,10 @@ import msgspec
 from litestar import Controller, Request, Response, delete, get, patch, post, route
 from litestar.datastructures import State
 from litestar.params import FromPath, JSONBody, QueryParameter
-from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED, HTTP_204_NO_CONTENT
+from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
-from stowage.api.deps import BEARER, Req
-from stowage.api.downloads import answer_download
+from stowage.api.deps import BEARER, Cursor, Limit, Req
+from stowage.api.downloads import send_content
 from stowage.api.openapi import operation
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
@@ -34,12 +34,8 @@ from stowage.files.schemas import (
     FolderOut,
     NodeOut,
     NodePage,
-    RestoreRequest,
     UpdateNodeRequest,
-    UpdateVersionRequest,
     UploadResult,
-    VersionList,
-    VersionOut,
     ZipRequest,
 )
 from stowage.files.services import ContentSource, FileServices, ItemOutcome, UploadOptions
@@ -74,8 +70,6 @@ class BatchResult(msgspec.Struct):
 OnConflict = Annotated[ConflictPolicy, QueryParameter(description="What to do when the name is taken")]
 Sort = Annotated[Literal["name", "size", "modified", "type"], QueryParameter()]
 Order = Annotated[Literal["asc", "desc"], QueryParameter()]
-Limit = Annotated[int, QueryParameter(ge=1, le=1000)]
-Cursor = Annotated[str | None, QueryParameter(max_length=2000, description="`next_cursor` of the previous page")]
 ANY_PATH = "{path:path}"
 
 
@@ -115,7 +109,7 @@ def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadO
 
 async def _send(request: AnyRequest, opened: tuple[FileContent, ContentSource], *, attachment: bool) -> BlobResponse:
     """Answer a GET or HEAD for content the read service opened (the hot-read lane answers the same way)."""
-    return await answer_download(opened, method=request.method, header=request.headers.get, attachment=attachment)
+    return await send_content(request, opened, attachment=attachment)
 
 
 def _batch_result(outcomes: list[ItemOutcome]) -> BatchResult:
@@ -325,66 +319,6 @@ class NodesController(Controller):
             raise InvalidInput("The form contained no file (a part with a filename).")
         return UploadResult(items=stored)
 
-    # --- versions --------------------------------------------------------------------------------
-
-    @get(
-        "/nodes/{node_id:str}/versions",
-        summary="A file's versions, newest first",
-        **operation("listVersions", tag="versions", conflicts=True),
-    )
-    async def versions(self, request: Req, node_id: FromPath[str]) -> VersionList:
-        return await request.files.versions.list(request.principal, node_id)
-
-    @route(
-        "/nodes/{node_id:str}/versions/{version_id:str}/content",
-        http_method=["GET", "HEAD"],
-        summary="Download one version (Range, ETag and conditional requests as for the file)",
-        **operation(
-            {"GET": "downloadVersion", "HEAD": "headVersion"}, tag="versions", success="download", conflicts=True
-        ),
-    )
-    async def version_content(
-        self,
-        request: Req,
-        node_id: FromPath[str],
-        version_id: FromPath[str],
-        download: Annotated[bool, QueryParameter()] = False,
-    ) -> BlobResponse:
-        opened = await request.files.reading.open_version(request.principal, node_id, version_id)
-        return await _send(request, opened, attachment=download)
-
-    @post(
-        "/nodes/{node_id:str}/versions/{version_id:str}/restore",
-        status_code=HTTP_200_OK,
-        summary="Make this version current again (as a new version)",
-        **operation("restoreVersion", tag="versions", conflicts=True),
-    )
-    async def restore_version(self, request: Req, node_id: FromPath[str], version_id: FromPath[str]) -> NodeOut:
-        return await request.files.versions.restore(request.principal, node_id, version_id)
-
-    @patch(
-        "/nodes/{node_id:str}/versions/{version_id:str}",
-        summary="Pin or unpin a version",
-        **operation("updateVersion", tag="versions", conflicts=True),
-    )
-    async def update_version(
-        self,
-        request: Req,
-        node_id: FromPath[str],
-        version_id: FromPath[str],
-        data: JSONBody[UpdateVersionRequest],
-    ) -> VersionOut:
-        return await request.files.versions.set_pinned(request.principal, node_id, version_id, data.pinned)
-
-    @delete(
-        "/nodes/{node_id:str}/versions/{version_id:str}",
-        status_code=HTTP_204_NO_CONTENT,
-        summary="Delete an old version (not the current one)",
-        **operation("deleteVersion", tag="versions", conflicts=True),
-    )
-    async def delete_version(self, request: Req, node_id: FromPath[str], version_id: FromPath[str]) -> None:
-        await request.files.versions.delete(request.principal, node_id, version_id)
-
     # --- by path ---------------------------------------------------------------------------------
 
     @get(
@@ -474,42 +408,6 @@ class NodesController(Controller):
         )
 
 
-class TrashController(Controller):
-    path = "/api/v1/trash"
-    tags = ["trash"]
-    security = BEARER
-
-    @get("/", summary="Items in the trash (what was deleted, newest first)", **operation("listTrash"))
-    async def list_trash(self, request: Req, cursor: Cursor = None, limit: Limit = 100) -> NodePage:
-        return await request.files.trash.list_trash(request.principal, cursor=cursor, limit=limit)
-
-    @delete(
-        "/", status_code=HTTP_204_NO_CONTENT, summary="Empty the trash (purges for good)", **operation("emptyTrash")
-    )
-    async def empty(self, request: Req) -> None:
-        await request.files.trash.empty_trash(request.principal)
-
-    @post(
-        "/{node_id:str}/restore",
-        status_code=HTTP_200_OK,
-        summary="Restore to the original or a chosen folder",
-        **operation("restoreFromTrash", conflicts=True),
-    )
-    async def restore(self, request: Req, node_id: FromPath[str], data: JSONBody[RestoreRequest]) -> NodeOut:
-        return await request.files.trash.restore(
-            request.principal, node_id, parent_id=data.parent_id, on_conflict=data.on_conflict
-        )
-
-    @delete(
-        "/{node_id:str}",
-        status_code=HTTP_204_NO_CONTENT,
-        summary="Purge one item for good",
-        **operation("purgeFromTrash", conflicts=True),
-    )
-    async def purge(self, request: Req, node_id: FromPath[str]) -> None:
-        await request.files.trash.purge(request.principal, node_id)
-
-
 def _form_conflict_policy(value: str, stored: list[NodeOut]) -> ConflictPolicy:
     """The on_conflict form field; it must come before the files it applies to (it is never ignored)."""
     if stored:
@@ -560,4 +458,4 @@ async def _zip(files: FileServices, principal: Principal | None, ids: list[str],
     return StreamResponse(stream_zip(entry_source()), headers=headers, head=False)
 
 
-__all__ = ["NodesController", "TrashController"]
+__all__ = ["NodesController"]

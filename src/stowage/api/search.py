@@ -10,8 +10,8 @@ from typing import Annotated, Literal
 from litestar import Controller, get
 from litestar.params import QueryParameter
 
-from stowage.api.deps import BEARER, Req
-from stowage.api.files import Cursor, Limit, Order, Sort
+from stowage.api.deps import BEARER, Cursor, Limit, Req
+from stowage.api.files import Order, Sort
 from stowage.api.openapi import operation
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.schemas import MAX_QUERY_LENGTH, Category, NodePage, SearchQuery
