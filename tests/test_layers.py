@@ -108,3 +108,16 @@ def test_the_check_catches_an_import_going_the_wrong_way(relative: str, source: 
 def test_allowed_imports_pass_the_check() -> None:
     assert _check_module("api/_probe.py", "from litestar import Request\nfrom stowage.files import schemas\n") == []
     assert _check_module("files/_probe.py", "from stowage.blobs import BlobStore\n") == []
+
+
+MAX_MODULE_LINES = 500
+
+
+def test_no_module_is_over_the_size_limit() -> None:
+    """Small modules with one job: a module past 500 lines is split by what its parts do (issue 10)."""
+    too_long = {
+        str(path.relative_to(SRC)): lines
+        for path in sorted(SRC.rglob("*.py"))
+        if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_MODULE_LINES
+    }
+    assert too_long == {}, f"modules over {MAX_MODULE_LINES} lines (split them): {too_long}"
