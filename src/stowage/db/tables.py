@@ -310,3 +310,56 @@ class Upload(Base):
         CheckConstraint("received_bytes >= 0", name="received_non_negative"),
         CheckConstraint("length IS NULL OR received_bytes <= length", name="received_within_length"),
     )
+
+
+class Share(Base):
+    """A grant on a node and its subtree: a link anyone holding its token may use, or a share with a user.
+
+    Only a hash of a link's token is stored (the token has 256 random bits, like every opaque token),
+    and a link's password as an argon2 hash. Rows are never cached: every request reads the grants it
+    needs, so revoking, expiring, trashing or moving the node out takes effect on the next request.
+    A node's deletion (purge, account deletion) removes its shares; so does the grantee's deletion.
+    """
+
+    __tablename__ = "shares"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    node_id: Mapped[str] = mapped_column(ForeignKey("nodes.id", ondelete="CASCADE"), nullable=False, index=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False, index=True)
+    # "link" (a bearer token) or "user" (a grantee account).
+    kind: Mapped[str] = mapped_column(String(8), nullable=False)
+    grantee_user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), nullable=True, index=True
+    )
+    token_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, unique=True)
+    # "read", "read_write" (user shares) or "drop" (upload-only links to folders).
+    permission: Mapped[str] = mapped_column(String(16), nullable=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    max_downloads: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    download_count: Mapped[int] = mapped_column(Integer, nullable=False, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("kind IN ('link', 'user')", name="kind"),
+        CheckConstraint("permission IN ('read', 'read_write', 'drop')", name="permission"),
+        CheckConstraint(
+            "(kind = 'link' AND token_hash IS NOT NULL AND grantee_user_id IS NULL AND permission <> 'read_write')"
+            " OR (kind = 'user' AND token_hash IS NULL AND grantee_user_id IS NOT NULL AND permission <> 'drop'"
+            " AND password_hash IS NULL AND max_downloads IS NULL)",
+            name="kind_fields",
+        ),
+        CheckConstraint("download_count >= 0", name="download_count_non_negative"),
+        CheckConstraint("max_downloads IS NULL OR max_downloads > 0", name="max_downloads_positive"),
+        # A user holds at most one live share of a node (sharing again edits it).
+        Index(
+            "uq_shares_node_id_grantee_live",
+            "node_id",
+            "grantee_user_id",
+            unique=True,
+            sqlite_where=text("kind = 'user' AND revoked_at IS NULL"),
+            postgresql_where=text("kind = 'user' AND revoked_at IS NULL"),
+        ),
+    )
