@@ -12,9 +12,11 @@ from stowage.blobs.base import (
     BlobCorrupt,
     BlobInfo,
     BlobNotFound,
+    BlobStaging,
     BlobStore,
     BlobWriter,
     check_sha256,
+    check_upload_id,
 )
 from stowage.blobs.local import LocalBlobStore, LocalBlobWriter
 from stowage.blobs.memory import MemoryBlobStore, MemoryBlobWriter
@@ -32,6 +34,7 @@ __all__ = [
     "BlobCorrupt",
     "BlobInfo",
     "BlobNotFound",
+    "BlobStaging",
     "BlobStore",
     "BlobWriter",
     "LocalBlobStore",
@@ -39,5 +42,6 @@ __all__ = [
     "MemoryBlobStore",
     "MemoryBlobWriter",
     "check_sha256",
+    "check_upload_id",
     "create_blob_store",
 ]

@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar
 
@@ -74,6 +74,17 @@ def check_sha256(value: object) -> str:
     """
     if not isinstance(value, str) or not _SHA256_HEX.fullmatch(value):
         raise ValueError(f"not a SHA-256 hex digest (64 lowercase hex digits): {value!r:.80}")
+    return value
+
+
+_UPLOAD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def check_upload_id(value: object) -> str:
+    """Return ``value`` if it is a lowercase UUID (how upload ids are made), else raise ValueError: a
+    staging name never comes from a client without passing here, so it cannot escape the staging folder."""
+    if not isinstance(value, str) or not _UPLOAD_ID.fullmatch(value):
+        raise ValueError(f"not an upload id (a lowercase UUID): {value!r:.80}")
     return value
 
 
@@ -135,6 +146,44 @@ class BlobWriter(Protocol):
         ...
 
 
+class BlobStaging(Protocol):
+    """The bytes of one resumable upload, appended over several requests — possibly in several processes.
+
+    Unlike a :class:`BlobWriter`, nothing lives only in memory between requests: what ``sync`` returned
+    is on disk and survives a restart; ``truncate`` drops bytes past the offset the caller last made
+    durable (a chunk that failed, or was refused). The caller serialises access to one upload (the
+    uploads domain holds a database lease). ``finish`` re-reads the staged bytes to hash them (the hash
+    state of earlier requests is gone), publishes them as a blob and removes the staging.
+    Use one handle from one task, and ``close`` it (``finish`` and ``discard`` close it too)."""
+
+    upload_id: str
+
+    async def size(self) -> int:
+        """The bytes staged now, including appended bytes not yet synced (0 for a new staging)."""
+        ...
+
+    async def truncate(self, size: int) -> None:
+        """Drop every byte past ``size`` and make that durable; ValueError if fewer bytes are staged."""
+        ...
+
+    async def append(self, chunk: bytes) -> None:
+        """Add ``chunk`` after the staged bytes (made durable by the next ``sync``)."""
+        ...
+
+    async def sync(self) -> int:
+        """Make every appended byte durable; return the staged size."""
+        ...
+
+    async def finish(self) -> BlobInfo:
+        """Hash the staged bytes (re-read, bounded memory), publish them as a blob (dedup) and remove the
+        staging. Afterwards the handle is closed."""
+        ...
+
+    async def close(self) -> None:
+        """Release the handle; the staged bytes stay. Safe to call twice."""
+        ...
+
+
 class BlobStore(Protocol):
     """Content-addressed storage of immutable blobs. All methods validate ``sha256`` (ValueError)."""
 
@@ -187,6 +236,27 @@ class BlobStore(Protocol):
 
     async def remove_stale_temp(self, older_than_seconds: float) -> int:
         """Delete spools of abandoned uploads last written more than that long ago; return how many."""
+        ...
+
+    # --- staging: resumable uploads (tus), appended across requests -----------------------------------
+
+    async def open_staging(self, upload_id: str) -> BlobStaging:
+        """The staging of ``upload_id`` (created empty when new). Names are validated (``check_upload_id``)."""
+        ...
+
+    async def stage_concatenation(self, upload_id: str, parts: Sequence[str]) -> int:
+        """Stage ``upload_id`` as the staged bytes of ``parts`` in order (durable); return its size.
+        The parts are left as they are; a missing part raises FileNotFoundError (nothing staged)."""
+        ...
+
+    async def discard_staging(self, upload_id: str) -> None:
+        """Remove an upload's staged bytes; a missing staging is not an error."""
+        ...
+
+    async def staged_uploads(self) -> dict[str, float]:
+        """Every staged upload id with the time (epoch seconds) its bytes last changed (for housekeeping,
+        which removes stagings whose upload is gone). Staged bytes are never blobs: ``iter_hashes``,
+        ``remove_stale_temp`` and fsck do not see them."""
         ...
 
     @contextlib.asynccontextmanager

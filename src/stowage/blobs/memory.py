@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from pathlib import Path
 
 from stowage.blobs.base import (
@@ -20,6 +20,7 @@ from stowage.blobs.base import (
     SpoolingWriter,
     check_read_range,
     check_sha256,
+    check_upload_id,
 )
 
 
@@ -45,10 +46,86 @@ class MemoryBlobWriter(SpoolingWriter):
         self._store.forget(self)
 
 
+class MemoryStaging:
+    """A staging in the store's dict: every append is "durable" at once; ``finish`` publishes like a writer."""
+
+    def __init__(self, store: MemoryBlobStore, upload_id: str) -> None:
+        self.upload_id = upload_id
+        self._store = store
+        self._closed = False
+
+    def _bytes(self) -> bytearray:
+        if self._closed:
+            raise RuntimeError(f"the staging of {self.upload_id} is closed")
+        return self._store.staged.setdefault(self.upload_id, bytearray())
+
+    async def size(self) -> int:
+        return len(self._bytes())
+
+    async def truncate(self, size: int) -> None:
+        staged = self._bytes()
+        if size < 0 or size > len(staged):
+            raise ValueError(f"cannot truncate {self.upload_id} to {size}: {len(staged)} bytes are staged")
+        del staged[size:]
+        self._store.touch(self.upload_id)
+
+    async def append(self, chunk: bytes) -> None:
+        self._bytes().extend(chunk)
+        self._store.touch(self.upload_id)
+
+    async def sync(self) -> int:
+        return len(self._bytes())
+
+    async def finish(self) -> BlobInfo:
+        content = bytes(self._bytes())
+        info = BlobInfo(sha256=hashlib.sha256(content).hexdigest(), size=len(content))
+        self._store.put(info, content)
+        await self._store.discard_staging(self.upload_id)
+        await self.close()
+        return info
+
+    async def close(self) -> None:
+        self._closed = True
+
+
 class MemoryBlobStore(BlobStore):
     def __init__(self) -> None:
         self._blobs: dict[str, bytes] = {}
         self._spools: set[MemoryBlobWriter] = set()
+        self.staged: dict[str, bytearray] = {}
+        self._staged_at: dict[str, float] = {}
+
+    def touch(self, upload_id: str) -> None:
+        self._staged_at[upload_id] = time.time()
+
+    def put(self, info: BlobInfo, content: bytes) -> None:
+        """Publish content (dedup: an intact copy is kept)."""
+        existing = self._blobs.get(info.sha256)
+        if existing is None or len(existing) != info.size:
+            self._blobs[info.sha256] = content
+
+    async def open_staging(self, upload_id: str) -> MemoryStaging:
+        check_upload_id(upload_id)
+        self.staged.setdefault(upload_id, bytearray())
+        self.touch(upload_id)
+        return MemoryStaging(self, upload_id)
+
+    async def stage_concatenation(self, upload_id: str, parts: Sequence[str]) -> int:
+        check_upload_id(upload_id)
+        missing = [part for part in parts if check_upload_id(part) not in self.staged]
+        if missing:
+            raise FileNotFoundError(f"no staging for {missing[0]}")
+        self.staged[upload_id] = bytearray(b"".join(self.staged[part] for part in parts))
+        self.touch(upload_id)
+        return len(self.staged[upload_id])
+
+    async def discard_staging(self, upload_id: str) -> None:
+        check_upload_id(upload_id)
+        self.staged.pop(upload_id, None)
+        self._staged_at.pop(upload_id, None)
+
+    async def staged_uploads(self) -> dict[str, float]:
+        return {upload_id: self._staged_at.get(upload_id, 0.0) for upload_id in self.staged}
 
     @property
     def open_writer_count(self) -> int:

@@ -1,0 +1,213 @@
+"""The staging extension of the blob-store contract (resumable uploads), on every store: bytes appended over
+several handles, truncated back to a durable offset, concatenated, published by ``finish`` (re-hashed,
+deduplicated), discarded; and on the local store: where staged bytes live, that they survive a new
+store object (a restart), and that gc, fsck's blob listing and the temp-file sweep never see them."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import uuid
+from pathlib import Path
+
+import pytest
+
+from stowage.blobs import BlobStore, LocalBlobStore, MemoryBlobStore
+
+DATA = bytes(range(256)) * 40 + b"tail"
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture(params=["memory", "local", "local-unbuffered"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    if request.param == "memory":
+        return MemoryBlobStore()
+    if request.param == "local":
+        return LocalBlobStore(tmp_path / "data")
+    return LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
+
+
+async def read_blob(store: BlobStore, sha256: str) -> bytes:
+    return b"".join([chunk async for chunk in store.open_read(sha256)])
+
+
+async def stage(store: BlobStore, upload_id: str, data: bytes, *, chunk: int = 1000) -> int:
+    staging = await store.open_staging(upload_id)
+    try:
+        for offset in range(0, len(data), chunk):
+            await staging.append(data[offset : offset + chunk])
+        return await staging.sync()
+    finally:
+        await staging.close()
+
+
+async def test_a_new_staging_is_empty(store: BlobStore) -> None:
+    staging = await store.open_staging(new_id())
+    assert await staging.size() == 0
+    assert await staging.sync() == 0
+    await staging.close()
+    await staging.close()  # twice is fine
+
+
+async def test_bytes_appended_over_several_handles_finish_as_one_blob(store: BlobStore) -> None:
+    upload_id = new_id()
+    half = len(DATA) // 2
+    assert await stage(store, upload_id, DATA[:half]) == half
+    staging = await store.open_staging(upload_id)  # a later request (or another process) resumes
+    assert await staging.size() == half
+    await staging.append(DATA[half:])
+    assert await staging.size() == len(DATA)
+    info = await staging.finish()
+    assert info.sha256 == hashlib.sha256(DATA).hexdigest()
+    assert info.size == len(DATA)
+    assert await read_blob(store, info.sha256) == DATA
+    assert upload_id not in await store.staged_uploads()
+    assert [sha async for sha in store.iter_hashes()] == [info.sha256]
+
+
+async def test_truncate_drops_the_bytes_of_a_failed_chunk(store: BlobStore) -> None:
+    upload_id = new_id()
+    await stage(store, upload_id, DATA[:100])
+    staging = await store.open_staging(upload_id)
+    await staging.append(b"garbage that failed its checksum")
+    await staging.truncate(100)
+    assert await staging.size() == 100
+    await staging.append(DATA[100:])
+    info = await staging.finish()
+    assert await read_blob(store, info.sha256) == DATA
+
+
+async def test_truncate_past_the_staged_bytes_is_refused(store: BlobStore) -> None:
+    upload_id = new_id()
+    await stage(store, upload_id, b"abc")
+    staging = await store.open_staging(upload_id)
+    with pytest.raises(ValueError, match="3 bytes are staged"):
+        await staging.truncate(4)
+    with pytest.raises(ValueError, match="cannot truncate"):
+        await staging.truncate(-1)
+    assert await staging.size() == 3
+    await staging.close()
+
+
+async def test_finish_of_content_already_stored_deduplicates(store: BlobStore) -> None:
+    first, second = new_id(), new_id()
+    await stage(store, first, DATA)
+    await stage(store, second, DATA)
+    one = await (await store.open_staging(first)).finish()
+    two = await (await store.open_staging(second)).finish()
+    assert one == two
+    assert [sha async for sha in store.iter_hashes()] == [one.sha256]
+    assert await store.staged_uploads() == {}
+
+
+async def test_an_empty_staging_finishes_as_the_empty_blob(store: BlobStore) -> None:
+    info = await (await store.open_staging(new_id())).finish()
+    assert info.size == 0
+    assert info.sha256 == hashlib.sha256(b"").hexdigest()
+
+
+async def test_concatenation_joins_the_parts_in_order_and_keeps_them(store: BlobStore) -> None:
+    a, b, final = new_id(), new_id(), new_id()
+    await stage(store, a, b"hello")
+    await stage(store, b, b" world")
+    assert await store.stage_concatenation(final, [b, a]) == 11
+    staged = await store.staged_uploads()
+    assert {a, b, final} <= staged.keys()
+    info = await (await store.open_staging(final)).finish()
+    assert await read_blob(store, info.sha256) == b" worldhello"
+    assert await (await store.open_staging(a)).size() == 5
+
+
+async def test_concatenation_of_a_missing_part_stages_nothing(store: BlobStore) -> None:
+    a, final = new_id(), new_id()
+    await stage(store, a, b"hello")
+    with pytest.raises(FileNotFoundError):
+        await store.stage_concatenation(final, [a, new_id()])
+    assert final not in await store.staged_uploads()
+
+
+async def test_discard_removes_the_staging_and_tolerates_a_missing_one(store: BlobStore) -> None:
+    upload_id = new_id()
+    await stage(store, upload_id, DATA)
+    assert upload_id in await store.staged_uploads()
+    await store.discard_staging(upload_id)
+    await store.discard_staging(upload_id)
+    assert upload_id not in await store.staged_uploads()
+    assert await (await store.open_staging(upload_id)).size() == 0
+
+
+@pytest.mark.parametrize("name", ["../escape", "0" * 36, "ABCDEFAB-1234-4234-8234-123456789012", "", "a/b"])
+async def test_staging_names_must_be_upload_ids(store: BlobStore, name: str) -> None:
+    with pytest.raises(ValueError, match="not an upload id"):
+        await store.open_staging(name)
+    with pytest.raises(ValueError, match="not an upload id"):
+        await store.discard_staging(name)
+
+
+async def test_staged_bytes_are_never_blobs_or_temp_files(store: BlobStore) -> None:
+    upload_id = new_id()
+    await stage(store, upload_id, DATA)
+    assert [sha async for sha in store.iter_hashes()] == []
+    assert await store.remove_stale_temp(0) == 0
+    assert await (await store.open_staging(upload_id)).size() == len(DATA)
+
+
+# --- local store ------------------------------------------------------------------------------------
+
+
+async def test_local_staging_is_a_private_file_in_the_staging_folder(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
+    upload_id = new_id()
+    await stage(store, upload_id, DATA)
+    path = tmp_path / "data" / "staging" / upload_id
+    assert path.read_bytes() == DATA
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+async def test_local_synced_bytes_survive_a_new_store_object(tmp_path: Path) -> None:
+    upload_id = new_id()
+    await stage(LocalBlobStore(tmp_path / "data"), upload_id, DATA[:500])
+    restarted = LocalBlobStore(tmp_path / "data")
+    staging = await restarted.open_staging(upload_id)
+    assert await staging.size() == 500
+    await staging.append(DATA[500:])
+    info = await staging.finish()
+    assert await read_blob(restarted, info.sha256) == DATA
+    blob = restarted.blob_path(info.sha256)
+    assert stat.S_IMODE(blob.stat().st_mode) == 0o444
+    assert not (tmp_path / "data" / "staging" / upload_id).exists()
+
+
+async def test_local_buffered_bytes_reach_the_file_on_sync(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "data")  # 1 MiB buffer: small appends stay in memory until sync
+    upload_id = new_id()
+    staging = await store.open_staging(upload_id)
+    await staging.append(b"abc")
+    path = store.staging_path(upload_id)
+    assert path.stat().st_size == 0
+    assert await staging.sync() == 3
+    assert path.read_bytes() == b"abc"
+    await staging.close()
+
+
+async def test_local_finish_rehashes_what_is_on_disk(tmp_path: Path) -> None:
+    """The hash comes from the file, not from what this handle saw: bytes staged by an earlier process count."""
+    store = LocalBlobStore(tmp_path / "data")
+    upload_id = new_id()
+    store.staging_dir.mkdir(parents=True)
+    store.staging_path(upload_id).write_bytes(b"written by another process")
+    info = await (await store.open_staging(upload_id)).finish()
+    assert info.sha256 == hashlib.sha256(b"written by another process").hexdigest()
+
+
+async def test_local_staged_uploads_ignores_stray_files(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "data")
+    upload_id = new_id()
+    await stage(store, upload_id, b"x")
+    (store.staging_dir / "not-an-upload").write_bytes(b"x")
+    os.utime(store.staging_path(upload_id), (1000, 1000))
+    assert await store.staged_uploads() == {upload_id: 1000.0}
