@@ -8,7 +8,10 @@ asks ``authorize`` before it touches data. Rules:
   write) → ``PermissionDenied`` (403);
 - admin actions need the admin role *and* the admin scope → ``PermissionDenied``;
 - a resource owned by someone else is reported as ``NotFound`` (404), never 403, so an id does
-  not reveal whether it exists — unless the caller is an admin acting with the admin scope.
+  not reveal whether it exists — unless the caller is an admin acting with the admin scope, or
+  holds a *grant* (a share) on the node or one of its ancestors (``Owned.grants``, see ``_granted``);
+- a share-link bearer (``Principal.share_id``) has no account: it reaches nothing but the subtree
+  of its own link's node.
 
 This module imports no web framework and does no I/O: callers load the resource, then ask.
 """
@@ -36,6 +39,7 @@ class Role(StrEnum):
 class CredentialKind(StrEnum):
     SESSION = "session"
     PERSONAL_TOKEN = "personal_token"
+    SHARE_LINK = "share_link"
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -46,6 +50,9 @@ class Principal(msgspec.Struct, frozen=True):
     scopes: frozenset[Scope]
     kind: CredentialKind
     credential_id: str
+    # A share-link bearer: the link's share id. Its ``user_id`` is empty (it owns nothing), and it
+    # reaches only nodes that come with a grant of this very link.
+    share_id: str | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -68,6 +75,8 @@ class Action(StrEnum):
     ADMIN_INVITES = "admin:invites"
     ADMIN_AUDIT_READ = "admin:audit.read"
     ADMIN_SYSTEM_READ = "admin:system.read"
+    SHARE_READ = "read:share"
+    SHARE_WRITE = "write:share"
 
     @property
     def scope(self) -> Scope:
@@ -79,10 +88,35 @@ class Action(StrEnum):
 SESSION_ONLY = frozenset({Action.TOKEN_WRITE, Action.SESSION_REVOKE, Action.ACCOUNT_WRITE})
 
 
+# Seeing and managing a node's shares is for its owner (and administrators): a grant never allows
+# re-sharing, so what a recipient can reach is always what the owner chose.
+OWNER_ONLY = frozenset({Action.SHARE_READ, Action.SHARE_WRITE})
+
+
+class Permission(StrEnum):
+    """What a share allows in its subtree."""
+
+    READ = "read"
+    READ_WRITE = "read_write"
+    DROP = "drop"  # links to folders: add files to the shared folder itself, see nothing
+
+
+class Grant(msgspec.Struct, frozen=True):
+    """A live share covering a node: on the node itself (``root_id == node``) or on an ancestor."""
+
+    share_id: str
+    root_id: str
+    permission: Permission
+
+
 class Owned(msgspec.Struct, frozen=True):
-    """Anything with an owner: the policy needs nothing more to decide ownership."""
+    """Anything with an owner; for a node also the caller's grants covering it (loaded by the caller:
+    this module does no I/O), and whether the action takes the node away from where it is."""
 
     owner_id: str
+    node_id: str | None = None
+    grants: tuple[Grant, ...] = ()
+    detaches: bool = False  # moving, renaming or deleting the node itself
 
 
 def require_principal(principal: Principal | None) -> Principal:
@@ -107,6 +141,37 @@ def authorize(principal: Principal | None, action: Action, resource: Owned | Non
         raise PermissionDenied(f"This token lacks the '{needed.value}' scope needed for this.")
     if action in SESSION_ONLY and principal.kind is not CredentialKind.SESSION:
         raise PermissionDenied("Managing sessions, tokens and the account needs a signed-in session, not a token.")
-    if resource is not None and resource.owner_id != principal.user_id and not principal.is_admin:
-        raise NotFound("No such resource.")
+    if resource is None or principal.is_admin:
+        return principal
+    if resource.owner_id != principal.user_id or principal.share_id is not None:
+        _granted(principal, action, resource)
     return principal
+
+
+def _granted(principal: Principal, action: Action, resource: Owned) -> None:
+    """Allow ``action`` on someone else's node through the caller's grants, or raise.
+
+    Reading needs a read or read-write grant (a drop link's visitor sees nothing: 404). Writing needs
+    read-write, or a drop grant on this very folder. Nobody but the owner moves or deletes a shared
+    node itself (only what is inside it), or manages its shares. Without any grant the node does not
+    exist for the caller (404); with one, a refusal says why (403)."""
+    grants = [g for g in resource.grants if principal.share_id is None or g.share_id == principal.share_id]
+    if not grants:
+        raise NotFound("No such resource.")
+    if action in OWNER_ONLY:
+        raise PermissionDenied("Only the owner can see and change how this is shared.")
+    if action.scope is Scope.READ:
+        if any(g.permission is not Permission.DROP for g in grants):
+            return
+        raise NotFound("No such resource.")
+    writable = [
+        g
+        for g in grants
+        if g.permission is Permission.READ_WRITE or (g.permission is Permission.DROP and g.root_id == resource.node_id)
+    ]
+    if not writable:
+        if all(g.permission is Permission.DROP for g in grants):
+            raise NotFound("No such resource.")
+        raise PermissionDenied("This is shared with you read-only.")
+    if resource.detaches and all(g.root_id == resource.node_id for g in writable):
+        raise PermissionDenied("Only the owner can move, rename or delete the shared item itself.")

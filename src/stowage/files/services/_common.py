@@ -31,6 +31,8 @@ from stowage.files import direct_repository, repository
 from stowage.files.direct_repository import Fetcher
 from stowage.files.names import with_suffix_number
 from stowage.files.schemas import NodeOut, SortKey
+from stowage.policy import Owned, Principal
+from stowage.sharing import repository as sharing_repository
 
 MAX_PAGE = 1000
 MAX_RENAME_ATTEMPTS = 1000
@@ -153,6 +155,27 @@ async def run_item(node_id: str, call: Awaitable[NodeOut]) -> ItemOutcome:
         return ItemOutcome(id=node_id, node=await call)
     except StowageError as exc:
         return ItemOutcome(id=node_id, error=exc)
+
+
+# --- access ------------------------------------------------------------------------------------
+
+
+async def node_access(
+    reader: Fetcher, principal: Principal | None, owner_id: str, node_id: str, *, detaches: bool = False
+) -> Owned:
+    """What the policy needs to decide about a node for this caller: its owner and, when the caller is
+    someone else, the caller's live grants covering it (read now, never cached: see ``stowage.sharing``).
+    The owner and administrators cost no query."""
+    if principal is None or principal.is_admin or (principal.user_id == owner_id and principal.share_id is None):
+        return Owned(owner_id=owner_id, node_id=node_id, detaches=detaches)
+    grants = await sharing_repository.grants_covering(
+        reader,
+        node_id,
+        user_id=principal.user_id if principal.share_id is None else None,
+        share_id=principal.share_id,
+        now=utcnow(),
+    )
+    return Owned(owner_id=owner_id, node_id=node_id, grants=grants, detaches=detaches)
 
 
 # --- the tree's building blocks ---------------------------------------------------------------

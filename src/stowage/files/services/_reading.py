@@ -128,7 +128,7 @@ class ReadService:
         row = await direct_repository.live_file_by_id(self.reader, node_id)
         if row is None:
             raise NotFound("No such file or folder.")
-        authorize(principal, Action.FILE_READ, Owned(owner_id=row.owner_id))
+        authorize(principal, Action.FILE_READ, await self.tree.access(principal, row.owner_id, row.id))
         return self._opened(file_content(row))
 
     async def open_path(self, principal: Principal | None, path: str) -> Opened:

@@ -36,7 +36,7 @@ class TrashService:
 
     async def trash(self, principal: Principal | None, node_id: str) -> NodeOut:
         async with self.db.transaction() as db:
-            node = await self.tree.load(db, principal, node_id, Action.FILE_WRITE)
+            node = await self.tree.load(db, principal, node_id, Action.FILE_WRITE, detaches=True)
             if node.parent_id is None:
                 raise Conflict("The root folder cannot be deleted.")
             await trash_node(db, node)

@@ -29,6 +29,7 @@ from stowage.files.services._common import (
     encode_cursor,
     ensure_root,
     listing_key,
+    node_access,
     node_out,
     path_of,
     run_item,
@@ -51,15 +52,31 @@ class TreeService:
             return node_out(await ensure_root(db, caller.user_id))
 
     async def load(
-        self, db: AsyncSession, principal: Principal | None, node_id: str, action: Action, *, trashed: bool = False
+        self,
+        db: AsyncSession,
+        principal: Principal | None,
+        node_id: str,
+        action: Action,
+        *,
+        trashed: bool = False,
+        detaches: bool = False,
     ) -> Node:
-        """The node, if the caller may act on it; 404 for unknown, foreign or (unless asked) trashed ones."""
+        """The node, if the caller may act on it; 404 for unknown, foreign or (unless asked) trashed ones.
+
+        Someone else's node is reached through a share on it or an ancestor (the grants are read here,
+        on every call); ``detaches`` says the action moves, renames or deletes the node itself."""
         authorize(principal, action)
         node = await repository.get_node(db, node_id)
         if node is None or (node.trashed_at is not None) != trashed:
             raise NotFound("No such file or folder." if not trashed else "No such item in the trash.")
-        authorize(principal, action, Owned(owner_id=node.owner_id))
+        authorize(principal, action, await self.access(principal, node.owner_id, node.id, detaches=detaches))
         return node
+
+    async def access(
+        self, principal: Principal | None, owner_id: str, node_id: str, *, detaches: bool = False
+    ) -> Owned:
+        """The policy's view of a node for this caller (its owner, and the caller's grants when not theirs)."""
+        return await node_access(self.db.direct, principal, owner_id, node_id, detaches=detaches)
 
     async def load_row(self, principal: Principal | None, node_id: str, action: Action) -> NodeRow:
         """``load`` for the hot paths: the live node as one hand-written read (``direct_repository``)."""
@@ -67,7 +84,7 @@ class TreeService:
         row = await direct_repository.node_by_id(self.db.direct, node_id)
         if row is None or row.trashed_at is not None:
             raise NotFound("No such file or folder.")
-        authorize(principal, action, Owned(owner_id=row.owner_id))
+        authorize(principal, action, await self.access(principal, row.owner_id, row.id))
         return row
 
     async def ensure_user_root(self, principal: Principal | None, action: Action) -> None:
@@ -227,7 +244,8 @@ class TreeService:
     ) -> NodeOut:
         """Rename/move, star and patch metadata in one unit of work: all of it applies, or none."""
         async with self.db.transaction() as db:
-            node = await self.load(db, principal, node_id, Action.FILE_WRITE)
+            moves = name is not None or parent_id is not None
+            node = await self.load(db, principal, node_id, Action.FILE_WRITE, detaches=moves)
             annotated = starred is not None or metadata is not None
             if metadata is not None:
                 node.properties = apply_metadata_patch(node.properties, metadata) or None
@@ -259,6 +277,10 @@ class TreeService:
             parent = await self.load(db, principal, parent_id, Action.FILE_WRITE)
             if parent.kind != "folder":
                 raise Conflict(f"{parent.name!r} is a file; items can only be moved into folders.")
+            if parent.owner_id != node.owner_id:
+                raise Conflict(
+                    "Items move only within their owner's files (a shared folder's items stay in it); copy instead."
+                )
             if node.kind == "folder" and (
                 parent.id == node.id or await repository.is_descendant(db, node.id, parent.id)
             ):
@@ -315,13 +337,16 @@ class TreeService:
             target_name = await self._resolve_conflict(db, parent.id, target_name, on_conflict, moving=None)
             subtree = await repository.live_subtree_nodes(db, node.id) if node.kind == "folder" else [node]
             added = sum(n.size for n in subtree if n.kind == "file")
-            await charge_or_fail(await self.db.direct_in(db), self.deps.settings, node.owner_id, added)
-            copies = await self._copy_tree(db, subtree, node, parent.id, target_name)
+            # The copy belongs to the target folder's owner, who pays for it (a recipient copying out of a
+            # share into their own folder gets their own copy).
+            await charge_or_fail(await self.db.direct_in(db), self.deps.settings, parent.owner_id, added)
+            copies = await self._copy_tree(db, subtree, node, parent, target_name)
             return node_out(copies[node.id])
 
     async def _copy_tree(
-        self, db: AsyncSession, subtree: Sequence[Node], top: Node, parent_id: str, top_name: str
+        self, db: AsyncSession, subtree: Sequence[Node], top: Node, parent: Node, top_name: str
     ) -> dict[str, Node]:
+        parent_id = parent.id
         now = utcnow()
         new_ids = {n.id: str(uuid.uuid4()) for n in subtree}
         by_id = {n.id: n for n in subtree}
@@ -341,7 +366,7 @@ class TreeService:
         for original in sorted(subtree, key=depth):
             copy = Node(
                 id=new_ids[original.id],
-                owner_id=original.owner_id,
+                owner_id=parent.owner_id,
                 parent_id=parent_id if original.id == top.id else new_ids[original.parent_id or ""],
                 kind=original.kind,
                 name=top_name if original.id == top.id else original.name,
@@ -376,7 +401,7 @@ class TreeService:
             await db.flush()
             copies[original.id] = copy
         await db.flush()
-        await repository.log_change(db, top.owner_id, copies[top.id].id, "create", now)
+        await repository.log_change(db, parent.owner_id, copies[top.id].id, "create", now)
         return copies
 
     async def batch_move(

@@ -44,7 +44,7 @@ from stowage.files.services._common import (
 )
 from stowage.files.services._tree import TreeService
 from stowage.files.services._versions import apply_retention, retention_policy
-from stowage.policy import Action, Owned, Principal, authorize
+from stowage.policy import Action, Principal, authorize
 
 SNIFF_BYTES = 4096
 MAX_INSERT_ATTEMPTS = 5
@@ -229,7 +229,7 @@ class UploadService:
             parent = await direct_repository.node_by_id(tx, parent_id)
             if parent is None or parent.trashed_at is not None:
                 raise NotFound("No such file or folder.")
-            authorize(caller, Action.FILE_WRITE, Owned(owner_id=parent.owner_id))
+            authorize(caller, Action.FILE_WRITE, await self.tree.access(caller, parent.owner_id, parent.id))
             existing = await direct_repository.live_child(tx, parent.id, name)
             _check_target(parent, name, existing, options, expected_id=existing_id, recheck=True)
             if existing is not None and options.on_conflict == "rename" and options.expected_etags is None:
@@ -269,7 +269,7 @@ class UploadService:
                 sha256=info.sha256,
                 size=info.size,
                 media_type=media_type,
-                author_id=caller.user_id,
+                author_id=caller.user_id or None,  # a link visitor has no account
                 now=now,
             )
             await direct_repository.log_change(tx, node.owner_id, node.id, "create" if created else "update", now)

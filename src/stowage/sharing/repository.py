@@ -1,0 +1,123 @@
+"""All SQL for shares: the per-request grant look-up (hand-written, on the raw driver) and the rows
+the sharing services manage (SQLAlchemy).
+
+Functions flush but never commit. Nothing here is cached: a grant is read from the database on every
+request that needs one, so a revocation, an expiry, a trashed node or a node moved out of a shared
+folder takes effect on the very next request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from stowage.db.direct import DirectTransaction, Query
+from stowage.db.tables import Node, Share, User
+from stowage.files.direct_repository import Fetcher
+from stowage.policy import Grant, Permission
+
+# The live shares of the caller on a node or any of its ancestors. The walk goes up the parent chain
+# (a few rows by primary key), then looks each ancestor's shares up by the node index; a share counts
+# while it is neither revoked nor expired and its node is not in the trash.
+_GRANTS = Query(
+    "WITH RECURSIVE up(id, parent_id) AS ("
+    " SELECT id, parent_id FROM nodes WHERE id = ?"
+    " UNION ALL SELECT n.id, n.parent_id FROM nodes n JOIN up ON n.id = up.parent_id)"
+    " SELECT s.id, s.node_id, s.permission FROM up"
+    " JOIN shares s ON s.node_id = up.id"
+    " JOIN nodes r ON r.id = s.node_id"
+    " WHERE s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?) AND r.trashed_at IS NULL"
+    " AND (s.grantee_user_id = ? OR s.id = ?)"
+)
+# Count one download of a link unless its limit is reached: one statement, so concurrent downloads
+# can never exceed the limit.
+_COUNT_DOWNLOAD = Query(
+    "UPDATE shares SET download_count = download_count + 1"
+    " WHERE id = ? AND revoked_at IS NULL AND (max_downloads IS NULL OR download_count < max_downloads)"
+)
+
+
+async def grants_covering(
+    fetcher: Fetcher, node_id: str, *, user_id: str | None, share_id: str | None, now: datetime
+) -> tuple[Grant, ...]:
+    """The live grants of a user (``user_id``) or of one link (``share_id``) on ``node_id``'s subtree roots."""
+    rows = await fetcher.fetch_all(_GRANTS, (node_id, fetcher.timestamp(now), user_id, share_id))
+    return tuple(Grant(share_id=row[0], root_id=row[1], permission=Permission(row[2])) for row in rows)
+
+
+async def count_download(tx: DirectTransaction, share_id: str) -> bool:
+    """Count one download; False when the link's download limit is already reached (nothing counted)."""
+    return await tx.execute(_COUNT_DOWNLOAD, (share_id,)) == 1
+
+
+# --- rows the services manage --------------------------------------------------------------------
+
+
+async def add(db: AsyncSession, share: Share) -> None:
+    db.add(share)
+    await db.flush()
+
+
+async def get(db: AsyncSession, share_id: str) -> Share | None:
+    return await db.get(Share, share_id)
+
+
+async def by_token_hash(db: AsyncSession, token_hash: str) -> Share | None:
+    return await db.scalar(select(Share).where(Share.token_hash == token_hash))
+
+
+async def live_of_node(db: AsyncSession, node_id: str, kind: str | None = None) -> Sequence[Share]:
+    statement = select(Share).where(Share.node_id == node_id, Share.revoked_at.is_(None))
+    if kind is not None:
+        statement = statement.where(Share.kind == kind)
+    return (await db.scalars(statement.order_by(Share.created_at, Share.id))).all()
+
+
+async def live_of_owner(db: AsyncSession, owner_id: str, kind: str) -> Sequence[Share]:
+    statement = select(Share).where(Share.owner_id == owner_id, Share.kind == kind, Share.revoked_at.is_(None))
+    return (await db.scalars(statement.order_by(Share.created_at, Share.id))).all()
+
+
+async def live_user_share(db: AsyncSession, node_id: str, grantee_id: str) -> Share | None:
+    return await db.scalar(
+        select(Share).where(
+            Share.node_id == node_id,
+            Share.grantee_user_id == grantee_id,
+            Share.kind == "user",
+            Share.revoked_at.is_(None),
+        )
+    )
+
+
+async def shared_with(db: AsyncSession, grantee_id: str, now: datetime) -> Sequence[tuple[Share, Node, User]]:
+    """The live shares a user received, with their nodes (live only) and owners."""
+    statement = (
+        select(Share, Node, User)
+        .join(Node, Node.id == Share.node_id)
+        .join(User, User.id == Share.owner_id)
+        .where(
+            Share.grantee_user_id == grantee_id,
+            Share.revoked_at.is_(None),
+            or_(Share.expires_at.is_(None), Share.expires_at > now),
+            Node.trashed_at.is_(None),
+        )
+        .order_by(Share.created_at, Share.id)
+    )
+    return [(row[0], row[1], row[2]) for row in (await db.execute(statement)).all()]
+
+
+async def user_by_email(db: AsyncSession, email: str) -> User | None:
+    return await db.scalar(select(User).where(User.email == email))
+
+
+async def revoke(db: AsyncSession, share_id: str, now: datetime) -> bool:
+    result = await db.execute(
+        update(Share)
+        .where(Share.id == share_id, Share.revoked_at.is_(None))
+        .values(revoked_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
