@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import msgspec
 from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stowage.db.direct import DirectTransaction, Query
+from stowage.db.direct import DirectTransaction, Query, optional_timestamp, timestamp
 from stowage.db.tables import Node, Share, User
-from stowage.files.direct_repository import Fetcher
+from stowage.files.direct_repository import Fetcher, FileRow
 from stowage.policy import Grant, Permission
 
 # The live shares of the caller on a node or any of its ancestors. The walk goes up the parent chain
@@ -38,6 +39,72 @@ _COUNT_DOWNLOAD = Query(
     "UPDATE shares SET download_count = download_count + 1"
     " WHERE id = ? AND revoked_at IS NULL AND (max_downloads IS NULL OR download_count < max_downloads)"
 )
+
+
+class LinkRow(msgspec.Struct, frozen=True):
+    """A link and the node it shares, as a visitor's every request needs them (one indexed read)."""
+
+    id: str
+    node_id: str
+    owner_id: str
+    permission: str
+    password_hash: str | None
+    expires_at: datetime | None
+    max_downloads: int | None
+    download_count: int
+    revoked_at: datetime | None
+    # The shared node, in ``direct_repository.FileRow``'s terms.
+    kind: str
+    name: str
+    size: int
+    media_type: str | None
+    sha256: str | None
+    modified_at: datetime
+    trashed_at: datetime | None
+
+    def file_row(self) -> FileRow:
+        """The shared node as the read path takes it."""
+        return FileRow(
+            id=self.node_id,
+            owner_id=self.owner_id,
+            kind=self.kind,
+            name=self.name,
+            size=self.size,
+            media_type=self.media_type,
+            sha256=self.sha256,
+            modified_at=self.modified_at,
+        )
+
+
+_LINK_BY_TOKEN = Query(
+    "SELECT s.id, s.node_id, s.owner_id, s.permission, s.password_hash, s.expires_at, s.max_downloads,"
+    " s.download_count, s.revoked_at, n.kind, n.name, n.size, n.media_type, n.sha256, n.modified_at, n.trashed_at"
+    " FROM shares s JOIN nodes n ON n.id = s.node_id WHERE s.token_hash = ? AND s.kind = 'link'"
+)
+
+
+async def link_by_token_hash(fetcher: Fetcher, token_hash: str) -> LinkRow | None:
+    row = await fetcher.fetch_one(_LINK_BY_TOKEN, (token_hash,))
+    if row is None:
+        return None
+    return LinkRow(
+        id=row[0],
+        node_id=row[1],
+        owner_id=row[2],
+        permission=row[3],
+        password_hash=row[4],
+        expires_at=optional_timestamp(row[5]),
+        max_downloads=row[6],
+        download_count=row[7],
+        revoked_at=optional_timestamp(row[8]),
+        kind=row[9],
+        name=row[10],
+        size=row[11],
+        media_type=row[12],
+        sha256=row[13],
+        modified_at=timestamp(row[14]),
+        trashed_at=optional_timestamp(row[15]),
+    )
 
 
 async def grants_covering(
@@ -121,3 +188,17 @@ async def revoke(db: AsyncSession, share_id: str, now: datetime) -> bool:
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount or 0) == 1  # type: ignore[attr-defined]
+
+
+async def with_nodes(db: AsyncSession, shares: Sequence[Share]) -> list[tuple[Share, Node]]:
+    """Each share with its node (shares of purged nodes are gone with them: the foreign key cascades)."""
+    if not shares:
+        return []
+    nodes = {n.id: n for n in (await db.scalars(select(Node).where(Node.id.in_({s.node_id for s in shares})))).all()}
+    return [(share, nodes[share.node_id]) for share in shares if share.node_id in nodes]
+
+
+async def users_by_id(db: AsyncSession, user_ids: Sequence[str]) -> dict[str, User]:
+    if not user_ids:
+        return {}
+    return {u.id: u for u in (await db.scalars(select(User).where(User.id.in_(set(user_ids))))).all()}

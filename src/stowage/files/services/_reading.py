@@ -131,6 +131,12 @@ class ReadService:
         authorize(principal, Action.FILE_READ, await self.tree.access(principal, row.owner_id, row.id))
         return self._opened(file_content(row))
 
+    def open_granted(self, principal: Principal | None, node: _StoredNode, access: Owned) -> Opened:
+        """The content of a node the caller has just read together with its access: a share link's row
+        carries its node and its grant, so one read serves a visitor. The policy decides as always."""
+        authorize(principal, Action.FILE_READ, access)
+        return self._opened(file_content(node))
+
     async def open_path(self, principal: Principal | None, path: str) -> Opened:
         """The current content of the file at ``/a/b/c`` in the caller's tree: one statement whatever the
         depth (the hot path). When it finds nothing, the tree walk finds out what is missing and says so."""
