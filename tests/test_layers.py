@@ -36,14 +36,15 @@ MAY_IMPORT: dict[str, set[str]] = {
     "accounts": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # deleting an account releases its files
     "system": _FOUNDATION | {"db"},
     "maintenance": _FOUNDATION | _INFRASTRUCTURE | {"files"},
-    "runtime": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system"},
+    "uploads": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # resumable uploads end in the files write path
+    "runtime": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "uploads"},
     # Front ends: REST and the protocol adapters, side by side (a protocol does not import REST).
     "api": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "maintenance", "runtime"},
-    "protocols": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "runtime"},
+    "protocols": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "uploads", "runtime"},
     # Composition roots.
     "app": _FOUNDATION
     | _INFRASTRUCTURE
-    | {"http", "files", "accounts", "system", "maintenance", "runtime", "api", "protocols"},
+    | {"http", "files", "accounts", "system", "maintenance", "uploads", "runtime", "api", "protocols"},
     "cli": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "maintenance", "runtime", "app"},
     "__main__": {"cli"},
 }

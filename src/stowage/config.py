@@ -54,6 +54,7 @@ DEFAULT_CORS_ALLOW_HEADERS = (
     "If-Unmodified-Since",
     "If-Range",
     "Range",
+    "X-Share-Grant",
 )
 
 
@@ -83,8 +84,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
     email_token_ttl: int = 3600
+    # Presigned URLs: the longest lifetime one may be minted with, and the lifetime when none is asked for
+    # (also of the URLs a listing includes with presign=true).
+    presign_max_seconds: int = 7 * 86400
+    presign_default_seconds: int = 3600
     default_quota_bytes: int = 10 * 1024**3
     max_upload_bytes: int = 100 * 1024**3
+    # Hours an unfinished resumable (tus) upload is kept after its last received byte.
+    upload_expiry_hours: int = 24
     trash_retention_days: int = 30
     version_keep_last: int = 10
     version_thinning: str = DEFAULT_SCHEDULE
@@ -334,7 +341,25 @@ def _validate(s: Settings) -> None:
         "must be between 300 seconds and 7 days",
         s.email_token_ttl,
     )
+    _require(
+        60 <= s.presign_max_seconds <= 30 * 86400,
+        "presign_max_seconds",
+        "must be between 60 seconds and 30 days",
+        s.presign_max_seconds,
+    )
+    _require(
+        1 <= s.presign_default_seconds <= s.presign_max_seconds,
+        "presign_default_seconds",
+        f"must be between 1 second and presign_max_seconds ({s.presign_max_seconds})",
+        s.presign_default_seconds,
+    )
     _require(s.max_upload_bytes >= 1, "max_upload_bytes", "must be at least 1 byte", s.max_upload_bytes)
+    _require(
+        1 <= s.upload_expiry_hours <= 24 * 365,
+        "upload_expiry_hours",
+        "must be between 1 hour and 365 days",
+        s.upload_expiry_hours,
+    )
     _require(
         1 <= s.trash_retention_days <= 3650,
         "trash_retention_days",

@@ -303,6 +303,9 @@ class Upload(Base):
     # Set in the transaction that recorded the file: the node it became.
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     node_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # Set once every byte arrived and the content was published as a blob; an upload with a digest but
+    # no node is complete but not yet recorded (a name conflict or the quota stopped it; retried).
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
     __table_args__ = (
         CheckConstraint("kind IN ('single', 'partial', 'final')", name="kind"),

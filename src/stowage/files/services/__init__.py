@@ -23,7 +23,7 @@ from stowage.files.services._reading import ContentSource, ReadService, ensure_s
 from stowage.files.services._search import SearchService
 from stowage.files.services._trash import TrashService
 from stowage.files.services._tree import TreeService
-from stowage.files.services._uploads import UploadOptions, UploadService
+from stowage.files.services._uploads import QuotaRoom, UploadOptions, UploadPlan, UploadService, Within
 from stowage.files.services._versions import VersionService, apply_retention, retention_policy
 
 
@@ -57,13 +57,16 @@ __all__ = [
     "FileDeps",
     "FileServices",
     "ItemOutcome",
+    "QuotaRoom",
     "ReadService",
     "SearchService",
     "TrashService",
     "TreeService",
     "UploadOptions",
+    "UploadPlan",
     "UploadService",
     "VersionService",
+    "Within",
     "apply_retention",
     "ensure_servable",
     "file_content",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hmac
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from typing import Literal
 
@@ -60,6 +60,18 @@ class QuotaRoom(msgspec.Struct, frozen=True):
 
 
 AnyEtag = Literal["*"]
+# Extra statements a caller of ``record_blob`` runs in its transaction (tus marks its upload recorded).
+Within = Callable[[DirectTransaction, NodeRow], Awaitable[None]]
+
+
+class UploadPlan(msgspec.Struct, frozen=True):
+    """What ``prepare`` decided before the first byte: the folder, the clean name, the file it would
+    replace (the one seen now) and the room left in the folder owner's quota."""
+
+    parent_id: str
+    name: str
+    existing_id: str | None
+    room: QuotaRoom
 
 
 class UploadOptions(msgspec.Struct, frozen=True):
@@ -93,20 +105,31 @@ class UploadService:
         options: UploadOptions,
     ) -> tuple[NodeOut, bool]:
         """Store ``body`` as ``name`` in a folder. Returns (file, created)."""
+        plan = await self.prepare(principal, parent_id, name, options)
+        assert principal is not None  # prepare authorised it
+        return await self._store(
+            principal,
+            parent_id=plan.parent_id,
+            name=plan.name,
+            body=body,
+            options=options,
+            room=plan.room,
+            existing_id=plan.existing_id,
+        )
+
+    async def prepare(
+        self, principal: Principal | None, parent_id: str, name: str, options: UploadOptions
+    ) -> UploadPlan:
+        """Everything an upload of ``name`` into a folder decides before its first byte: the caller may
+        write there, the name is valid, the conditions and the conflict policy allow it, and the room
+        in the owner's quota. Resumable uploads ask it at creation, long before ``record_blob``."""
         clean = normalise_name(name)
         parent = await self.tree.load_row(principal, parent_id, Action.FILE_WRITE)
         existing = await direct_repository.live_child(self.reader, parent.id, clean)
         _check_target(parent, clean, existing, options, expected_id=None)
         room = await self._room(parent.owner_id)
-        assert principal is not None  # load_row authorised it
-        return await self._store(
-            principal,
-            parent_id=parent.id,
-            name=clean,
-            body=body,
-            options=options,
-            room=room,
-            existing_id=existing.id if existing is not None else None,
+        return UploadPlan(
+            parent_id=parent.id, name=clean, existing_id=existing.id if existing is not None else None, room=room
         )
 
     async def upload_to_path(
@@ -159,6 +182,10 @@ class UploadService:
             existing_id=node.id,
         )
         return result
+
+    async def room(self, owner_id: str) -> QuotaRoom:
+        """The owner's quota: used bytes and the limit (NotFound for an unknown user)."""
+        return await self._room(owner_id)
 
     async def _room(self, owner_id: str) -> QuotaRoom:
         room = await direct_repository.quota_room(self.reader, owner_id, self.deps.settings.default_quota_bytes)
@@ -216,9 +243,15 @@ class UploadService:
         media_type: str,
         options: UploadOptions,
         existing_id: str | None,
+        node_id: str | None = None,
+        within: Within | None = None,
     ) -> tuple[NodeOut, bool]:
         """Turn committed content into the file ``name`` in a folder, in one transaction: blob reference,
         node (new, or a new version of the one there), version, usage, change log, retention.
+
+        ``node_id`` is the id a new file gets when it is free (tus: the upload's id, so the upload URL
+        names the file); ``within`` runs in the same transaction once the file is recorded, and its
+        error rolls everything back (tus: mark the upload recorded, only if no one else did).
 
         The seam every upload protocol ends in (REST, tus, S3, WebDAV): the bytes are already durable in
         the blob store. What was decided before the body is checked again here, since another writer may
@@ -250,6 +283,7 @@ class UploadService:
                     now=now,
                     modified=modified,
                     options=options,
+                    preferred_id=node_id,
                 )
             if not created:
                 await direct_repository.set_content(
@@ -285,6 +319,8 @@ class UploadService:
                     policy=retention_policy(self.deps.settings),
                     now=now,
                 )
+            if within is not None:
+                await within(tx, node)
         stored = msgspec.structs.replace(
             node,
             size=info.size,
@@ -307,11 +343,12 @@ class UploadService:
         now: datetime,
         modified: datetime,
         options: UploadOptions,
+        preferred_id: str | None = None,
     ) -> tuple[NodeRow, bool]:
         """Insert the new file node; if a concurrent request took the name first (the live-name index
         says so), follow the conflict policy instead of failing with a server error."""
-        for _attempt in range(MAX_INSERT_ATTEMPTS):
-            node_id = str(uuid.uuid4())
+        for attempt in range(MAX_INSERT_ATTEMPTS):
+            node_id = preferred_id if attempt == 0 and preferred_id is not None else str(uuid.uuid4())
             inserted = await direct_repository.insert_file(
                 tx,
                 node_id=node_id,
@@ -343,6 +380,8 @@ class UploadService:
                     current_version_id=version_id,
                 ), True
             winner = await direct_repository.live_child(tx, parent.id, name)
+            if winner is None and node_id == preferred_id:
+                continue  # the preferred id is taken (not the name): a fresh id
             if options.on_conflict == "rename":
                 name = await unique_name(tx, parent.id, name)
                 continue

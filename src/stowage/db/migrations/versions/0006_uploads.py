@@ -38,6 +38,7 @@ def upgrade() -> None:
         sa.Column("locked_until", stowage.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("completed_at", stowage.db.base.UTCDateTime(timezone=True), nullable=True),
         sa.Column("node_id", sa.String(length=36), nullable=True),
+        sa.Column("sha256", sa.String(length=64), nullable=True),
         sa.CheckConstraint("kind IN ('single', 'partial', 'final')", name=op.f("ck_uploads_kind")),
         sa.CheckConstraint("on_conflict IN ('fail', 'replace', 'rename')", name=op.f("ck_uploads_on_conflict")),
         sa.CheckConstraint("received_bytes >= 0", name=op.f("ck_uploads_received_non_negative")),
