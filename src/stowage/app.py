@@ -23,7 +23,7 @@ from litestar.static_files import create_static_files_router
 
 from stowage import __version__
 from stowage.accounts.passwords import PasswordHasher
-from stowage.accounts.services import AccountDeps, AccountServices
+from stowage.accounts.services import AccountDeps, AccountServices, PresignService
 from stowage.api.accounts import AuthController, MeController
 from stowage.api.admin import AdminController
 from stowage.api.authn import authenticate_first
@@ -139,6 +139,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 system=system,
                 accounts=accounts,
                 files=files,
+                presign=PresignService(accounts.deps, accounts.auth, files.tree),
             )
             log.info("started", version=__version__, database="sqlite" if database.is_sqlite else "postgresql")
             if freeze_gc:

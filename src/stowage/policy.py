@@ -11,7 +11,9 @@ asks ``authorize`` before it touches data. Rules:
   not reveal whether it exists — unless the caller is an admin acting with the admin scope, or
   holds a *grant* (a share) on the node or one of its ancestors (``Owned.grants``, see ``_granted``);
 - a share-link bearer (``Principal.share_id``) has no account: it reaches nothing but the subtree
-  of its own link's node.
+  of its own link's node;
+- a presigned URL's holder (``Principal.restriction``) acts as the URL's signer, for the one signed
+  action on the one signed node only (403 for anything else), checked before everything above.
 
 This module imports no web framework and does no I/O: callers load the resource, then ask.
 """
@@ -40,6 +42,32 @@ class CredentialKind(StrEnum):
     SESSION = "session"
     PERSONAL_TOKEN = "personal_token"
     SHARE_LINK = "share_link"
+    PRESIGNED = "presigned"  # a signed URL: the signer's rights, confined to one operation (``Restriction``)
+
+
+class Restriction(msgspec.Struct, frozen=True):
+    """The one operation a presigned URL allows: ``action`` on the node ``node_id`` (the file to read,
+    or the folder to upload into) and, for an upload, only the file ``name`` there, at most ``max_size``
+    bytes of content of ``media_type`` (``type/subtype`` or ``type/*``). The signer's own rights still
+    apply on top (``authorize`` checks them as for the signer)."""
+
+    action: Action
+    node_id: str
+    name: str | None = None
+    max_size: int | None = None
+    media_type: str | None = None
+
+    def check(self, action: Action, resource: Owned | None) -> None:
+        """Refuse anything but the signed action on the signed node (a resource must name its node)."""
+        if action is not self.action:
+            raise PermissionDenied(f"This presigned URL allows only {self.action.value}, not {action.value}.")
+        if resource is not None and resource.node_id != self.node_id:
+            raise PermissionDenied("This presigned URL is for another file or folder.")
+
+    def check_name(self, name: str) -> None:
+        """An upload's file name must be the signed one."""
+        if self.name is not None and name != self.name:
+            raise PermissionDenied(f"This presigned URL uploads only {self.name!r}.")
 
 
 class Principal(msgspec.Struct, frozen=True):
@@ -53,6 +81,8 @@ class Principal(msgspec.Struct, frozen=True):
     # A share-link bearer: the link's share id. Its ``user_id`` is empty (it owns nothing), and it
     # reaches only nodes that come with a grant of this very link.
     share_id: str | None = None
+    # A presigned URL's holder: the signer's user and credential, allowed only the signed operation.
+    restriction: Restriction | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -132,6 +162,8 @@ def require_principal(principal: Principal | None) -> Principal:
 def authorize(principal: Principal | None, action: Action, resource: Owned | None = None) -> Principal:
     """Allow, or raise the error the caller should see. Returns the principal for convenience."""
     principal = require_principal(principal)
+    if principal.restriction is not None:  # a presigned URL: its one operation, and nothing else
+        principal.restriction.check(action, resource)
     needed = action.scope
     if needed is Scope.ADMIN:
         if not principal.is_admin:

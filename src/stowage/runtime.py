@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from stowage.accounts.services import AccountServices
+from stowage.accounts.services import AccountServices, PresignService
 from stowage.config import Settings
 from stowage.db.engine import Database
 from stowage.files.services import FileServices
@@ -23,3 +23,4 @@ class Runtime:
     system: SystemService
     accounts: AccountServices
     files: FileServices
+    presign: PresignService

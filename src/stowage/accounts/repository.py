@@ -226,3 +226,13 @@ async def api_key_with_user(db: AsyncSession, token_hash: str) -> tuple[ApiKey, 
         )
     ).first()
     return (row[0], row[1]) if row is not None else None
+
+
+async def api_key_by_id_with_user(db: AsyncSession, key_id: str, user_id: str) -> tuple[ApiKey, User] | None:
+    """The API key with this id, and its user, if the key belongs to that user (a presigned URL's signer)."""
+    row = (
+        await db.execute(
+            select(ApiKey, User).join(User, User.id == ApiKey.user_id).where(ApiKey.id == key_id, User.id == user_id)
+        )
+    ).first()
+    return (row[0], row[1]) if row is not None else None

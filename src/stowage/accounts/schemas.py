@@ -7,6 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from stowage.files.schemas import Name, NodeId
+
 Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, description="An email address")]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
@@ -181,3 +183,51 @@ class AuditEventOut(msgspec.Struct):
 class AuditPage(msgspec.Struct):
     items: list[AuditEventOut]
     next_cursor: str | None
+
+
+# --- presigned URLs ---------------------------------------------------------------------------------
+
+ExpiresIn = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        le=30 * 86400,
+        description="Seconds the URL stays valid; default presign_default_seconds, at most presign_max_seconds "
+        "(a longer lifetime is refused with 400 naming the maximum).",
+    ),
+]
+MediaTypePattern = Annotated[
+    str,
+    msgspec.Meta(
+        max_length=255,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*/(\*|[A-Za-z0-9][A-Za-z0-9!#$&^_.+-]*)$",
+        description="Only content of this type (type/subtype, or type/* for any subtype), as sniffed from the "
+        "bytes and as the request's Content-Type says when it sends one; anything else is refused with 415.",
+    ),
+]
+
+
+class PresignDownloadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    expires_in: ExpiresIn | None = None
+
+
+class PresignUploadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """Where the one file goes: ``folder_id`` and ``name``, or ``path`` (its folder must exist)."""
+
+    folder_id: NodeId | None = None
+    name: Name | None = None
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=16384)] | None = None
+    max_size: Annotated[int, msgspec.Meta(ge=1, description="Largest body accepted, in bytes (413 above).")] | None = (
+        None
+    )
+    media_type: MediaTypePattern | None = None
+    on_conflict: Literal["fail", "rename", "replace"] = "fail"
+    expires_in: ExpiresIn | None = None
+
+
+class PresignedUrl(msgspec.Struct):
+    """A URL that makes one request without a token, until ``expires_at``."""
+
+    url: str
+    method: Literal["GET", "PUT"]
+    expires_at: datetime

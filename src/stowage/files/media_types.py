@@ -333,3 +333,12 @@ def sniff_media_type(head: bytes, filename: str) -> str:
         if _looks_like_text(text):
             return extension_type if extension_type and _is_textual(extension_type) else "text/plain"
     return extension_type or OCTET_STREAM
+
+
+def media_type_allows(pattern: str, media_type: str) -> bool:
+    """Whether ``media_type`` (parameters ignored, case-insensitive) fits ``type/subtype`` or ``type/*``."""
+    essence = media_type.split(";", 1)[0].strip().lower()
+    wanted = pattern.strip().lower()
+    if wanted.endswith("/*"):
+        return essence.startswith(wanted[:-1]) and len(essence) > len(wanted) - 1
+    return essence == wanted

@@ -18,6 +18,13 @@ SortKey = Literal["name", "size", "modified", "type"]
 Category = Literal["image", "video", "audio", "text", "document", "archive"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+PresignedFileUrl = Annotated[
+    str,
+    msgspec.Meta(
+        description="A presigned GET URL of the file's content (listings with presign=true): it works without "
+        "an Authorization header until its X-Stowage-Expires, for <Image source={{uri}}> and video players."
+    ),
+]
 
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -64,6 +71,8 @@ class NodeOut(msgspec.Struct):
     trashed_at: datetime | None = None
     starred: bool = False
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    # Only in listings asked with presign=true, and only for files: absent otherwise (not null).
+    url: PresignedFileUrl | msgspec.UnsetType = msgspec.UNSET
 
 
 class FolderOut(msgspec.Struct):

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import math
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.accounts import repository, tokens
 from stowage.accounts.passwords import check_password_policy
+from stowage.accounts.presign import Signer
 from stowage.accounts.schemas import LoginRequest, SignupRequest, TokenPair
 from stowage.accounts.services._common import (
     AccountDeps,
@@ -27,7 +28,7 @@ from stowage.accounts.services._common import (
 )
 from stowage.accounts.services._credential_cache import CredentialCache, credentials_epoch
 from stowage.db.base import utcnow
-from stowage.db.tables import Invite, RefreshToken, Session, User
+from stowage.db.tables import ApiKey, Invite, RefreshToken, Session, User
 from stowage.errors import Conflict, PermissionDenied, Unauthenticated
 from stowage.policy import Action, CredentialKind, Principal, Role, Scope, authorize
 
@@ -281,18 +282,7 @@ class AuthService:
         if row is None:
             raise Unauthenticated("This session no longer exists; log in again.")
         session, user = row
-        if session.revoked_at is not None or session.expires_at <= now:
-            raise Unauthenticated("This session has been ended; log in again.")
-        if user.disabled_at is not None:
-            raise Unauthenticated("This account is disabled.")
-        scopes = SESSION_SCOPES | ({Scope.ADMIN} if user.role == Role.ADMIN.value else set())
-        principal = Principal(
-            user_id=user.id,
-            role=Role(user.role),
-            scopes=frozenset(scopes),
-            kind=CredentialKind.SESSION,
-            credential_id=session.id,
-        )
+        principal = _session_principal(session, user, now)
         return principal, min(float(claims.expires_at), session.expires_at.timestamp())
 
     async def _authenticate_pat(self, token: str) -> tuple[Principal, float]:
@@ -303,25 +293,75 @@ class AuthService:
         if row is None:
             raise Unauthenticated("This personal access token is not valid.")
         key, user = row
-        if key.revoked_at is not None:
-            raise Unauthenticated("This personal access token has been revoked.")
-        if key.expires_at is not None and key.expires_at <= now:
-            raise Unauthenticated("This personal access token has expired.")
-        if user.disabled_at is not None:
-            raise Unauthenticated("This account is disabled.")
+        principal = _key_principal(key, user, now)
         if key.last_used_at is None or now - key.last_used_at > PAT_TOUCH_INTERVAL:
             async with self.deps.database.transaction() as db:
                 stored = await repository.get_api_key(db, key.id)
                 if stored is not None:
                     stored.last_used_at = now
-        scopes = {Scope(s) for s in key.scopes.split(",") if s}
-        if user.role != Role.ADMIN.value:
-            scopes.discard(Scope.ADMIN)
-        principal = Principal(
-            user_id=user.id,
-            role=Role(user.role),
-            scopes=frozenset(scopes),
-            kind=CredentialKind.PERSONAL_TOKEN,
-            credential_id=key.id,
-        )
         return principal, key.expires_at.timestamp() if key.expires_at is not None else math.inf
+
+    # --- the signer of a presigned URL ----------------------------------------------------------
+
+    async def authenticate_signer(self, signer: Signer) -> Principal:
+        """The signer of a presigned URL as they are now: their credential (session or personal token)
+        must still be live and their account enabled, exactly as for a bearer request with it. Checked
+        through the same cache (keyed by the credential, so every URL it signed shares one check), so a
+        revocation ends its URLs on the next request here."""
+        key = f"signer:{signer.encode()}"
+        cached = self.credentials.get(key)
+        if cached is not None:
+            return cached
+        return await self.credentials.check_and_remember(key, lambda: self._check_signer(signer))
+
+    async def _check_signer(self, signer: Signer) -> tuple[Principal, float]:
+        now = utcnow()
+        async with self.deps.database.session() as db:
+            if signer.code == "s":
+                session_row = await repository.session_with_user(db, signer.credential_id, signer.user_id)
+                if session_row is None:
+                    raise Unauthenticated("The session no longer exists.")
+                session, user = session_row
+                return _session_principal(session, user, now), session.expires_at.timestamp()
+            key_row = await repository.api_key_by_id_with_user(db, signer.credential_id, signer.user_id)
+        if key_row is None:
+            raise Unauthenticated("The personal access token no longer exists.")
+        key, user = key_row
+        principal = _key_principal(key, user, now)
+        return principal, key.expires_at.timestamp() if key.expires_at is not None else math.inf
+
+
+def _session_principal(session: Session, user: User, now: datetime) -> Principal:
+    """The caller of a live session of an enabled account; 401 otherwise."""
+    if session.revoked_at is not None or session.expires_at <= now:
+        raise Unauthenticated("This session has been ended; log in again.")
+    if user.disabled_at is not None:
+        raise Unauthenticated("This account is disabled.")
+    scopes = SESSION_SCOPES | ({Scope.ADMIN} if user.role == Role.ADMIN.value else set())
+    return Principal(
+        user_id=user.id,
+        role=Role(user.role),
+        scopes=frozenset(scopes),
+        kind=CredentialKind.SESSION,
+        credential_id=session.id,
+    )
+
+
+def _key_principal(key: ApiKey, user: User, now: datetime) -> Principal:
+    """The caller of a live personal access token of an enabled account; 401 otherwise."""
+    if key.revoked_at is not None:
+        raise Unauthenticated("This personal access token has been revoked.")
+    if key.expires_at is not None and key.expires_at <= now:
+        raise Unauthenticated("This personal access token has expired.")
+    if user.disabled_at is not None:
+        raise Unauthenticated("This account is disabled.")
+    scopes = {Scope(s) for s in key.scopes.split(",") if s}
+    if user.role != Role.ADMIN.value:
+        scopes.discard(Scope.ADMIN)
+    return Principal(
+        user_id=user.id,
+        role=Role(user.role),
+        scopes=frozenset(scopes),
+        kind=CredentialKind.PERSONAL_TOKEN,
+        credential_id=key.id,
+    )

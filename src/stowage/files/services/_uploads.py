@@ -28,10 +28,11 @@ from stowage.errors import (
     NotFound,
     PayloadTooLarge,
     PreconditionFailed,
+    UnsupportedMediaType,
 )
 from stowage.files import direct_repository
 from stowage.files.direct_repository import NodeRow
-from stowage.files.media_types import sniff_media_type
+from stowage.files.media_types import media_type_allows, sniff_media_type
 from stowage.files.names import normalise_name, split_path
 from stowage.files.schemas import ConflictPolicy, NodeOut, etag_of
 from stowage.files.services._common import (
@@ -124,6 +125,8 @@ class UploadService:
         write there, the name is valid, the conditions and the conflict policy allow it, and the room
         in the owner's quota. Resumable uploads ask it at creation, long before ``record_blob``."""
         clean = normalise_name(name)
+        if principal is not None and principal.restriction is not None:  # a presigned URL names its one file
+            principal.restriction.check_name(clean)
         parent = await self.tree.load_row(principal, parent_id, Action.FILE_WRITE)
         existing = await direct_repository.live_child(self.reader, parent.id, clean)
         _check_target(parent, clean, existing, options, expected_id=None)
@@ -207,6 +210,9 @@ class UploadService:
         existing_id: str | None,
     ) -> tuple[NodeOut, bool]:
         limit = self.deps.settings.max_upload_bytes
+        restriction = caller.restriction  # a presigned URL's own limits, on top of the server's
+        if restriction is not None and restriction.max_size is not None:
+            limit = min(limit, restriction.max_size)
         if options.declared_length is not None:
             if options.declared_length > limit:
                 raise PayloadTooLarge(f"Files are limited to {limit} bytes; this one is {options.declared_length}.")
@@ -216,11 +222,13 @@ class UploadService:
         try:
             head = await _spool(writer, body, limit=limit, room=room)
             _verify(writer, options)
+            media_type = sniff_media_type(head, name)
+            if restriction is not None and restriction.media_type is not None:
+                _check_media_type(restriction.media_type, media_type)
             info = await writer.commit()
         except BaseException:
             await writer.abort()
             raise
-        media_type = sniff_media_type(head, name)
         return await self.record_blob(
             caller,
             parent_id=parent_id,
@@ -461,6 +469,16 @@ async def _spool(writer: BlobWriter, body: AsyncIterator[bytes], *, limit: int, 
                 ) from None
             raise PayloadTooLarge(f"Files are limited to {limit} bytes.") from None
     return bytes(head)
+
+
+def _check_media_type(allowed: str, media_type: str) -> None:
+    """A presigned upload's content must be of the signed type, as sniffed from its bytes (what is stored
+    and served), whatever the request declared."""
+    if not media_type_allows(allowed, media_type):
+        raise UnsupportedMediaType(
+            f"This upload accepts only {allowed}; the content is {media_type}. Nothing was stored.",
+            extra={"accepted": allowed, "media_type": media_type},
+        )
 
 
 def _verify(writer: BlobWriter, options: UploadOptions) -> None:

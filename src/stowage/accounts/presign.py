@@ -1,0 +1,244 @@
+"""Presigned URLs: the signature scheme, and the query that carries it. Pure: no I/O, no web framework.
+
+A presigned URL lets its holder make one request without a token — GET (or HEAD) one file, or PUT one
+new file into one folder — until it expires. It is the server's own URL for that request plus a query::
+
+    /api/v1/nodes/<file id>/content?X-Stowage-Expires=1767225600
+        &X-Stowage-Credential=s.<session id>.<user id>&X-Stowage-Signature=<43 characters>
+
+    /api/v1/nodes/<folder id>/children/<name>?on_conflict=fail&X-Stowage-Max-Size=10485760
+        &X-Stowage-Media-Type=image/*&X-Stowage-Expires=…&X-Stowage-Credential=…&X-Stowage-Signature=…
+
+The signature is HMAC-SHA256, under a key derived from the instance secret for this purpose only
+(``derive_key``), over every part that decides what the request may do (``canonical``): the method
+(HEAD is signed as GET), the request path (which names the node, and for uploads the folder and the
+file name), the expiry (absolute Unix time), the signer (``Signer``: the user and the credential
+that minted the URL, so revoking that credential or disabling the user ends the URL too) and the
+upload constraints (``on_conflict``, maximum size, media type). The parts are encoded as one JSON
+array, so no choice of values can make two different requests sign alike. Signatures are compared
+in constant time. Anything changed — a part, a constraint dropped or added, the signature itself —
+fails verification.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from collections.abc import Mapping
+from typing import Literal
+from urllib.parse import parse_qsl, quote
+
+import msgspec
+
+from stowage.errors import PermissionDenied
+from stowage.policy import Action, Restriction
+
+# The key is HMAC(secret, label): knowing presigned URLs tells nothing about the token-signing key,
+# and a new scheme gets a new label.
+KEY_LABEL = b"stowage presign v1"
+SCHEME = "stowage-presign-v1"
+
+EXPIRES = "X-Stowage-Expires"
+CREDENTIAL = "X-Stowage-Credential"
+SIGNATURE = "X-Stowage-Signature"
+MAX_SIZE = "X-Stowage-Max-Size"
+MEDIA_TYPE = "X-Stowage-Media-Type"
+ON_CONFLICT = "on_conflict"
+# Every query parameter the scheme reads; any of them in a request's query makes it a presigned request.
+PRESIGN_PARAMETERS = frozenset({EXPIRES, CREDENTIAL, SIGNATURE, MAX_SIZE, MEDIA_TYPE})
+MARKER = b"X-Stowage-"  # a cheap test on the raw query string before parsing it
+
+SIGNATURE_LENGTH = 43  # 32 bytes, base64url without padding
+MAX_MEDIA_TYPE = 255
+CredentialCode = Literal["s", "p"]  # a session, or a personal access token
+
+INVALID = "This presigned URL is not valid"
+
+
+class Signer(msgspec.Struct, frozen=True):
+    """Who minted the URL: their user id and the credential they used (a session or a personal token)."""
+
+    code: CredentialCode
+    credential_id: str
+    user_id: str
+
+    def encode(self) -> str:
+        return f"{self.code}.{self.credential_id}.{self.user_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Signer:
+        code, _, rest = text.partition(".")
+        credential_id, _, user_id = rest.partition(".")
+        if code not in ("s", "p") or not _plain_id(credential_id) or not _plain_id(user_id):
+            raise PermissionDenied(f"{INVALID}: {CREDENTIAL} is malformed.")
+        return cls(code=code, credential_id=credential_id, user_id=user_id)  # type: ignore[arg-type]
+
+
+class Constraints(msgspec.Struct, frozen=True):
+    """What an upload URL allows; all None for a download URL."""
+
+    on_conflict: str | None = None
+    max_size: int | None = None
+    media_type: str | None = None
+
+
+class Presigned(msgspec.Struct, frozen=True):
+    """A presigned request as its query states it (before it is verified)."""
+
+    expires: int
+    signer: Signer
+    signature: str
+    constraints: Constraints
+
+
+def derive_key(secret: str) -> bytes:
+    """The presigning key: HMAC-SHA256(instance secret, "stowage presign v1")."""
+    return hmac.new(secret.encode("utf-8"), KEY_LABEL, hashlib.sha256).digest()
+
+
+def signed_method(method: str) -> str:
+    """HEAD is a GET without the body: a GET URL answers both."""
+    return "GET" if method == "HEAD" else method
+
+
+def canonical(method: str, path: str, *, expires: int, signer: Signer, constraints: Constraints) -> bytes:
+    """The bytes signed: every part that decides what the request may do, unambiguously encoded."""
+    return msgspec.json.encode(
+        [
+            SCHEME,
+            signed_method(method),
+            path,
+            expires,
+            signer.encode(),
+            constraints.on_conflict,
+            constraints.max_size,
+            constraints.media_type,
+        ]
+    )
+
+
+def sign(key: bytes, method: str, path: str, *, expires: int, signer: Signer, constraints: Constraints) -> str:
+    """The signature of a request: base64url (no padding) of HMAC-SHA256(key, ``canonical(...)``)."""
+    signed = canonical(method, path, expires=expires, signer=signer, constraints=constraints)
+    digest = hmac.new(key, signed, hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def verify(key: bytes, method: str, path: str, presigned: Presigned) -> None:
+    """Raise ``PermissionDenied`` unless the signature matches this method, path and query (constant time).
+    Expiry is the caller's to check: only after this, so an expiry it reports is the signed one."""
+    expected = sign(
+        key, method, path, expires=presigned.expires, signer=presigned.signer, constraints=presigned.constraints
+    )
+    if not hmac.compare_digest(expected.encode("ascii"), presigned.signature.encode("ascii", "replace")):
+        raise PermissionDenied(
+            f"{INVALID}: its signature does not match (any change to the URL invalidates it).",
+            extra={"presign": "signature"},
+        )
+
+
+def query(expires: int, signer: Signer, constraints: Constraints, signature: str) -> str:
+    """The query string of a presigned URL (constraints first, then expiry, signer and signature)."""
+    parts: list[tuple[str, str]] = []
+    if constraints.on_conflict is not None:
+        parts.append((ON_CONFLICT, constraints.on_conflict))
+    if constraints.max_size is not None:
+        parts.append((MAX_SIZE, str(constraints.max_size)))
+    if constraints.media_type is not None:
+        parts.append((MEDIA_TYPE, constraints.media_type))
+    parts += [(EXPIRES, str(expires)), (CREDENTIAL, signer.encode()), (SIGNATURE, signature)]
+    return "&".join(f"{name}={quote(value, safe='*/')}" for name, value in parts)
+
+
+def has_presign(query_string: bytes | str) -> bool:
+    """Whether a raw query string may carry presign parameters (a cheap test; ``parse`` decides)."""
+    if isinstance(query_string, str):
+        return MARKER.decode() in query_string
+    return MARKER in query_string
+
+
+def parse(query_string: bytes | str) -> Presigned | None:
+    """The presign parameters of a raw query string: None when it has none, ``PermissionDenied`` when
+    they are incomplete, repeated or malformed (a broken presigned URL never falls back to anything)."""
+    text = query_string.decode("latin-1") if isinstance(query_string, bytes) else query_string
+    if MARKER.decode() not in text:
+        return None
+    found: dict[str, str] = {}
+    for name, value in parse_qsl(text, keep_blank_values=True):
+        if name in PRESIGN_PARAMETERS or name == ON_CONFLICT:
+            if name in found:
+                raise PermissionDenied(f"{INVALID}: {name} appears more than once.")
+            found[name] = value
+    if not PRESIGN_PARAMETERS & found.keys():
+        return None
+    return Presigned(
+        expires=_integer(found, EXPIRES, required=True) or 0,
+        signer=Signer.parse(_required(found, CREDENTIAL)),
+        signature=_signature(_required(found, SIGNATURE)),
+        constraints=Constraints(
+            on_conflict=found.get(ON_CONFLICT),
+            max_size=_integer(found, MAX_SIZE, required=False),
+            media_type=found.get(MEDIA_TYPE),
+        ),
+    )
+
+
+# The two requests a presigned URL can make (paths as the server sees them: percent-decoded).
+_DOWNLOAD = re.compile(r"\A/api/v1/nodes/([^/]+)/content\Z")
+_UPLOAD = re.compile(r"\A/api/v1/nodes/([^/]+)/children/([^/]+)\Z")
+
+
+def download_path(node_id: str) -> str:
+    """The path a GET URL signs: the file's content route."""
+    return f"/api/v1/nodes/{node_id}/content"
+
+
+def upload_path(folder_id: str, name: str) -> str:
+    """The path a PUT URL signs: the raw-upload route of ``name`` in the folder (as decoded)."""
+    return f"/api/v1/nodes/{folder_id}/children/{name}"
+
+
+def restriction_for(method: str, path: str, constraints: Constraints) -> Restriction:
+    """What a verified presigned request may do: read the one file, or write the one new file."""
+    method = signed_method(method)
+    if method == "GET" and (download := _DOWNLOAD.match(path)) is not None and constraints == Constraints():
+        return Restriction(action=Action.FILE_READ, node_id=download.group(1))
+    if method == "PUT" and (upload := _UPLOAD.match(path)) is not None:
+        return Restriction(
+            action=Action.FILE_WRITE,
+            node_id=upload.group(1),
+            name=upload.group(2),
+            max_size=constraints.max_size,
+            media_type=constraints.media_type,
+        )
+    raise PermissionDenied(f"{INVALID}: presigned URLs only GET a file's content or PUT one new file.")
+
+
+def _required(found: Mapping[str, str], name: str) -> str:
+    value = found.get(name)
+    if not value:
+        raise PermissionDenied(f"{INVALID}: {name} is missing.")
+    return value
+
+
+def _integer(found: Mapping[str, str], name: str, *, required: bool) -> int | None:
+    value = found.get(name)
+    if value is None and not required:
+        return None
+    value = _required(found, name)
+    if not value.isascii() or not value.isdigit() or len(value) > 18:
+        raise PermissionDenied(f"{INVALID}: {name} must be a whole number.")
+    return int(value)
+
+
+def _signature(value: str) -> str:
+    if len(value) != SIGNATURE_LENGTH or not value.isascii():
+        raise PermissionDenied(f"{INVALID}: {SIGNATURE} is malformed.")
+    return value
+
+
+def _plain_id(value: str) -> bool:
+    """An id as the server makes them (UUIDs): letters, digits and dashes, nothing that could hide a dot."""
+    return 0 < len(value) <= 64 and value.replace("-", "").isalnum() and value.isascii()
