@@ -35,6 +35,8 @@ from stowage.api.openapi_document import openapi_config
 from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body
 from stowage.api.requests import StowageRequest
 from stowage.api.search import SearchController
+from stowage.api.share_links import ShareLinksController
+from stowage.api.shares import SharesController
 from stowage.api.system import HealthController, InfoController, MetricsController
 from stowage.api.trash import TrashController
 from stowage.api.versions import VersionsController
@@ -50,6 +52,7 @@ from stowage.observability.metrics import Metrics, flush_every
 from stowage.observability.middleware import ObservabilityMiddleware
 from stowage.ratelimit import create_rate_limiter
 from stowage.runtime import Runtime
+from stowage.sharing.services import SharingDeps, SharingServices
 from stowage.system.service import SystemService
 
 log = get_logger("stowage.app")
@@ -113,6 +116,16 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 )
             )
             files = FileServices.build(FileDeps(settings=settings, database=database, store=store))
+            sharing = SharingServices.build(
+                SharingDeps(
+                    settings=settings,
+                    database=database,
+                    files=files,
+                    hasher=accounts.deps.hasher,
+                    limiter=limiter,
+                    secret=secret,
+                )
+            )
             housekeeping = asyncio.create_task(housekeeping_loop(files, settings))
 
             async def stop_housekeeping() -> None:
@@ -140,6 +153,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 accounts=accounts,
                 files=files,
                 presign=PresignService(accounts.deps, accounts.auth, files.tree),
+                sharing=sharing,
             )
             log.info("started", version=__version__, database="sqlite" if database.is_sqlite else "postgresql")
             if freeze_gc:
@@ -171,6 +185,8 @@ def build_litestar(settings: Settings, metrics: Metrics | None, *, freeze_gc: bo
         VersionsController,
         TrashController,
         SearchController,
+        SharesController,
+        ShareLinksController,
     ]
     if settings.metrics_enabled:
         route_handlers.append(MetricsController)

@@ -10,6 +10,7 @@ from stowage.config import Settings
 from stowage.db.engine import Database
 from stowage.files.services import FileServices
 from stowage.observability.metrics import Metrics
+from stowage.sharing.services import SharingServices
 from stowage.system.service import SystemService
 
 
@@ -24,3 +25,4 @@ class Runtime:
     accounts: AccountServices
     files: FileServices
     presign: PresignService
+    sharing: SharingServices

@@ -1,20 +1,23 @@
-"""Answering a GET or HEAD for file content the read service opened: plan, check, then send.
+"""Answering a GET or HEAD for file content the read service opened: plan, check, then send; and
+streaming a planned ZIP archive.
 
-Shared by the Litestar routes (``api.files``) and the hot-read lane (``api.hot_reads``), so that both
-answer a download the same way; each passes the request's method and a header lookup.
+Shared by the Litestar routes (``api.files``, ``api.shares``) and the hot-read lane
+(``api.hot_reads``), so that all answer a download the same way; each passes the request's method and
+a header lookup.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from litestar import Request
 
 from stowage.files.schemas import FileContent
 from stowage.files.services import ContentSource
-from stowage.http.responses import BlobResponse
-from stowage.http.semantics import Preconditions
+from stowage.files.zipstream import ZipEntry, stream_zip, zip_size_if_known
+from stowage.http.responses import BlobResponse, StreamResponse
+from stowage.http.semantics import Preconditions, content_disposition
 from stowage.http.serving import plan_download
 
 HeaderLookup = Callable[[str], str | None]
@@ -50,3 +53,24 @@ async def send_content(
 ) -> BlobResponse:
     """``answer_download`` for a Litestar route's request."""
     return await answer_download(opened, method=request.method, header=request.headers.get, attachment=attachment)
+
+
+def zip_response(entries: Sequence[ZipEntry], name: str | None) -> StreamResponse:
+    """Stream a planned archive as ``name`` (``download.zip`` by default), with its length when known."""
+    total = zip_size_if_known(list(entries))
+    archive = name or "download.zip"
+    if not archive.lower().endswith(".zip"):
+        archive += ".zip"
+
+    async def entry_source() -> AsyncIterator[ZipEntry]:
+        for entry in entries:
+            yield entry
+
+    headers = {
+        "content-type": "application/zip",
+        "content-disposition": content_disposition(archive, inline=False),
+        "cache-control": "private, no-store",
+    }
+    if total is not None:
+        headers["content-length"] = str(total)
+    return StreamResponse(stream_zip(entry_source()), headers=headers, head=False)

@@ -8,7 +8,6 @@ read service, are planned by ``http.serving.plan_download`` and sent by ``http.r
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -19,7 +18,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from stowage.api.deps import BEARER, Cursor, Limit, Req
-from stowage.api.downloads import send_content
+from stowage.api.downloads import send_content, zip_response
 from stowage.api.openapi import operation
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
@@ -39,11 +38,9 @@ from stowage.files.schemas import (
     ZipRequest,
 )
 from stowage.files.services import ContentSource, FileServices, ItemOutcome, UploadOptions
-from stowage.files.zipstream import stream_zip, zip_size_if_known
 from stowage.http.multipart import MultipartStream, read_field
 from stowage.http.responses import BlobResponse, StreamResponse
 from stowage.http.semantics import (
-    content_disposition,
     parse_content_digest,
     parse_if_match,
     parse_sha256_header,
@@ -438,24 +435,7 @@ def _stored(node: NodeOut, created: bool) -> dict[str, str]:
 
 
 async def _zip(files: FileServices, principal: Principal | None, ids: list[str], name: str | None) -> StreamResponse:
-    entries = await files.reading.zip_entries(principal, ids)
-    total = zip_size_if_known(entries)
-    archive = name or "download.zip"
-    if not archive.lower().endswith(".zip"):
-        archive += ".zip"
-
-    async def entry_source() -> AsyncIterator[Any]:
-        for entry in entries:
-            yield entry
-
-    headers = {
-        "content-type": "application/zip",
-        "content-disposition": content_disposition(archive, inline=False),
-        "cache-control": "private, no-store",
-    }
-    if total is not None:
-        headers["content-length"] = str(total)
-    return StreamResponse(stream_zip(entry_source()), headers=headers, head=False)
+    return zip_response(await files.reading.zip_entries(principal, ids), name)
 
 
 __all__ = ["NodesController"]

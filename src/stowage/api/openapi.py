@@ -52,7 +52,7 @@ from litestar.types import Method
 from stowage.api.problems import PROBLEM_MEDIA_TYPE
 from stowage.files.names import MAX_NAME_BYTES
 
-Success = Literal["json", "download", "zip", "upload", "replace", "multipart"]
+Success = Literal["json", "download", "zip", "upload", "replace", "multipart", "drop"]
 
 PROBLEM_REF = Reference(ref="#/components/schemas/Problem")
 NODE_REF = Reference(ref="#/components/schemas/NodeOut")
@@ -98,6 +98,14 @@ TAGS = [
     Tag(name="versions", description="A file's kept contents: list, download, restore, pin, delete."),
     Tag(name="trash", description="Deleted items: list, restore, purge."),
     Tag(name="search", description="Search by name and filters, starred items, recent files."),
+    Tag(
+        name="shares",
+        description="Share links (owner side) and shares with other users; what others shared with you.",
+    ),
+    Tag(
+        name="links",
+        description="A share link's visitor: no account; the token in the path, X-Share-Grant after a password.",
+    ),
     Tag(name="admin", description="Administrators: users, invitations, audit log, maintenance, storage."),
     Tag(name="system", description="Health, readiness, metrics and instance information."),
 ]
@@ -168,7 +176,8 @@ UPLOAD_HEADERS = [
 # Every request header the API documents, for CORS (``api.cors``) and for the contract test.
 DOCUMENTED_REQUEST_HEADERS = tuple(
     dict.fromkeys(
-        ["Authorization", "Content-Type", "X-Request-ID"] + [p.name for p in (*DOWNLOAD_HEADERS, *UPLOAD_HEADERS)]
+        ["Authorization", "Content-Type", "X-Request-ID", "X-Share-Grant"]
+        + [p.name for p in (*DOWNLOAD_HEADERS, *UPLOAD_HEADERS)]
     )
 )
 
@@ -262,6 +271,9 @@ class StowageOperation(Operation):
             success = _upload_responses(created=traits.success == "upload")
             statuses |= {408, 409, 412, 413, 507}
             self.parameters = [*(self.parameters or []), *UPLOAD_HEADERS]
+            self.request_body = _raw_body()
+        elif traits.success == "drop":  # a raw body in, the handler's own JSON answer out
+            statuses |= {408, 413, 507}
             self.request_body = _raw_body()
         elif traits.success == "multipart":
             statuses |= {408, 409, 413, 507}
