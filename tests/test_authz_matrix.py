@@ -129,6 +129,9 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/nodes/{node_id:str}/folders"): OWNED_WRITE,
     ("POST", "/api/v1/folders"): SELF_WRITE,
     ("POST", "/api/v1/nodes/{node_id:str}/copy"): OWNED_WRITE,
+    # presigned URLs: a GET URL needs only reading the file (a read-only token may mint one)
+    ("POST", "/api/v1/nodes/{node_id:str}/presign"): OWNED,
+    ("POST", "/api/v1/presign/upload"): SELF_WRITE,
     ("GET", "/api/v1/nodes/{node_id:str}/content"): OWNED,
     ("PUT", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,
     ("POST", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,  # POST = PUT, for Expo's uploadAsync
@@ -190,6 +193,8 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("POST", "/api/v1/nodes/{node_id:str}/folders"): 201,
     ("POST", "/api/v1/folders"): 201,
     ("POST", "/api/v1/nodes/{node_id:str}/copy"): 201,
+    ("POST", "/api/v1/nodes/{node_id:str}/presign"): 200,
+    ("POST", "/api/v1/presign/upload"): 200,
     ("GET", "/api/v1/nodes/{node_id:str}/content"): 200,
     ("PUT", "/api/v1/nodes/{node_id:str}/content"): 200,
     ("POST", "/api/v1/nodes/{node_id:str}/content"): 200,
@@ -219,6 +224,10 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("DELETE", "/api/v1/trash/{node_id:str}"): 204,
     ("POST", "/api/v1/trash/{node_id:str}/restore"): 200,
 }
+
+# POST routes under /api/v1/nodes that change nothing (they only read what they name), so the read scope
+# suffices: minting a presigned GET URL.
+READS_BY_POST = {("POST", "/api/v1/nodes/{node_id:str}/presign")}
 
 # Rows whose success would use up the caller's own credentials or account (log out, change the
 # password, delete the account): their allowed callers are throwaway users made for that row.
@@ -313,7 +322,7 @@ def test_matrix_covers_every_route(settings: Settings) -> None:
         assert key[0] != "GET" or Rule.WRITE not in rule, key
         if key[1].startswith(("/api/v1/nodes", "/api/v1/trash", "/api/v1/content", "/api/v1/batch")):
             assert Rule.SESSION_ONLY not in rule, f"{key}: personal access tokens are meant for file routes"
-            assert (Rule.WRITE in rule) == (key[0] != "GET"), key
+            assert (Rule.WRITE in rule) == (key[0] != "GET" and key not in READS_BY_POST), key
 
 
 async def test_openapi_security_matches_the_matrix(client: httpx.AsyncClient) -> None:
@@ -608,6 +617,9 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
     async def file_path(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
         return {"path": (await new_file(cast, who))["name"]}, None
 
+    async def upload_url_target(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
+        return {}, {"folder_id": await root_of(cast, who), "name": unique("presigned") + ".txt"}
+
     async def selection(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
         return {}, {"ids": [(await new_file(cast, who))["id"]]}
 
@@ -644,6 +656,8 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
         ),
         ("POST", "/api/v1/folders"): plain(lambda: {"path": f"{unique('a')}/{unique('b')}"}),
         ("POST", "/api/v1/nodes/{node_id:str}/copy"): copy_into_owner_root,
+        ("POST", "/api/v1/nodes/{node_id:str}/presign"): on_node("file", lambda: {}, fresh_target=False),
+        ("POST", "/api/v1/presign/upload"): in_own_tree(upload_url_target),
         ("GET", "/api/v1/nodes/{node_id:str}/content"): on_node("file", fresh_target=False),
         ("PUT", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),
         ("POST", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),

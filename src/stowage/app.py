@@ -32,6 +32,7 @@ from stowage.api.files import NodesController
 from stowage.api.hot_reads import HotReads
 from stowage.api.maintenance import SystemAdminController
 from stowage.api.openapi_document import openapi_config
+from stowage.api.presign import PresignController
 from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body
 from stowage.api.requests import StowageRequest
 from stowage.api.search import SearchController
@@ -185,6 +186,7 @@ def build_litestar(settings: Settings, metrics: Metrics | None, *, freeze_gc: bo
         VersionsController,
         TrashController,
         SearchController,
+        PresignController,
         SharesController,
         ShareLinksController,
     ]

@@ -20,6 +20,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from stowage.api.deps import BEARER, Cursor, Limit, Req
 from stowage.api.downloads import send_content, zip_response
 from stowage.api.openapi import operation
+from stowage.api.presign import url_base
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.schemas import (
@@ -168,6 +169,9 @@ class NodesController(Controller):
     @get(
         "/nodes/{node_id:str}/children",
         summary="List a folder (keyset-paginated)",
+        description="With presign=true each file also carries `url`: a presigned GET URL of its content that "
+        "works without an Authorization header (for <Image source={{uri}}> and video players) for "
+        "presign_expires_in seconds (default presign_default_seconds). Without it, items have no `url`.",
         **operation("listChildren", conflicts=True),
     )
     async def children(
@@ -180,8 +184,12 @@ class NodesController(Controller):
         media_type: Annotated[str | None, QueryParameter(max_length=255, description="Prefix, e.g. image/")] = None,
         cursor: Cursor = None,
         limit: Limit = 100,
+        presign: Annotated[bool, QueryParameter(description="Add a presigned GET `url` to every file")] = False,
+        presign_expires_in: Annotated[
+            int | None, QueryParameter(ge=1, le=30 * 86400, description="Lifetime of those URLs, in seconds")
+        ] = None,
     ) -> NodePage:
-        return await request.files.tree.list_children(
+        page = await request.files.tree.list_children(
             request.principal,
             node_id,
             sort=sort,
@@ -191,6 +199,12 @@ class NodesController(Controller):
             cursor=cursor,
             limit=limit,
         )
+        if not presign:
+            return page
+        items = await request.runtime.presign.listing(
+            request.principal, page.items, presign_expires_in, url_base(request)
+        )
+        return NodePage(items=items, next_cursor=page.next_cursor)
 
     @post(
         "/nodes/{node_id:str}/folders",
@@ -232,7 +246,13 @@ class NodesController(Controller):
         "/nodes/{node_id:str}/content",
         http_method=["GET", "HEAD"],
         summary="Download (HEAD, Range, ETag, If-None-Match, If-Modified-Since, If-Range)",
-        **operation({"GET": "downloadFile", "HEAD": "headFile"}, tag="content", success="download", conflicts=True),
+        **operation(
+            {"GET": "downloadFile", "HEAD": "headFile"},
+            tag="content",
+            success="download",
+            conflicts=True,
+            presigned=True,
+        ),
     )
     async def download(
         self,
@@ -268,7 +288,9 @@ class NodesController(Controller):
         "(sha-256) or X-Content-SHA256, X-Modified-At. 201 when created, 200 when replaced. POST does the same "
         "as PUT (Expo's uploadAsync sends POST by default).",
         request_max_body_size=None,
-        **operation({"PUT": "uploadToFolder", "POST": "uploadToFolderViaPost"}, tag="content", success="upload"),
+        **operation(
+            {"PUT": "uploadToFolder", "POST": "uploadToFolderViaPost"}, tag="content", success="upload", presigned=True
+        ),
     )
     async def upload_raw(
         self,

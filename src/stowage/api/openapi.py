@@ -49,6 +49,7 @@ from litestar.openapi.spec import (
 )
 from litestar.types import Method
 
+from stowage.api.presign_openapi import PRESIGN_PARAMETERS, PRESIGN_UPLOAD_PARAMETERS
 from stowage.api.problems import PROBLEM_MEDIA_TYPE
 from stowage.files.names import MAX_NAME_BYTES
 
@@ -204,12 +205,17 @@ PROBLEMS: dict[int, tuple[str, dict[str, OpenAPIHeader | Reference]]] = {
         "unauthenticated: no credentials, or they are expired, revoked or malformed.",
         {"WWW-Authenticate": RESPONSE_HEADERS["WWW-Authenticate"]},
     ),
-    403: ("permission-denied: the credential lacks the scope or role, or this route needs a session.", {}),
+    403: (
+        "permission-denied: the credential lacks the scope or role, or this route needs a session; or a "
+        "presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked.",
+        {},
+    ),
     404: ("not-found: no such item (or not yours: existence is never revealed).", {}),
     408: ("request-timeout: the body stopped arriving; nothing was stored.", {}),
     409: ("conflict: the name is taken (conflicting_id), or the item cannot do this in its state.", {}),
     412: ("precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold.", {}),
     413: ("payload-too-large: the body exceeds the limit for this route (max_size when known).", {}),
+    415: ("unsupported-media-type: the content is not of the type a presigned upload URL allows.", {}),
     416: (
         "range-not-satisfiable: the range starts past the end.",
         {"Content-Range": RESPONSE_HEADERS["Unsatisfied-Range"]},
@@ -243,6 +249,7 @@ class Traits:
     security: tuple[tuple[str, ...], ...] | None = None
     errors: tuple[int, ...] = ()
     writes: bool | None = None  # None: every method but GET and HEAD writes
+    presigned: bool = False  # also answers presigned URLs (their query parameters; uploads: 415)
 
 
 @dataclass
@@ -265,6 +272,8 @@ class StowageOperation(Operation):
             success = _download_responses()
             statuses |= {412, 416}
             self.parameters = [*(self.parameters or []), *DOWNLOAD_HEADERS]
+            if traits.presigned:
+                self.parameters += PRESIGN_PARAMETERS
         elif traits.success == "zip":
             success = {"200": _zip_response()}
         elif traits.success in {"upload", "replace"}:
@@ -272,6 +281,9 @@ class StowageOperation(Operation):
             statuses |= {408, 409, 412, 413, 507}
             self.parameters = [*(self.parameters or []), *UPLOAD_HEADERS]
             self.request_body = _raw_body()
+            if traits.presigned and method == "PUT":  # a presigned upload URL signs PUT
+                self.parameters += PRESIGN_UPLOAD_PARAMETERS
+                statuses.add(415)
         elif traits.success == "drop":  # a raw body in, the handler's own JSON answer out
             statuses |= {408, 413, 507}
             self.request_body = _raw_body()
@@ -421,12 +433,14 @@ def operation(
     security: tuple[tuple[str, ...], ...] | None = None,
     errors: tuple[int, ...] = (),
     writes: bool | None = None,
+    presigned: bool = False,
 ) -> dict[str, Any]:
     """Keyword arguments for a route decorator: the operation id(s) and what the operation documents.
 
     ``ids`` is one operationId, or one per HTTP method when a handler serves several (GET and HEAD, PUT
     and POST). ``security`` documents a requirement that authentication does not enforce (``/metrics``);
-    ``errors`` adds statuses no category covers (a public route's 401 for a wrong password).
+    ``errors`` adds statuses no category covers (a public route's 401 for a wrong password);
+    ``presigned`` documents the presigned-URL query a download or raw upload also accepts.
     """
     by_method = None if isinstance(ids, str) else dict(ids)
     traits = Traits(
@@ -441,6 +455,7 @@ def operation(
         security=security,
         errors=errors,
         writes=writes,
+        presigned=presigned,
     )
 
     def operation_id(handler: HTTPRouteHandler, method: Method, components: list[Any]) -> str:

@@ -21,7 +21,12 @@ from stowage.api.problems import Problem
 from stowage.files.names import MAX_NAME_BYTES
 
 # Request bodies whose ``name`` is a file or folder name (other ``name`` fields are labels).
-NODE_NAME_FIELDS = {("CreateFolderRequest", "name"), ("UpdateNodeRequest", "name"), ("CopyRequest", "name")}
+NODE_NAME_FIELDS = {
+    ("CreateFolderRequest", "name"),
+    ("UpdateNodeRequest", "name"),
+    ("CopyRequest", "name"),
+    ("PresignUploadRequest", "name"),
+}
 # The server's own email rule (accounts: trimmed, then name@domain without spaces), as a pattern that
 # accepts what it accepts: ECMAScript's \s lacks the C0 separators and NEL that Python strips.
 EMAIL_PATTERN = r"^[\s\x1c-\x1f\x85]*[^@\s\x1c-\x1f\x85]{1,64}@[^@\s\x1c-\x1f\x85]{1,255}[\s\x1c-\x1f\x85]*$"
@@ -77,6 +82,7 @@ def finish_document(document: dict[str, Any], request_types: list[type[msgspec.S
                     maxLength=256,
                     description="8-256 characters, not a common or breached password, not the email or a name from it.",
                 )
+    _one_branch(schemas.get("NodeOut", {}).get("properties", {}).get("url"))
     for path_item in document.get("paths", {}).values():
         for op in path_item.values():
             for parameter in op.get("parameters", []):
@@ -98,6 +104,13 @@ def _default_in_words(schema: dict[str, Any]) -> None:
         default = schema.pop("default")
         said = "null" if default is None else msgspec.json.encode(default).decode()
         schema["description"] = f"{schema.get('description', '').rstrip('.')}. Default: {said}.".lstrip(". ")
+
+
+def _one_branch(schema: dict[str, Any] | None) -> None:
+    """``oneOf: [X]`` (what Litestar makes of an optional member that is absent rather than null, such as
+    ``NodeOut.url``) is just ``X``."""
+    if schema is not None and len(schema.get("oneOf", ())) == 1:
+        schema.update(schema.pop("oneOf")[0])
 
 
 def _constrain(schema: dict[str, Any], **constraints: Any) -> None:

@@ -125,7 +125,7 @@ class PresignService:
         lifetime, at most ``LISTING_STEP_SECONDS``) so repeated listings give the same URLs for a while."""
         caller = authorize(principal, Action.FILE_READ)
         signer = _signer(caller)
-        lifetime = self._lifetime(expires_in)
+        lifetime = self._lifetime(expires_in, "query.presign_expires_in")
         now = math.ceil(time.time())
         step = max(1, min(LISTING_STEP_SECONDS, lifetime // 10))
         expires = min(-(-(now + lifetime) // step) * step, now + self.settings.presign_max_seconds)
@@ -142,14 +142,14 @@ class PresignService:
             for item in items
         ]  # fmt: skip
 
-    def _lifetime(self, expires_in: int | None) -> int:
+    def _lifetime(self, expires_in: int | None, field: str = "body.expires_in") -> int:
         maximum = self.settings.presign_max_seconds
         if expires_in is None:
             return self.settings.presign_default_seconds
         if expires_in > maximum:
             raise InvalidInput(
                 f"A presigned URL may live at most {maximum} seconds (presign_max_seconds); {expires_in} was asked.",
-                errors=[FieldError(field="body.expires_in", message=f"at most {maximum}")],
+                errors=[FieldError(field=field, message=f"at most {maximum}")],
                 extra={"max_seconds": maximum},
             )
         return expires_in

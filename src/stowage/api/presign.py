@@ -1,0 +1,60 @@
+"""REST endpoints that mint presigned URLs: a GET URL for one file, a PUT URL for one new file.
+
+The URLs themselves are the ordinary content routes plus a query (``accounts.presign``): the file's
+``GET /api/v1/nodes/{id}/content`` (also answered by the hot-read lane) and the raw upload
+``PUT /api/v1/nodes/{folder}/children/{name}``. They are absolute: under ``public_url`` when it is set
+(behind a proxy), else under the address this request reached.
+"""
+
+from __future__ import annotations
+
+from litestar import Controller, post
+from litestar.params import FromPath, JSONBody
+from litestar.status_codes import HTTP_200_OK
+
+from stowage.accounts.schemas import PresignDownloadRequest, PresignedUrl, PresignUploadRequest
+from stowage.api.deps import BEARER, Req
+from stowage.api.openapi import operation
+
+
+def url_base(request: Req) -> str:
+    """Where clients reach this server: ``public_url``, or the scheme and host of this request."""
+    public = request.runtime.settings.public_url
+    return public.rstrip("/") if public else str(request.base_url).rstrip("/")
+
+
+class PresignController(Controller):
+    path = "/api/v1"
+    tags = ["content"]
+    security = BEARER
+
+    @post(
+        "/nodes/{node_id:str}/presign",
+        status_code=HTTP_200_OK,
+        summary="A presigned GET URL for a file (works without a token until it expires)",
+        description="The URL is the file's content URL with X-Stowage-Expires, X-Stowage-Credential and "
+        "X-Stowage-Signature: GET and HEAD (Range, ETag and conditionals as usual) need no Authorization "
+        "header. A read-only token may mint it. It stops working when it expires, when the credential that "
+        "minted it is revoked or its account disabled, and when the file goes.",
+        **operation("presignDownload", conflicts=True, writes=False),
+    )
+    async def presign_download(
+        self, request: Req, node_id: FromPath[str], data: JSONBody[PresignDownloadRequest]
+    ) -> PresignedUrl:
+        return await request.runtime.presign.download(request.principal, node_id, data.expires_in, url_base(request))
+
+    @post(
+        "/presign/upload",
+        status_code=HTTP_200_OK,
+        summary="A presigned PUT URL that stores one new file (size and media type limits signed in)",
+        description="Say where: folder_id and name, or path (its folder must exist). PUT the bytes to the URL "
+        "without an Authorization header: 201 with the file (or 200 with on_conflict=replace when it existed); "
+        "a body over max_size answers 413 and content of another media_type 415, and nothing is stored. "
+        "Needs the write scope.",
+        **operation("presignUpload", conflicts=True, writes=False),
+    )
+    async def presign_upload(self, request: Req, data: JSONBody[PresignUploadRequest]) -> PresignedUrl:
+        return await request.runtime.presign.upload(request.principal, data, url_base(request))
+
+
+__all__ = ["PresignController", "url_base"]
