@@ -252,3 +252,72 @@ async def test_cross_origin_requests_are_left_to_litestars_cors_layer(settings_e
         assert cross.status_code == 200
         assert spy.paths == ["/api/v1/content/a.txt"]
         assert cross.headers["access-control-allow-origin"] == "https://app.example"
+
+
+async def test_share_link_content_answers_alike_in_both_lanes(settings: Settings) -> None:
+    """GET and HEAD of ``/api/v1/s/<token>/content`` go through the lane with the visitor service; a grant
+    in the query string (and anything unusual) is left to Litestar. Both answer alike."""
+    async with open_lanes(settings) as lanes:
+
+        async def link(node_id: str, **body: Any) -> str:
+            response = await lanes.full.post(f"{API}/nodes/{node_id}/links", json=body, headers=lanes.alice.headers)
+            assert response.status_code == 201, response.text
+            token: str = response.json()["token"]
+            return token
+
+        plain = await link(lanes.report_id)
+        locked = await link(lanes.report_id, password="letters and words")
+        folder = await link(lanes.docs_id)
+        drop = await link(lanes.docs_id, drop=True)
+        unlocked = await lanes.full.post(f"{API}/s/{locked}/unlock", json={"password": "letters and words"})
+        grant = unlocked.json()["grant"]
+        cases: list[tuple[str, str, dict[str, str], int, bool]] = [
+            ("GET", f"/s/{plain}/content", {}, 200, True),
+            ("HEAD", f"/s/{plain}/content", {}, 200, True),
+            ("GET", f"/s/{plain}/content?download=true", {}, 200, True),
+            ("GET", f"/s/{plain}/content", {"range": "bytes=0-99"}, 206, True),
+            ("GET", f"/s/{plain}/content", {"if-none-match": etag_of(CONTENT)}, 304, True),
+            ("GET", f"/s/{plain}/content", {"if-match": '"other"'}, 412, True),
+            ("GET", f"/s/{plain}/content", lanes.bob.headers, 200, True),  # a bearer token changes nothing
+            ("GET", "/s/shl_unknown/content", {}, 404, True),
+            ("HEAD", "/s/shl_unknown/content", {}, 404, True),
+            ("GET", f"/s/{folder}/content", {}, 409, True),
+            ("GET", f"/s/{drop}/content", {}, 404, True),
+            ("GET", f"/s/{locked}/content", {}, 403, True),
+            ("GET", f"/s/{locked}/content", {"x-share-grant": grant}, 200, True),
+            ("GET", f"/s/{locked}/content", {"x-share-grant": grant + "x"}, 403, True),
+            ("GET", f"/s/{locked}/content?grant={grant}", {}, 200, False),
+            ("GET", f"/s/{plain}/content?x=1", {}, 200, False),
+            ("GET", f"/s/{plain}/content/", {}, 200, False),
+        ]
+        failures: list[str] = []
+        for method, url, headers, status, by_lane in cases:
+            try:
+                response, answered_by_lane = await _both(lanes, method, API + url, headers)
+                assert response.status_code == status, response.text
+                assert answered_by_lane is by_lane
+                if status == 200 and method == "GET":
+                    assert response.content == CONTENT
+            except AssertionError as error:
+                failures.append(f"{method} {url} {headers}: {error}")
+        assert not failures, "\n\n".join(failures)
+
+
+async def test_the_lane_counts_a_link_download_limit(settings: Settings) -> None:
+    async with open_lanes(settings) as lanes:
+        response = await lanes.full.post(
+            f"{API}/nodes/{lanes.report_id}/links", json={"max_downloads": 1}, headers=lanes.alice.headers
+        )
+        token = response.json()["token"]
+        lanes.spy.paths.clear()
+
+        first = await lanes.full.get(f"{API}/s/{token}/content")
+        second = await lanes.full.get(f"{API}/s/{token}/content")
+        through_litestar = await lanes.plain.get(f"{API}/s/{token}/content")
+
+        assert lanes.spy.paths == []
+        assert first.status_code == 200
+        assert first.content == CONTENT
+        assert _comparable(second) == _comparable(through_litestar)
+        assert second.status_code == 404
+        assert "download limit" in second.json()["detail"]

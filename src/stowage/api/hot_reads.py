@@ -9,7 +9,9 @@ parts — ``api.authn`` to establish the caller, the read service to open the fi
 ``api.downloads.answer_download`` to plan and send it, ``api.problems`` for every error — for the
 requests it recognises, and hands every other request to Litestar untouched:
 
-- only ``GET``/``HEAD`` of ``/api/v1/content/<path>`` and ``/api/v1/nodes/<id>/content``;
+- only ``GET``/``HEAD`` of ``/api/v1/content/<path>``, ``/api/v1/nodes/<id>/content`` and a share
+  link's ``/api/v1/s/<token>/content`` (no credential: the token and, for a password link, the
+  ``X-Share-Grant`` header; answered by the visitor service and ``api.share_links.send_link_content``);
 - no query string but ``download=true|false|1|0`` (anything else, even a typo, goes to Litestar,
   whose validation answers it);
 - a path Litestar would not rewrite (no doubled or trailing slash) and no root path;
@@ -32,6 +34,7 @@ from stowage import errors
 from stowage.api.authn import authenticate
 from stowage.api.downloads import answer_download
 from stowage.api.problems import log_domain_error, problem_message, unexpected_error
+from stowage.api.share_links import send_link_content
 from stowage.policy import require_principal
 from stowage.runtime import Runtime
 
@@ -43,9 +46,11 @@ Send = Callable[[Message], Awaitable[None]]
 CONTENT_PREFIX = "/api/v1/content/"
 NODES_PREFIX = "/api/v1/nodes/"
 CONTENT_SUFFIX = "/content"
+LINK_PREFIX = "/api/v1/s/"
 # The route templates Litestar reports for these routes, so metrics and access logs name them alike.
 CONTENT_BY_PATH_TEMPLATE = "/api/v1/content/{path}"
 CONTENT_BY_ID_TEMPLATE = "/api/v1/nodes/{node_id}/content"
+LINK_CONTENT_TEMPLATE = "/api/v1/s/{token}/content"
 
 _METHODS = frozenset({"GET", "HEAD"})
 # The query strings this lane answers, and the ``download`` flag each means.
@@ -58,7 +63,16 @@ _ATTACHMENT_BY_QUERY: dict[bytes, bool] = {
 }
 # The request headers a download reads (ASGI servers name headers in lower case).
 _READ_HEADERS = frozenset(
-    {b"if-match", b"if-none-match", b"if-modified-since", b"if-unmodified-since", b"if-range", b"range", b"origin"}
+    {
+        b"if-match",
+        b"if-none-match",
+        b"if-modified-since",
+        b"if-unmodified-since",
+        b"if-range",
+        b"range",
+        b"origin",
+        b"x-share-grant",
+    }
 )
 # The characters Litestar accepts in a Host header (it answers 400 to others); a request with any
 # other is left to it.
@@ -87,6 +101,11 @@ class HotReads:
                     if node_id and "/" not in node_id:
                         await self._serve(scope, receive, send, CONTENT_BY_ID_TEMPLATE, node_id, attachment)
                         return
+                elif path.startswith(LINK_PREFIX) and path.endswith(CONTENT_SUFFIX):
+                    token = path[len(LINK_PREFIX) : -len(CONTENT_SUFFIX)]
+                    if token and "/" not in token:
+                        await self._serve(scope, receive, send, LINK_CONTENT_TEMPLATE, token, attachment)
+                        return
         await self.app(scope, receive, send)  # type: ignore[arg-type]
 
     async def _serve(
@@ -108,13 +127,21 @@ class HotReads:
         method: str = scope["method"]
         runtime: Runtime = self.app.state.runtime
         try:
-            principal = require_principal(await authenticate(scope, runtime))
-            reading = runtime.files.reading
-            if template is CONTENT_BY_PATH_TEMPLATE:
-                opened = await reading.open_path(principal, target)
+            if template is LINK_CONTENT_TEMPLATE:  # a visitor: the link is the credential
+                visitors = runtime.sharing.visitors
+                visit = await visitors.visit(target, headers.get("x-share-grant"))
+                opened = visitors.open_content(visit)
+                response = await send_link_content(
+                    visitors, visit, opened, method=method, header=headers.get, attachment=attachment
+                )
             else:
-                opened = await reading.open_file(principal, target)
-            response = await answer_download(opened, method=method, header=headers.get, attachment=attachment)
+                principal = require_principal(await authenticate(scope, runtime))
+                reading = runtime.files.reading
+                if template is CONTENT_BY_PATH_TEMPLATE:
+                    opened = await reading.open_path(principal, target)
+                else:
+                    opened = await reading.open_file(principal, target)
+                response = await answer_download(opened, method=method, header=headers.get, attachment=attachment)
         except errors.StowageError as exc:
             log_domain_error(exc)
             await _send_problem(send, exc, scope, head=method == "HEAD")
