@@ -51,10 +51,12 @@ from stowage.maintenance.housekeeping import housekeeping_loop
 from stowage.observability.logging import configure_logging, get_logger
 from stowage.observability.metrics import Metrics, flush_every
 from stowage.observability.middleware import ObservabilityMiddleware
+from stowage.protocols.tus.routes import TusController
 from stowage.ratelimit import create_rate_limiter
 from stowage.runtime import Runtime
 from stowage.sharing.services import SharingDeps, SharingServices
 from stowage.system.service import SystemService
+from stowage.uploads.services import UploadDeps, UploadServices
 
 log = get_logger("stowage.app")
 
@@ -76,6 +78,19 @@ CORS_EXPOSE_HEADERS = [
     "Location",
     "WWW-Authenticate",
     "Allow",
+    # tus (protocols/tus): what a browser's tus client (tus-js-client, Uppy) must be able to read.
+    "Tus-Resumable",
+    "Tus-Version",
+    "Tus-Extension",
+    "Tus-Max-Size",
+    "Tus-Checksum-Algorithm",
+    "Upload-Offset",
+    "Upload-Length",
+    "Upload-Defer-Length",
+    "Upload-Metadata",
+    "Upload-Concat",
+    "Upload-Expires",
+    "Stowage-Node-Id",
 ]
 
 
@@ -127,7 +142,10 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                     secret=secret,
                 )
             )
-            housekeeping = asyncio.create_task(housekeeping_loop(files, settings))
+            uploads = UploadServices.build(UploadDeps(settings=settings, database=database, store=store, files=files))
+            housekeeping = asyncio.create_task(
+                housekeeping_loop(files, settings, expire_uploads=uploads.sessions.remove_expired)
+            )
 
             async def stop_housekeeping() -> None:
                 housekeeping.cancel()
@@ -155,6 +173,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 files=files,
                 presign=PresignService(accounts.deps, accounts.auth, files.tree),
                 sharing=sharing,
+                uploads=uploads,
             )
             log.info("started", version=__version__, database="sqlite" if database.is_sqlite else "postgresql")
             if freeze_gc:
@@ -189,6 +208,7 @@ def build_litestar(settings: Settings, metrics: Metrics | None, *, freeze_gc: bo
         PresignController,
         SharesController,
         ShareLinksController,
+        TusController,
     ]
     if settings.metrics_enabled:
         route_handlers.append(MetricsController)

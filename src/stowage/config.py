@@ -19,7 +19,7 @@ import tempfile
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -55,6 +55,14 @@ DEFAULT_CORS_ALLOW_HEADERS = (
     "If-Range",
     "Range",
     "X-Share-Grant",
+    # The request headers of the tus protocol (resumable uploads):
+    "Tus-Resumable",
+    "Upload-Length",
+    "Upload-Defer-Length",
+    "Upload-Metadata",
+    "Upload-Concat",
+    "Upload-Offset",
+    "Upload-Checksum",
 )
 
 
@@ -90,8 +98,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     presign_default_seconds: int = 3600
     default_quota_bytes: int = 10 * 1024**3
     max_upload_bytes: int = 100 * 1024**3
-    # Hours an unfinished resumable (tus) upload is kept after its last received byte.
-    upload_expiry_hours: int = 24
+    # Hours an unfinished resumable (tus) upload is kept after its last received byte (1 hour to a year).
+    upload_expiry_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 365)] = 24
     trash_retention_days: int = 30
     version_keep_last: int = 10
     version_thinning: str = DEFAULT_SCHEDULE
@@ -354,12 +362,6 @@ def _validate(s: Settings) -> None:
         s.presign_default_seconds,
     )
     _require(s.max_upload_bytes >= 1, "max_upload_bytes", "must be at least 1 byte", s.max_upload_bytes)
-    _require(
-        1 <= s.upload_expiry_hours <= 24 * 365,
-        "upload_expiry_hours",
-        "must be between 1 hour and 365 days",
-        s.upload_expiry_hours,
-    )
     _require(
         1 <= s.trash_retention_days <= 3650,
         "trash_retention_days",

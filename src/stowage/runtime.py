@@ -12,6 +12,7 @@ from stowage.files.services import FileServices
 from stowage.observability.metrics import Metrics
 from stowage.sharing.services import SharingServices
 from stowage.system.service import SystemService
+from stowage.uploads.services import UploadServices
 
 
 @dataclass(slots=True)
@@ -26,3 +27,4 @@ class Runtime:
     files: FileServices
     presign: PresignService
     sharing: SharingServices
+    uploads: UploadServices

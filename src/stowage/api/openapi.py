@@ -96,6 +96,11 @@ TAGS = [
     Tag(name="account", description="The signed-in user: profile, password, sessions, personal access tokens."),
     Tag(name="files", description="The tree: folders, metadata, listings, move, copy, star, batch operations."),
     Tag(name="content", description="Uploads (raw body or multipart) and downloads (Range, ETag), ZIP archives."),
+    Tag(
+        name="uploads",
+        description="Resumable uploads, tus 1.0.0 (creation, creation-with-upload, creation-defer-length, "
+        "termination, checksum, expiration, concatenation): point a tus client at /api/v1/uploads/.",
+    ),
     Tag(name="versions", description="A file's kept contents: list, download, restore, pin, delete."),
     Tag(name="trash", description="Deleted items: list, restore, purge."),
     Tag(name="search", description="Search by name and filters, starred items, recent files."),

@@ -1,7 +1,8 @@
 """The server's hourly upkeep, and the recorded runs of ``stowage fsck`` / ``stowage gc``.
 
 Each housekeeping pass purges trash past its retention (never earlier), thins old versions by the
-retention policy, removes upload spools abandoned for a day, and collects garbage: blob files without
+retention policy, removes upload spools abandoned for a day and resumable uploads past their expiry
+(with their staged bytes), and collects garbage: blob files without
 a row, older than the grace period, with a metadata-only consistency pass that repairs what is safe to
 repair. The pass is recorded as a ``gc`` run (trigger ``housekeeping``) for the admin endpoint.
 """
@@ -23,11 +24,17 @@ from stowage.observability.logging import get_logger
 
 log = get_logger("stowage.maintenance")
 
+# Removes expired resumable uploads and returns how many (``uploads.sessions.remove_expired``); passed in
+# by the application so this package does not depend on the uploads domain.
+ExpireUploads = Callable[[], Awaitable[int]]
+
 HOUSEKEEPING_INTERVAL_SECONDS = 3600
 STALE_TEMP_SECONDS = 24 * 3600
 
 
-async def housekeeping_pass(files: FileServices, settings: Settings) -> FsckReport:
+async def housekeeping_pass(
+    files: FileServices, settings: Settings, *, expire_uploads: ExpireUploads | None = None
+) -> FsckReport:
     database = files.deps.database
 
     async def work() -> tuple[FsckReport, dict[str, int]]:
@@ -35,6 +42,7 @@ async def housekeeping_pass(files: FileServices, settings: Settings) -> FsckRepo
             "trash_purged": await files.trash.purge_expired(timedelta(days=settings.trash_retention_days)),
             "versions_thinned": await files.versions.apply_retention_everywhere(),
             "temp_files_removed": await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS),
+            "uploads_expired": await expire_uploads() if expire_uploads is not None else 0,
         }
         return await fsck(database, files.deps.store, rehash=False, repair=True), counts
 
@@ -43,12 +51,14 @@ async def housekeeping_pass(files: FileServices, settings: Settings) -> FsckRepo
     return report
 
 
-async def housekeeping_loop(files: FileServices, settings: Settings) -> None:
+async def housekeeping_loop(
+    files: FileServices, settings: Settings, *, expire_uploads: ExpireUploads | None = None
+) -> None:
     """Hourly, the first pass an hour after start (a restart loop must not hammer the store)."""
     while True:
         await asyncio.sleep(HOUSEKEEPING_INTERVAL_SECONDS)
         try:
-            await housekeeping_pass(files, settings)
+            await housekeeping_pass(files, settings, expire_uploads=expire_uploads)
         except Exception:
             log.exception("housekeeping_failed")
 

@@ -1,0 +1,62 @@
+"""Who is calling the tus front end, decided before anything else happens.
+
+The tus routes' before-request hook (it replaces the application's for these routes) first checks the
+protocol version — tus requires that a request in a version the server does not speak is refused with
+412 and not processed at all — and then resolves ``Authorization: Bearer <access token or personal
+token>`` with the same account service as the REST API (its credential cache included), before the
+body is read. ``OPTIONS`` (protocol discovery) needs neither.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request
+
+from stowage.errors import Unauthenticated
+from stowage.observability.context import current
+from stowage.policy import Principal, require_principal
+from stowage.protocols.tus.errors import UnsupportedVersion
+from stowage.protocols.tus.headers import TUS_VERSION
+from stowage.runtime import Runtime
+
+# The scope key under which a request's principal is kept once resolved (the REST front end uses the same).
+PRINCIPAL_SCOPE_KEY = "stowage.principal"
+
+
+def check_version(request: Request[Any, Any, Any]) -> None:
+    version = request.headers.get("tus-resumable")
+    if version is None:
+        raise UnsupportedVersion(f"Send Tus-Resumable: {TUS_VERSION} with every tus request (except OPTIONS).")
+    if version.strip() != TUS_VERSION:
+        raise UnsupportedVersion(f"This server speaks tus {TUS_VERSION} only, not {version.strip()!r:.20}.")
+
+
+async def authenticate(request: Request[Any, Any, Any]) -> Principal | None:
+    """The caller named by the bearer credential; None without one, 401 for a bad one."""
+    header = request.headers.get("authorization")
+    if header is None:
+        return None
+    scheme, _, credential = header.partition(" ")
+    credential = credential.strip()
+    if scheme.lower() != "bearer" or not credential:
+        raise Unauthenticated("Send credentials as Authorization: Bearer <token>.")
+    runtime: Runtime = request.app.state.runtime
+    principal = await runtime.accounts.auth.authenticate(credential)
+    context = current()
+    if context is not None:
+        context.user_id = principal.user_id
+    return principal
+
+
+async def tus_before_request(request: Request[Any, Any, Any]) -> None:
+    """Version first (412, nothing processed), then the caller (401 before any byte of the body)."""
+    if request.method == "OPTIONS":
+        return
+    check_version(request)
+    request.scope[PRINCIPAL_SCOPE_KEY] = require_principal(await authenticate(request))  # type: ignore[literal-required]
+
+
+def principal_of(request: Request[Any, Any, Any]) -> Principal:
+    principal: Principal = request.scope[PRINCIPAL_SCOPE_KEY]  # type: ignore[literal-required]
+    return principal
