@@ -54,6 +54,7 @@ class Lanes:
     report_id: str
     docs_id: str
     pat: str
+    presigned: str = ""  # a presigned GET URL of the report (path and query)
 
 
 @asynccontextmanager
@@ -77,7 +78,10 @@ async def open_lanes(settings: Settings) -> AsyncIterator[Lanes]:
         await upload(full, alice, alice.root_id, ".hidden", b"dot file")
         await upload(full, alice, alice.root_id, "empty.bin", b"")
         pat = (await create_pat(full, alice.token, ["read"]))["token"]
-        yield Lanes(full, plain_client, spy, alice, bob, report["id"], docs["id"], pat)
+        minted = await full.post(f"{API}/nodes/{report['id']}/presign", json={}, headers=alice.headers)
+        assert minted.status_code == 200, minted.text
+        presigned = minted.json()["url"].removeprefix(base)
+        yield Lanes(full, plain_client, spy, alice, bob, report["id"], docs["id"], pat, presigned)
 
 
 def _comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
@@ -321,3 +325,108 @@ async def test_the_lane_counts_a_link_download_limit(settings: Settings) -> None
         assert _comparable(second) == _comparable(through_litestar)
         assert second.status_code == 404
         assert "download limit" in second.json()["detail"]
+
+
+def _tampered(url: str, name: str, value: str) -> str:
+    """``url`` with one query parameter's value replaced."""
+    path, _, query = url.partition("?")
+    pairs = [pair.split("=", 1) for pair in query.split("&")]
+    return path + "?" + "&".join(f"{k}={value if k == name else v}" for k, v in pairs)
+
+
+# (name, method, how to change the report's presigned URL, credential, status, answered by the lane)
+PRESIGNED_CASES: list[tuple[str, str, Callable[[Lanes], str], str, int, bool]] = [
+    ("presigned GET", "GET", lambda lanes: lanes.presigned, "none", 200, True),
+    ("presigned HEAD", "HEAD", lambda lanes: lanes.presigned, "none", 200, True),
+    ("presigned, as attachment", "GET", lambda lanes: lanes.presigned + "&download=true", "none", 200, True),
+    ("presigned, download first", "GET", lambda lanes: lanes.presigned.replace("?", "?download=0&"), "none", 200, True),
+    ("presigned, another user's header", "GET", lambda lanes: lanes.presigned, "bob", 200, True),
+    ("presigned, bad header", "GET", lambda lanes: lanes.presigned, "bogus", 200, True),
+    (
+        "presigned, signature changed",
+        "GET",
+        lambda lanes: _tampered(lanes.presigned, "X-Stowage-Signature", "A" * 43),
+        "none",
+        403,
+        True,
+    ),
+    (
+        "presigned, expiry changed",
+        "GET",
+        lambda lanes: _tampered(lanes.presigned, "X-Stowage-Expires", "4102444800"),
+        "alice",
+        403,
+        True,
+    ),
+    (
+        "presigned, another node",
+        "GET",
+        lambda lanes: lanes.presigned.replace(lanes.report_id, lanes.docs_id),
+        "none",
+        403,
+        True,
+    ),
+    (
+        "presigned, signature missing",
+        "GET",
+        lambda lanes: lanes.presigned.split("&X-Stowage-Signature")[0],
+        "none",
+        403,
+        True,
+    ),
+    # Declined: Litestar answers these, the same way.
+    ("presigned, other parameter", "GET", lambda lanes: lanes.presigned + "&x=1", "none", 200, False),
+    ("presigned, bad download flag", "GET", lambda lanes: lanes.presigned + "&download=maybe", "none", 400, False),
+    (
+        "presigned, repeated parameter",
+        "GET",
+        lambda lanes: lanes.presigned + "&download=1&download=0",
+        "none",
+        200,
+        False,
+    ),
+    (
+        "presigned query on a path",
+        "GET",
+        lambda lanes: f"{API}/content/docs/report.txt?" + lanes.presigned.partition("?")[2],
+        "none",
+        403,
+        False,
+    ),
+]
+
+
+async def test_presigned_urls_answer_alike(settings: Settings) -> None:
+    """A presigned GET URL is answered by the lane (no Authorization header needed; one sent is not
+    consulted), a changed one is refused alike in both lanes, and what the lane declines Litestar answers."""
+    failures: list[str] = []
+    async with open_lanes(settings) as lanes:
+        for name, method, url_of, who, status, by_lane in PRESIGNED_CASES:
+            try:
+                response, answered_by_lane = await _both(lanes, method, url_of(lanes), _credential(lanes, who))
+                assert response.status_code == status, response.text
+                assert answered_by_lane is by_lane
+                if status == 200 and method == "GET":
+                    assert response.content == CONTENT
+                if status >= 400 and method == "GET":
+                    assert response.headers["content-type"] == "application/problem+json"
+                    assert response.json()["status"] == status
+            except AssertionError as error:
+                failures.append(f"{name}: {error}")
+    assert not failures, "\n\n".join(failures)
+
+
+async def test_presigned_conditional_and_range_requests_answer_alike(settings: Settings) -> None:
+    failures: list[str] = []
+    async with open_lanes(settings) as lanes:
+        for method in ("GET", "HEAD"):
+            for headers, status in CONDITIONAL_CASES:
+                try:
+                    response, answered_by_lane = await _both(lanes, method, lanes.presigned, headers)
+                    assert answered_by_lane
+                    assert response.status_code == status, response.text
+                    if method == "GET" and headers.get("range") == "bytes=0-99":
+                        assert response.content == CONTENT[:100]
+                except AssertionError as error:
+                    failures.append(f"{method} {headers}: {error}")
+    assert not failures, "\n\n".join(failures)

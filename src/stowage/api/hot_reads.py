@@ -13,7 +13,9 @@ requests it recognises, and hands every other request to Litestar untouched:
   link's ``/api/v1/s/<token>/content`` (no credential: the token and, for a password link, the
   ``X-Share-Grant`` header; answered by the visitor service and ``api.share_links.send_link_content``);
 - no query string but ``download=true|false|1|0`` (anything else, even a typo, goes to Litestar,
-  whose validation answers it);
+  whose validation answers it) — and, on ``/api/v1/nodes/<id>/content``, a presigned URL's
+  ``X-Stowage-Expires``, ``X-Stowage-Credential`` and ``X-Stowage-Signature`` (``api.authn`` checks
+  them as for Litestar's route);
 - a path Litestar would not rewrite (no doubled or trailing slash) and no root path;
 - no ``Origin`` header when CORS is configured (Litestar's CORS layer answers those), and a Host
   header Litestar accepts (it refuses some characters).
@@ -31,6 +33,7 @@ from typing import Any
 from litestar import Litestar
 
 from stowage import errors
+from stowage.accounts import presign
 from stowage.api.authn import authenticate
 from stowage.api.downloads import answer_download
 from stowage.api.problems import log_domain_error, problem_message, unexpected_error
@@ -53,6 +56,9 @@ CONTENT_BY_ID_TEMPLATE = "/api/v1/nodes/{node_id}/content"
 LINK_CONTENT_TEMPLATE = "/api/v1/s/{token}/content"
 
 _METHODS = frozenset({"GET", "HEAD"})
+# A presigned URL's query (``accounts.presign``) on a file's content by id, with or without ``download``.
+_PRESIGN_NAMES = frozenset({presign.EXPIRES.encode(), presign.CREDENTIAL.encode(), presign.SIGNATURE.encode()})
+PRESIGN_MARKER = presign.MARKER
 # The query strings this lane answers, and the ``download`` flag each means.
 _ATTACHMENT_BY_QUERY: dict[bytes, bool] = {
     b"": False,
@@ -88,7 +94,10 @@ class HotReads:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in _METHODS and not scope.get("root_path"):
-            attachment = _ATTACHMENT_BY_QUERY.get(scope["query_string"])
+            query: bytes = scope["query_string"]
+            attachment = _ATTACHMENT_BY_QUERY.get(query)
+            if attachment is None and PRESIGN_MARKER in query:
+                attachment = _presigned_attachment(query, scope["path"])
             if attachment is not None:
                 path: str = scope["path"]
                 if path.startswith(CONTENT_PREFIX):
@@ -150,6 +159,29 @@ class HotReads:
             await _send_problem(send, unexpected_error(scope["path"], exc), scope, head=method == "HEAD")
             return
         await response(scope, receive, send)
+
+
+def _presigned_attachment(query: bytes, path: str) -> bool | None:
+    """The ``download`` flag of a presigned URL's query on a file's content by id — the only presigned
+    read — or None to leave the request to Litestar: any other parameter, a repeated one, or another
+    path. (Whether the URL is valid is ``authenticate``'s to say, alike in both lanes.)"""
+    if not (path.startswith(NODES_PREFIX) and path.endswith(CONTENT_SUFFIX)):
+        return None
+    attachment = False
+    seen: set[bytes] = set()
+    for pair in query.split(b"&"):
+        name = pair.partition(b"=")[0]
+        if name in seen:
+            return None
+        seen.add(name)
+        if name == b"download":
+            flag = _ATTACHMENT_BY_QUERY.get(pair)
+            if flag is None:
+                return None
+            attachment = flag
+        elif name not in _PRESIGN_NAMES:
+            return None
+    return attachment
 
 
 def _plain_path(path: str) -> bool:
