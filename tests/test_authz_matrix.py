@@ -57,7 +57,7 @@ from stowage.accounts import tokens
 from stowage.app import create_app, litestar_of
 from stowage.config import Settings
 from stowage.db.engine import Database
-from stowage.db.tables import ApiKey, Blob, EmailToken, Invite, Node, RefreshToken, Session, User, Version
+from stowage.db.tables import ApiKey, Blob, EmailToken, Invite, Node, RefreshToken, Session, Share, User, Version
 
 
 class Rule(Flag):
@@ -159,6 +159,31 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("DELETE", "/api/v1/trash"): SELF_WRITE,
     ("DELETE", "/api/v1/trash/{node_id:str}"): OWNED_WRITE,
     ("POST", "/api/v1/trash/{node_id:str}/restore"): OWNED_WRITE,
+    # sharing: the owner's links and user shares (owners only: a recipient cannot re-share)
+    ("POST", "/api/v1/nodes/{node_id:str}/links"): OWNED_WRITE,
+    ("GET", "/api/v1/nodes/{node_id:str}/links"): OWNED,
+    ("GET", "/api/v1/links"): SELF,
+    ("PATCH", "/api/v1/links/{link_id:str}"): OWNED_WRITE,
+    ("DELETE", "/api/v1/links/{link_id:str}"): OWNED_WRITE,
+    ("POST", "/api/v1/nodes/{node_id:str}/shares"): OWNED_WRITE,
+    ("GET", "/api/v1/nodes/{node_id:str}/shares"): OWNED,
+    ("GET", "/api/v1/shares"): SELF,
+    ("DELETE", "/api/v1/shares/{share_id:str}"): OWNED_WRITE,
+    # the recipient: a share made with the caller is the caller's to leave
+    ("GET", "/api/v1/shared-with-me"): SELF,
+    ("DELETE", "/api/v1/shared-with-me/{share_id:str}"): OWNED_WRITE,
+    # a share link's visitor: the token in the path is the credential (checked in tests/test_share_links.py)
+    ("GET", "/api/v1/s/{token:str}"): Rule.PUBLIC,
+    ("POST", "/api/v1/s/{token:str}/unlock"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/content"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/children"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/zip"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/children"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/content"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/zip"): Rule.PUBLIC,
+    ("PUT", "/api/v1/s/{token:str}/files/{name:str}"): Rule.PUBLIC,
+    ("POST", "/api/v1/s/{token:str}/files/{name:str}"): Rule.PUBLIC,
 }
 
 # What an allowed caller gets (with the request this test sends).
@@ -223,6 +248,17 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("DELETE", "/api/v1/trash"): 204,
     ("DELETE", "/api/v1/trash/{node_id:str}"): 204,
     ("POST", "/api/v1/trash/{node_id:str}/restore"): 200,
+    ("POST", "/api/v1/nodes/{node_id:str}/links"): 201,
+    ("GET", "/api/v1/nodes/{node_id:str}/links"): 200,
+    ("GET", "/api/v1/links"): 200,
+    ("PATCH", "/api/v1/links/{link_id:str}"): 200,
+    ("DELETE", "/api/v1/links/{link_id:str}"): 204,
+    ("POST", "/api/v1/nodes/{node_id:str}/shares"): 201,
+    ("GET", "/api/v1/nodes/{node_id:str}/shares"): 200,
+    ("GET", "/api/v1/shares"): 200,
+    ("DELETE", "/api/v1/shares/{share_id:str}"): 204,
+    ("GET", "/api/v1/shared-with-me"): 200,
+    ("DELETE", "/api/v1/shared-with-me/{share_id:str}"): 204,
 }
 
 # POST routes under /api/v1/nodes that change nothing (they only read what they name), so the read scope
@@ -318,7 +354,7 @@ def test_matrix_covers_every_route(settings: Settings) -> None:
     assert protected == SUCCESS.keys()
     for key, rule in MATRIX.items():
         assert rule == Rule.PUBLIC or Rule.PUBLIC not in rule, key
-        assert (Rule.OWNER_RESOURCE in rule) == bool(re.search(r"\{(session|token|node)_id", key[1])), key
+        assert (Rule.OWNER_RESOURCE in rule) == bool(re.search(r"\{(session|token|node|link|share)_id", key[1])), key
         assert key[0] != "GET" or Rule.WRITE not in rule, key
         if key[1].startswith(("/api/v1/nodes", "/api/v1/trash", "/api/v1/content", "/api/v1/batch")):
             assert Rule.SESSION_ONLY not in rule, f"{key}: personal access tokens are meant for file routes"
@@ -464,6 +500,7 @@ class World:
             ),
             "versions": select(Version.id, Version.node_id, Version.sha256),
             "blobs": select(Blob.sha256, Blob.refcount),
+            "shares": select(Share.id, Share.permission, Share.expires_at, Share.max_downloads, Share.revoked_at),
         }  # fmt: skip
         state: dict[str, list[tuple[Any, ...]]] = {}
         async with self.db.session() as session:
@@ -690,6 +727,105 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
     return {key: make(f"{key[0]} {key[1]}") for key, make in routes.items()}
 
 
+def share_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]:
+    """Preparers of the sharing routes. A "friend" account receives the owner's shares (and shares things
+    with the owner, for leaving); refused calls all name one spare target per route, which must survive."""
+    client = world.client
+    spare: dict[str, Any] = {}
+
+    async def friend() -> dict[str, Any]:
+        if "friend" not in spare:
+            spare["friend"] = await signup(client, world.email("friend"))
+        found: dict[str, Any] = spare["friend"]
+        return found
+
+    async def owners_item(cast: Cast, kind: str = "file") -> str:
+        owner = auth(cast.credential("owner"))
+        root = (await client.get("/api/v1/files/root", headers=owner)).json()["id"]
+        name = f"s{next(world.serial)}"
+        if kind == "folder":
+            response = await client.post(f"/api/v1/nodes/{root}/folders", json={"name": name}, headers=owner)
+        else:
+            response = await client.put(f"/api/v1/nodes/{root}/children/{name}.txt", content=b"shared", headers=owner)
+        assert response.status_code == 201, response.text
+        node_id: str = response.json()["id"]
+        return node_id
+
+    async def owners_link(cast: Cast) -> str:
+        node_id = await owners_item(cast)
+        response = await client.post(f"/api/v1/nodes/{node_id}/links", json={}, headers=auth(cast.credential("owner")))
+        assert response.status_code == 201, response.text
+        link_id: str = response.json()["link"]["id"]
+        return link_id
+
+    async def owners_share(cast: Cast) -> str:
+        node_id = await owners_item(cast, "folder")
+        body = {"email": (await friend())["user"]["email"]}
+        response = await client.post(
+            f"/api/v1/nodes/{node_id}/shares", json=body, headers=auth(cast.credential("owner"))
+        )
+        assert response.status_code == 201, response.text
+        share_id: str = response.json()["id"]
+        return share_id
+
+    async def share_with_owner(cast: Cast) -> str:
+        """A share the friend made with the owner: the owner's to leave."""
+        mate = await friend()
+        headers = auth(mate["access_token"])
+        root = (await client.get("/api/v1/files/root", headers=headers)).json()["id"]
+        made = await client.post(
+            f"/api/v1/nodes/{root}/folders", json={"name": f"f{next(world.serial)}"}, headers=headers
+        )
+        body = {"email": cast.owner["user"]["email"]}
+        response = await client.post(f"/api/v1/nodes/{made.json()['id']}/shares", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        share_id: str = response.json()["id"]
+        return share_id
+
+    def on(
+        key: str, make: Callable[[Cast], Awaitable[str]], payload: Callable[[], Awaitable[Any]] | None = None
+    ) -> Prepare:
+        async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
+            if fresh:
+                target = await make(cast)
+            else:
+                if key not in spare:
+                    spare[key] = await make(shared)
+                target = spare[key]
+            name = {"link": "link_id", "share": "share_id", "node": "node_id"}[key.split(":", maxsplit=1)[0]]
+            return {name: target}, await payload() if payload is not None else None
+
+        return prepare
+
+    async def no_body() -> None:
+        return None
+
+    async def new_link() -> dict[str, Any]:
+        return {"max_downloads": 3}
+
+    async def share_body() -> dict[str, Any]:
+        return {"email": (await friend())["user"]["email"], "permission": "read"}
+
+    async def plain(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
+        return {}, None
+
+    return {
+        ("POST", "/api/v1/nodes/{node_id:str}/links"): on("node:link-create", owners_item, new_link),
+        ("GET", "/api/v1/nodes/{node_id:str}/links"): on("node:link-list", owners_item, no_body),
+        ("GET", "/api/v1/links"): plain,
+        ("PATCH", "/api/v1/links/{link_id:str}"): on("link:edit", owners_link, new_link),
+        ("DELETE", "/api/v1/links/{link_id:str}"): on("link:revoke", owners_link),
+        ("POST", "/api/v1/nodes/{node_id:str}/shares"): on(
+            "node:share-create", lambda cast: owners_item(cast, "folder"), share_body
+        ),
+        ("GET", "/api/v1/nodes/{node_id:str}/shares"): on("node:share-list", owners_item, no_body),
+        ("GET", "/api/v1/shares"): plain,
+        ("DELETE", "/api/v1/shares/{share_id:str}"): on("share:revoke", owners_share),
+        ("GET", "/api/v1/shared-with-me"): plain,
+        ("DELETE", "/api/v1/shared-with-me/{share_id:str}"): on("share:leave", share_with_owner),
+    }
+
+
 def preparers(world: World, shared: Cast, victim_id: str) -> dict[tuple[str, str], Prepare]:
     """For each route: the path values and body of one call by ``caller``. ``fresh`` is True for a call
     that is expected to succeed (it gets a resource of its own); refused calls share one that must survive."""
@@ -738,6 +874,7 @@ def preparers(world: World, shared: Cast, victim_id: str) -> dict[tuple[str, str
 
     return {
         **file_preparers(world, shared),
+        **share_preparers(world, shared),
         ("POST", "/api/v1/auth/logout"): body(None),
         ("POST", "/api/v1/auth/logout-all"): body(None),
         ("GET", "/api/v1/me"): body(None),
@@ -848,7 +985,32 @@ async def test_public_routes_work_without_credentials(client: httpx.AsyncClient,
         return await client.post("/api/v1/auth/email/verify", json={"token": token_from_mail(mail.last())})
 
     newcomer = f"{uuid.uuid4().hex[:8]}@example.com"
+    link = await _public_links(client, pair)
+    s = "/api/v1/s/"
     calls = {
+        ("GET", "/api/v1/s/{token:str}"): get(s + link["file"]),
+        ("POST", "/api/v1/s/{token:str}/unlock"): lambda: client.post(
+            s + link["locked"] + "/unlock", json={"password": "the link's words"}
+        ),
+        ("GET", "/api/v1/s/{token:str}/content"): get(s + link["file"] + "/content"),
+        ("GET", "/api/v1/s/{token:str}/children"): get(s + link["folder"] + "/children"),
+        ("GET", "/api/v1/s/{token:str}/zip"): get(s + link["folder"] + "/zip"),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}"): get(f"{s}{link['folder']}/nodes/{link['file_id']}"),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/children"): get(
+            f"{s}{link['folder']}/nodes/{link['sub_id']}/children"
+        ),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/content"): get(
+            f"{s}{link['folder']}/nodes/{link['file_id']}/content"
+        ),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/zip"): get(
+            f"{s}{link['folder']}/nodes/{link['sub_id']}/zip"
+        ),
+        ("PUT", "/api/v1/s/{token:str}/files/{name:str}"): lambda: client.put(
+            s + link["drop"] + "/files/put.txt", content=b"dropped"
+        ),
+        ("POST", "/api/v1/s/{token:str}/files/{name:str}"): lambda: client.post(
+            s + link["drop"] + "/files/post.txt", content=b"dropped"
+        ),
         ("GET", "/healthz"): get("/healthz"),
         ("GET", "/readyz"): get("/readyz"),
         ("GET", "/metrics"): get("/metrics"),
@@ -899,6 +1061,45 @@ async def test_public_routes_work_without_credentials(client: httpx.AsyncClient,
         ("POST", "/api/v1/auth/email/verify"): (204, None, lambda r: r.content == b""),
         ("POST", "/api/v1/auth/password/forgot"): (202, "application/json", lambda r: r.json()["status"] == "accepted"),
         ("POST", "/api/v1/auth/password/reset"): (204, None, lambda r: r.content == b""),
+        ("GET", "/api/v1/s/{token:str}"): (200, "application/json", lambda r: r.json()["node"]["name"] == "f.txt"),
+        ("POST", "/api/v1/s/{token:str}/unlock"): (200, "application/json", lambda r: bool(r.json()["grant"])),
+        ("GET", "/api/v1/s/{token:str}/content"): (200, link["media_type"], lambda r: r.content == b"public"),
+        ("GET", "/api/v1/s/{token:str}/children"): (
+            200,
+            "application/json",
+            lambda r: [i["name"] for i in r.json()["items"]] == ["sub", "f.txt"],
+        ),
+        ("GET", "/api/v1/s/{token:str}/zip"): (200, "application/zip", lambda r: r.content.startswith(b"PK")),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}"): (
+            200,
+            "application/json",
+            lambda r: r.json()["id"] == link["file_id"],
+        ),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/children"): (
+            200,
+            "application/json",
+            lambda r: [i["name"] for i in r.json()["items"]] == ["g.txt"],
+        ),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/content"): (
+            200,
+            link["media_type"],
+            lambda r: r.content == b"public",
+        ),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/zip"): (
+            200,
+            "application/zip",
+            lambda r: r.content.startswith(b"PK"),
+        ),
+        ("PUT", "/api/v1/s/{token:str}/files/{name:str}"): (
+            201,
+            "application/json",
+            lambda r: r.json()["name"] == "put.txt",
+        ),
+        ("POST", "/api/v1/s/{token:str}/files/{name:str}"): (
+            201,
+            "application/json",
+            lambda r: r.json()["name"] == "post.txt",
+        ),
     }
     assert calls.keys() == answers.keys() == public
 
@@ -908,6 +1109,34 @@ async def test_public_routes_work_without_credentials(client: httpx.AsyncClient,
         assert response.status_code == status, f"{key}: {response.status_code} {response.text[:300]}"
         assert response.headers.get("content-type", "").split(";")[0] == (media_type or ""), (key, response.headers)
         assert shaped(response), f"{key}: unexpected body {response.text[:300]}"
+
+
+async def _public_links(client: httpx.AsyncClient, pair: dict[str, Any]) -> dict[str, str]:
+    """A folder (f.txt, sub/g.txt) of the user ``pair``, with a link to the file, one to the folder, a
+    password link and a drop link (to inbox/): the tokens, the ids the visitor routes name, the file's media type."""
+    headers = auth(pair["access_token"])
+    root = (await client.get("/api/v1/files/root", headers=headers)).json()["id"]
+    folder = (await client.post(f"/api/v1/nodes/{root}/folders", json={"name": "pub"}, headers=headers)).json()
+    sub = (await client.post(f"/api/v1/nodes/{folder['id']}/folders", json={"name": "sub"}, headers=headers)).json()
+    file = (await client.put(f"/api/v1/nodes/{folder['id']}/children/f.txt", content=b"public", headers=headers)).json()
+    await client.put(f"/api/v1/nodes/{sub['id']}/children/g.txt", content=b"inner", headers=headers)
+    inbox = (await client.post(f"/api/v1/nodes/{root}/folders", json={"name": "inbox"}, headers=headers)).json()
+
+    async def link(node_id: str, **body: Any) -> str:
+        response = await client.post(f"/api/v1/nodes/{node_id}/links", json=body, headers=headers)
+        assert response.status_code == 201, response.text
+        token: str = response.json()["token"]
+        return token
+
+    return {
+        "file": await link(file["id"]),
+        "folder": await link(folder["id"]),
+        "locked": await link(file["id"], password="the link's words"),
+        "drop": await link(inbox["id"], drop=True),
+        "file_id": file["id"],
+        "sub_id": sub["id"],
+        "media_type": file["media_type"],
+    }
 
 
 def _is_token_pair(body: dict[str, Any], email: str) -> bool:
