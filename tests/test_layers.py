@@ -37,14 +37,16 @@ MAY_IMPORT: dict[str, set[str]] = {
     "system": _FOUNDATION | {"db"},
     "maintenance": _FOUNDATION | _INFRASTRUCTURE | {"files"},
     "uploads": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # resumable uploads end in the files write path
-    "runtime": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "uploads"},
+    # Shares build on the tree (and find recipients among accounts); the tree reads grants itself.
+    "sharing": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts"},
+    "runtime": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "uploads", "sharing"},
     # Front ends: REST and the protocol adapters, side by side (a protocol does not import REST).
-    "api": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "maintenance", "runtime"},
+    "api": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "maintenance", "sharing", "runtime"},
     "protocols": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "uploads", "runtime"},
     # Composition roots.
     "app": _FOUNDATION
     | _INFRASTRUCTURE
-    | {"http", "files", "accounts", "system", "maintenance", "uploads", "runtime", "api", "protocols"},
+    | {"http", "files", "accounts", "system", "maintenance", "uploads", "sharing", "runtime", "api", "protocols"},
     "cli": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "maintenance", "runtime", "app"},
     "__main__": {"cli"},
 }

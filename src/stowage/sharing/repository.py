@@ -1,5 +1,6 @@
-"""All SQL for shares: the per-request grant look-up (hand-written, on the raw driver) and the rows
-the sharing services manage (SQLAlchemy).
+"""All SQL for shares: the link a visitor's token names and its download count (hand-written, on the
+raw driver), and the rows the sharing services manage (SQLAlchemy). The grant walk every access to
+someone else's node makes is ``files.grant_repository`` (the file services' choke point needs it).
 
 Functions flush but never commit. Nothing here is cached: a grant is read from the database on every
 request that needs one, so a revocation, an expiry, a trashed node or a node moved out of a shared
@@ -18,21 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stowage.db.direct import DirectTransaction, Query, optional_timestamp, timestamp
 from stowage.db.tables import Node, Share, User
 from stowage.files.direct_repository import Fetcher, FileRow
-from stowage.policy import Grant, Permission
 
-# The live shares of the caller on a node or any of its ancestors. The walk goes up the parent chain
-# (a few rows by primary key), then looks each ancestor's shares up by the node index; a share counts
-# while it is neither revoked nor expired and its node is not in the trash.
-_GRANTS = Query(
-    "WITH RECURSIVE up(id, parent_id) AS ("
-    " SELECT id, parent_id FROM nodes WHERE id = ?"
-    " UNION ALL SELECT n.id, n.parent_id FROM nodes n JOIN up ON n.id = up.parent_id)"
-    " SELECT s.id, s.node_id, s.permission FROM up"
-    " JOIN shares s ON s.node_id = up.id"
-    " JOIN nodes r ON r.id = s.node_id"
-    " WHERE s.revoked_at IS NULL AND (s.expires_at IS NULL OR s.expires_at > ?) AND r.trashed_at IS NULL"
-    " AND (s.grantee_user_id = ? OR s.id = ?)"
-)
 # Count one download of a link unless its limit is reached: one statement, so concurrent downloads
 # can never exceed the limit.
 _COUNT_DOWNLOAD = Query(
@@ -105,14 +92,6 @@ async def link_by_token_hash(fetcher: Fetcher, token_hash: str) -> LinkRow | Non
         modified_at=timestamp(row[14]),
         trashed_at=optional_timestamp(row[15]),
     )
-
-
-async def grants_covering(
-    fetcher: Fetcher, node_id: str, *, user_id: str | None, share_id: str | None, now: datetime
-) -> tuple[Grant, ...]:
-    """The live grants of a user (``user_id``) or of one link (``share_id``) on ``node_id``'s subtree roots."""
-    rows = await fetcher.fetch_all(_GRANTS, (node_id, fetcher.timestamp(now), user_id, share_id))
-    return tuple(Grant(share_id=row[0], root_id=row[1], permission=Permission(row[2])) for row in rows)
 
 
 async def count_download(tx: DirectTransaction, share_id: str) -> bool:

@@ -27,12 +27,11 @@ from stowage.db.direct import DirectTransaction
 from stowage.db.engine import Database
 from stowage.db.tables import Node
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, QuotaExceeded, StowageError
-from stowage.files import direct_repository, repository
+from stowage.files import direct_repository, grant_repository, repository
 from stowage.files.direct_repository import Fetcher
 from stowage.files.names import with_suffix_number
 from stowage.files.schemas import NodeOut, SortKey
 from stowage.policy import Owned, Principal
-from stowage.sharing import repository as sharing_repository
 
 MAX_PAGE = 1000
 MAX_RENAME_ATTEMPTS = 1000
@@ -164,11 +163,11 @@ async def node_access(
     reader: Fetcher, principal: Principal | None, owner_id: str, node_id: str, *, detaches: bool = False
 ) -> Owned:
     """What the policy needs to decide about a node for this caller: its owner and, when the caller is
-    someone else, the caller's live grants covering it (read now, never cached: see ``stowage.sharing``).
+    someone else, the caller's live grants covering it (read now, never cached: ``files.grant_repository``).
     The owner and administrators cost no query."""
     if principal is None or principal.is_admin or (principal.user_id == owner_id and principal.share_id is None):
         return Owned(owner_id=owner_id, node_id=node_id, detaches=detaches)
-    grants = await sharing_repository.grants_covering(
+    grants = await grant_repository.grants_covering(
         reader,
         node_id,
         user_id=principal.user_id if principal.share_id is None else None,
