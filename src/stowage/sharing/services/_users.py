@@ -98,13 +98,12 @@ class UserShareService:
 
     async def _listed(self, db: AsyncSession, pairs: list[tuple[Share, Node]]) -> UserShareList:
         users = await repository.users_by_id(db, [s.grantee_user_id for s, _ in pairs if s.grantee_user_id])
-        return UserShareList(
-            items=[
-                user_share_out(share, node, users[share.grantee_user_id])
-                for share, node in pairs
-                if share.grantee_user_id in users
-            ]
-        )
+        items = []
+        for share, node in pairs:
+            grantee = users.get(share.grantee_user_id or "")
+            if grantee is not None:  # a user share always has its grantee (the row goes with the account)
+                items.append(user_share_out(share, node, grantee))
+        return UserShareList(items=items)
 
     async def revoke(self, principal: Principal | None, share_id: str) -> None:
         """The owner ends a share: the recipient's next request no longer reaches the node."""
