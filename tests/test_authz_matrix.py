@@ -20,6 +20,7 @@ of its own; what another user's ids get there is tested with the files.
 
 from __future__ import annotations
 
+import base64
 import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -184,6 +185,12 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/zip"): Rule.PUBLIC,
     ("PUT", "/api/v1/s/{token:str}/files/{name:str}"): Rule.PUBLIC,
     ("POST", "/api/v1/s/{token:str}/files/{name:str}"): Rule.PUBLIC,
+    # resumable uploads (tus): an upload belongs to the user who created it; every request writes or may
+    # record the file, so even HEAD needs the write scope (OPTIONS, discovery, is open and not listed)
+    ("POST", "/api/v1/uploads"): SELF_WRITE,
+    ("HEAD", "/api/v1/uploads/{upload_id:str}"): OWNED_WRITE,
+    ("PATCH", "/api/v1/uploads/{upload_id:str}"): OWNED_WRITE,
+    ("DELETE", "/api/v1/uploads/{upload_id:str}"): OWNED_WRITE,
 }
 
 # What an allowed caller gets (with the request this test sends).
@@ -259,6 +266,10 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("DELETE", "/api/v1/shares/{share_id:str}"): 204,
     ("GET", "/api/v1/shared-with-me"): 200,
     ("DELETE", "/api/v1/shared-with-me/{share_id:str}"): 204,
+    ("POST", "/api/v1/uploads"): 201,
+    ("HEAD", "/api/v1/uploads/{upload_id:str}"): 200,
+    ("PATCH", "/api/v1/uploads/{upload_id:str}"): 204,
+    ("DELETE", "/api/v1/uploads/{upload_id:str}"): 204,
 }
 
 # POST routes under /api/v1/nodes that change nothing (they only read what they name), so the read scope
@@ -310,12 +321,17 @@ def expected_status(rule: Rule, caller: str) -> int:
 
 
 def app_routes(settings: Settings) -> set[tuple[str, str]]:
-    """Every (method, path template) the application serves, read from the application itself."""
+    """Every (method, path template) the application serves, read from the application itself. HEAD is
+    listed only where no GET serves it too (tus: the offset of an upload)."""
     app = litestar_of(create_app(settings))
     found: set[tuple[str, str]] = set()
     for route in app.routes:
         if isinstance(route, HTTPRoute):
-            found.update((method, route.path) for method in route.methods if method not in {"OPTIONS", "HEAD"})
+            found.update(
+                (method, route.path)
+                for method in route.methods
+                if method != "OPTIONS" and (method != "HEAD" or "GET" not in route.methods)
+            )
     return found
 
 
@@ -354,7 +370,9 @@ def test_matrix_covers_every_route(settings: Settings) -> None:
     assert protected == SUCCESS.keys()
     for key, rule in MATRIX.items():
         assert rule == Rule.PUBLIC or Rule.PUBLIC not in rule, key
-        assert (Rule.OWNER_RESOURCE in rule) == bool(re.search(r"\{(session|token|node|link|share)_id", key[1])), key
+        assert (Rule.OWNER_RESOURCE in rule) == bool(
+            re.search(r"\{(session|token|node|link|share|upload)_id", key[1])
+        ), key
         assert key[0] != "GET" or Rule.WRITE not in rule, key
         if key[1].startswith(("/api/v1/nodes", "/api/v1/trash", "/api/v1/content", "/api/v1/batch")):
             assert Rule.SESSION_ONLY not in rule, f"{key}: personal access tokens are meant for file routes"
@@ -366,9 +384,9 @@ async def test_openapi_security_matches_the_matrix(client: httpx.AsyncClient) ->
     (``bearer``: an access token; ``personalToken``) each accepts; it must agree with the matrix."""
     schema = (await client.get("/openapi.json")).json()
     user_schemes = {"bearer", "personalToken"}
-    # HEAD is served by the GET handler of the same path (downloads), under the same rule.
+    # HEAD is served by the GET handler of the same path (downloads), under the same rule; tus has its own.
     documented = {
-        ("GET" if method.upper() == "HEAD" else method.upper(), path): {
+        ("GET" if method.upper() == "HEAD" and "get" in operations else method.upper(), path): {
             name for requirement in operation.get("security", []) for name in requirement if name in user_schemes
         }
         for path, operations in schema["paths"].items()
@@ -657,6 +675,36 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
     async def upload_url_target(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
         return {}, {"folder_id": await root_of(cast, who), "name": unique("presigned") + ".txt"}
 
+    def tus(**headers: str) -> dict[str, str]:
+        return {"Tus-Resumable": "1.0.0", **headers}
+
+    def new_upload_request() -> Body:
+        filename = base64.b64encode(f"{unique('t')}.txt".encode()).decode()
+        return Body(b"", tus(**{"Upload-Length": "3", "Upload-Metadata": f"filename {filename}"}))
+
+    def on_upload(payload: Callable[[], Body]) -> Callable[[str], Prepare]:
+        """A route naming the owner's resumable upload (3 bytes, none received yet): a new one for each
+        allowed call, one spare upload for the refused calls."""
+
+        def for_route(route: str) -> Prepare:
+            async def make(cast: Cast) -> str:
+                response = await client.post(
+                    "/api/v1/uploads/", content=b"", headers={**session(cast, "owner"), **new_upload_request().headers}
+                )
+                assert response.status_code == 201, response.text
+                return response.headers["location"].rsplit("/", 1)[-1]
+
+            async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
+                if fresh:
+                    return {"upload_id": await make(cast)}, payload()
+                if route not in spare:
+                    spare[route] = {"id": await make(shared)}
+                return {"upload_id": spare[route]["id"]}, payload()
+
+            return prepare
+
+        return for_route
+
     async def selection(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
         return {}, {"ids": [(await new_file(cast, who))["id"]]}
 
@@ -723,6 +771,12 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
         ("DELETE", "/api/v1/trash"): plain(),
         ("DELETE", "/api/v1/trash/{node_id:str}"): on_node("trashed"),
         ("POST", "/api/v1/trash/{node_id:str}/restore"): on_node("trashed", lambda: {}),
+        ("POST", "/api/v1/uploads"): plain(new_upload_request),
+        ("HEAD", "/api/v1/uploads/{upload_id:str}"): on_upload(lambda: Body(b"", tus())),
+        ("PATCH", "/api/v1/uploads/{upload_id:str}"): on_upload(
+            lambda: Body(b"abc", tus(**{"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}))
+        ),
+        ("DELETE", "/api/v1/uploads/{upload_id:str}"): on_upload(lambda: Body(b"", tus())),
     }
     return {key: make(f"{key[0]} {key[1]}") for key, make in routes.items()}
 
@@ -950,7 +1004,10 @@ def _check(method: str, template: str, caller: str, expected: int, response: htt
     where = f"{method} {template} as {caller}"
     if response.status_code != expected:
         return [f"{where}: expected {expected}, got {response.status_code}: {response.text[:300]}"]
-    if expected >= 400:
+    if expected >= 400 and method == "HEAD":  # no body: the status is the answer
+        if expected == 401 and response.headers.get("www-authenticate") != 'Bearer realm="stowage"':
+            return [f"{where}: 401 without WWW-Authenticate"]
+    elif expected >= 400:
         if response.headers.get("content-type", "").split(";")[0] != "application/problem+json":
             return [f"{where}: not problem+json: {response.headers.get('content-type')}"]
         code = {401: "unauthenticated", 403: "permission-denied", 404: "not-found"}[expected]
