@@ -112,7 +112,11 @@ async def test_a_read_share_reads_everywhere_and_writes_nowhere(client: httpx.As
     old_content = await client.get(node_path(photo["id"], f"/versions/{old}/content"), headers=bob.headers)
     assert old_content.content == b"sand and sea"
     archive = await client.get(node_path(folder["id"], "/zip"), headers=bob.headers)
-    assert read_zip(archive.content) == {"2026/": b"", "2026/beach.jpg": b"sand, sea, sun"}
+    assert read_zip(archive.content) == {
+        "photos/": b"",
+        "photos/2026/": b"",
+        "photos/2026/beach.jpg": b"sand, sea, sun",
+    }
     found = await client.get(f"{API}/search", params={"q": "beach", "folder_id": folder["id"]}, headers=bob.headers)
     assert [item["id"] for item in found.json()["items"]] == [photo["id"]]
     before = await storage(settings)
