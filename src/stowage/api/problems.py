@@ -69,6 +69,9 @@ class Problem(msgspec.Struct, omit_defaults=True):
     checks: Annotated[
         dict[str, CheckResult] | None, _member("service-unavailable from /readyz: each readiness check.")
     ] = None
+    password_required: Annotated[
+        bool | None, _member("permission-denied from a share link: unlock it with its password first.")
+    ] = None
 
 
 STATUS_BY_ERROR: dict[type[errors.StowageError], int] = {

@@ -48,10 +48,7 @@ class UserShareService:
                 raise Conflict("The root folder cannot be shared; share a folder or file inside it.")
             grantee = await repository.user_by_email(db, email)
             if grantee is None or grantee.disabled_at is not None:
-                raise NotFound(
-                    f"No active account has the email {email}.",
-                    extra={"field": "body.email"},
-                )
+                raise NotFound(f"No active account has the email {email}.")
             if grantee.id == node.owner_id:
                 raise InvalidInput(
                     "This is already the owner's own item.",
