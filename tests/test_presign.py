@@ -183,7 +183,7 @@ def test_restrictions_follow_the_url() -> None:
         "PUT", "/api/v1/nodes/f-1/children/a.png", Constraints(on_conflict="fail", max_size=5, media_type="image/png")
     )
     assert upload == Restriction(
-        action=Action.FILE_WRITE, node_id="f-1", name="a.png", max_size=5, media_type="image/png"
+        action=Action.FILE_WRITE, node_id="f-1", name="a.png", max_size=5, media_type="image/png", on_conflict="fail"
     )
     for method, path in [("GET", "/api/v1/nodes/n-1"), ("PUT", PATH), ("POST", "/api/v1/nodes/f/children/a")]:
         with pytest.raises(PermissionDenied, match="only GET a file's content or PUT one new file"):
@@ -212,10 +212,17 @@ def test_a_presigned_principal_is_confined_to_its_operation() -> None:
     for action, resource in refused:
         with pytest.raises(PermissionDenied):
             authorize(holder, action, resource)
-    upload = Restriction(action=Action.FILE_WRITE, node_id="f-1", name="a.png")
+    upload = Restriction(action=Action.FILE_WRITE, node_id="f-1", name="a.png", on_conflict="fail")
     upload.check_name("a.png")
     with pytest.raises(PermissionDenied, match=r"uploads only 'a\.png'"):
         upload.check_name("b.png")
+    upload.check_conflict_policy("fail", replaces_version=False)
+    with pytest.raises(PermissionDenied, match="on_conflict=fail only"):
+        upload.check_conflict_policy("replace", replaces_version=False)
+    with pytest.raises(PermissionDenied, match="does not replace"):
+        upload.check_conflict_policy("fail", replaces_version=True)
+    replacing = Restriction(action=Action.FILE_WRITE, node_id="f-1", name="a.png", on_conflict="replace")
+    replacing.check_conflict_policy("replace", replaces_version=True)
 
 
 @pytest.mark.parametrize(
@@ -476,9 +483,12 @@ async def test_a_put_url_stores_one_new_file(client: httpx.AsyncClient) -> None:
     assert [item["name"] for item in await children(client, alice, photos["id"])] == ["été.png"]
     fetched = await client.get(f"{API}/nodes/{node['id']}/content", headers=alice.headers)
     assert fetched.content == PNG
-    # One new file: the name is taken now, and the URL cannot replace it.
+    # One new file: the name is taken now, and the URL cannot replace it, not even naming its version.
     again = await client.put(url, content=PNG)
     assert_problem(again, 409, "conflict", detail_contains="already exists")
+    by_version = await client.put(url, content=PNG + b"2", headers={"if-match": stored.headers["etag"]})
+    refused(by_version, contains="does not replace")
+    assert (await client.get(f"{API}/nodes/{node['id']}/content", headers=alice.headers)).content == PNG
 
 
 async def test_a_put_url_by_path_and_with_replace(client: httpx.AsyncClient) -> None:

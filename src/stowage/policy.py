@@ -56,6 +56,7 @@ class Restriction(msgspec.Struct, frozen=True):
     name: str | None = None
     max_size: int | None = None
     media_type: str | None = None
+    on_conflict: str | None = None  # an upload's signed conflict policy: only "replace" may replace
 
     def check(self, action: Action, resource: Owned | None) -> None:
         """Refuse anything but the signed action on the signed node (a resource must name its node)."""
@@ -68,6 +69,14 @@ class Restriction(msgspec.Struct, frozen=True):
         """An upload's file name must be the signed one."""
         if self.name is not None and name != self.name:
             raise PermissionDenied(f"This presigned URL uploads only {self.name!r}.")
+
+    def check_conflict_policy(self, on_conflict: str, *, replaces_version: bool) -> None:
+        """An upload follows the signed conflict policy; replacing a file by its version (If-Match) needs
+        a URL signed with ``on_conflict=replace``, whatever the request says."""
+        if self.on_conflict is not None and on_conflict != self.on_conflict:
+            raise PermissionDenied(f"This presigned URL uploads with on_conflict={self.on_conflict} only.")
+        if replaces_version and self.on_conflict != "replace":
+            raise PermissionDenied("This presigned URL stores a new file; it does not replace one (If-Match).")
 
 
 class Principal(msgspec.Struct, frozen=True):

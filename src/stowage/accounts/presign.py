@@ -212,6 +212,7 @@ def restriction_for(method: str, path: str, constraints: Constraints) -> Restric
             name=upload.group(2),
             max_size=constraints.max_size,
             media_type=constraints.media_type,
+            on_conflict=constraints.on_conflict,
         )
     raise PermissionDenied(f"{INVALID}: presigned URLs only GET a file's content or PUT one new file.")
 

@@ -127,6 +127,9 @@ class UploadService:
         clean = normalise_name(name)
         if principal is not None and principal.restriction is not None:  # a presigned URL names its one file
             principal.restriction.check_name(clean)
+            principal.restriction.check_conflict_policy(
+                options.on_conflict, replaces_version=options.expected_etags is not None
+            )
         parent = await self.tree.load_row(principal, parent_id, Action.FILE_WRITE)
         existing = await direct_repository.live_child(self.reader, parent.id, clean)
         _check_target(parent, clean, existing, options, expected_id=None)
