@@ -27,7 +27,7 @@ import hashlib
 import hmac
 import re
 from collections.abc import Mapping
-from typing import Literal
+from typing import Literal, cast
 from urllib.parse import parse_qsl, quote
 
 import msgspec
@@ -73,7 +73,7 @@ class Signer(msgspec.Struct, frozen=True):
         credential_id, _, user_id = rest.partition(".")
         if code not in ("s", "p") or not _plain_id(credential_id) or not _plain_id(user_id):
             raise PermissionDenied(f"{INVALID}: {CREDENTIAL} is malformed.")
-        return cls(code=code, credential_id=credential_id, user_id=user_id)  # type: ignore[arg-type]
+        return cls(code=cast("CredentialCode", code), credential_id=credential_id, user_id=user_id)
 
 
 class Constraints(msgspec.Struct, frozen=True):

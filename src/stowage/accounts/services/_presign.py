@@ -22,7 +22,7 @@ from urllib.parse import quote
 import msgspec
 
 from stowage.accounts import presign
-from stowage.accounts.presign import Constraints, Signer
+from stowage.accounts.presign import Constraints, CredentialCode, Signer
 from stowage.accounts.schemas import PresignedUrl, PresignUploadRequest
 from stowage.accounts.services._auth import AuthService
 from stowage.accounts.services._common import AccountDeps
@@ -36,7 +36,7 @@ from stowage.policy import Action, CredentialKind, Principal, authorize
 # Listings round their URLs' expiry up to a step (at most this long), so that listing a folder again
 # soon gives the same URLs and an image cache keyed by URL keeps its copies.
 LISTING_STEP_SECONDS = 600
-_SIGNER_CODES = {CredentialKind.SESSION: "s", CredentialKind.PERSONAL_TOKEN: "p"}
+_SIGNER_CODES: dict[CredentialKind, CredentialCode] = {CredentialKind.SESSION: "s", CredentialKind.PERSONAL_TOKEN: "p"}
 
 
 class PresignService:
@@ -222,4 +222,4 @@ def _signer(caller: Principal) -> Signer:
     code = _SIGNER_CODES.get(caller.kind)
     if code is None:
         raise PermissionDenied("Presigned URLs are minted with a session or a personal access token.")
-    return Signer(code=code, credential_id=caller.credential_id, user_id=caller.user_id)  # type: ignore[arg-type]
+    return Signer(code=code, credential_id=caller.credential_id, user_id=caller.user_id)
