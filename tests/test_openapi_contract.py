@@ -349,6 +349,16 @@ ACCEPTED_REFUSALS: dict[str, tuple[tuple[int, ...], str, list[str]]] = {
     ),
 }
 DEFAULT_ACCEPTED = ["2XX", "401", "403", "404", "409", "5XX"]
+# tus (protocols/tus) answers by its own specification: a request without Tus-Resumable is refused with 412
+# (and Tus-Version), not 400; a creation may name a length past the upload limit (413) or the quota
+# (507), or carry Upload-Metadata / Upload-Checksum values whose base64 does not decode (400).
+TUS_OPERATIONS = {
+    "createUpload": ["400", "413", "507"],
+    "appendToUpload": ["400"],
+    "getUploadOffset": [],
+    "terminateUpload": [],
+}
+TUS_MISSING_HEADER = ["400", "401", "403", "406", "412", "415", "422"]
 
 
 def _config(seed: dict[str, str]) -> str:
@@ -380,6 +390,12 @@ def _config(seed: dict[str, str]) -> str:
                 f"{json.dumps(DEFAULT_ACCEPTED + [str(status) for status in statuses])}\n"
                 for statuses, _, ids in ACCEPTED_REFUSALS.values()
                 for op in ids
+            ),
+            *(
+                f'[[operations]]\ninclude-operation-id = "{op}"\n'
+                f"checks.positive_data_acceptance.expected-statuses = {json.dumps(DEFAULT_ACCEPTED + statuses)}\n"
+                f"checks.missing_required_header.expected-statuses = {json.dumps(TUS_MISSING_HEADER)}\n"
+                for op, statuses in TUS_OPERATIONS.items()
             ),
         ]
     )
