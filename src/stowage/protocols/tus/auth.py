@@ -54,9 +54,11 @@ async def tus_before_request(request: Request[Any, Any, Any]) -> None:
     if request.method == "OPTIONS":
         return
     check_version(request)
-    request.scope[PRINCIPAL_SCOPE_KEY] = require_principal(await authenticate(request))  # type: ignore[literal-required]
+    scope: dict[str, Any] = request.scope  # type: ignore[assignment]
+    scope[PRINCIPAL_SCOPE_KEY] = require_principal(await authenticate(request))
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
-    principal: Principal = request.scope[PRINCIPAL_SCOPE_KEY]  # type: ignore[literal-required]
+    scope: dict[str, Any] = request.scope  # type: ignore[assignment]
+    principal: Principal = scope[PRINCIPAL_SCOPE_KEY]
     return principal

@@ -54,12 +54,11 @@ def _uploads(request: AnyRequest) -> UploadServices:
     return runtime.uploads
 
 
-def state_headers(state: UploadState, *, include_offset: bool = True) -> dict[str, str]:
+def state_headers(state: UploadState) -> dict[str, str]:
     """What tus says about an upload: offset, length (or that it is deferred), metadata and concatenation
-    as received, expiry while unfinished, and the file's id once it is in the tree."""
-    headers = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store"}
-    if include_offset:
-        headers["Upload-Offset"] = str(state.offset)
+    as received, expiry while unfinished, and the file's id once it is in the tree. (A final upload is
+    joined at creation, so its offset is always known.)"""
+    headers = {"Tus-Resumable": TUS_VERSION, "Cache-Control": "no-store", "Upload-Offset": str(state.offset)}
     if state.length is not None:
         headers["Upload-Length"] = str(state.length)
     else:
@@ -188,15 +187,14 @@ class TusController(Controller):
                 # The upload exists: the client learns why its bytes were refused when it asks (HEAD)
                 # or sends them again (PATCH); the creation itself succeeded.
                 state = await uploads.sessions.status(principal, state.id)
-        headers = state_headers(state, include_offset=with_body or state.kind == "final" or state.node_id is not None)
+        headers = state_headers(state)
         headers["Location"] = f"{ENDPOINT}/{state.id}"
         return Response(content=None, status_code=HTTP_201_CREATED, headers=headers)
 
     @head("/{upload_id:str}", summary="Offset and state of an upload", **openapi.status())
     async def status(self, request: AnyRequest, upload_id: FromPath[str]) -> Response[None]:
         state = await _uploads(request).sessions.status(principal_of(request), upload_id)
-        include_offset = not (state.kind == "final" and state.node_id is None)
-        return Response(content=None, status_code=200, headers=state_headers(state, include_offset=include_offset))
+        return Response(content=None, status_code=200, headers=state_headers(state))
 
     @patch(
         "/{upload_id:str}",

@@ -27,7 +27,7 @@ import msgspec
 from stowage.blobs import BlobStaging
 from stowage.db.base import utcnow
 from stowage.errors import FieldError, InvalidInput, PayloadTooLarge, StowageError
-from stowage.files.services import UploadOptions, quota_exceeded
+from stowage.files.services import quota_exceeded
 from stowage.policy import Action, Principal
 from stowage.uploads import repository
 from stowage.uploads.errors import ChecksumMismatch, FinalUploadImmutable, OffsetMismatch, UploadGone
@@ -86,6 +86,8 @@ class ChunkService:
             total = row.length if row.length is not None else length
             if row.recorded or (total is not None and row.received_bytes == total):
                 await _expect_empty(body)
+                if row.length is None and total is not None:  # the deferred length, declared with no bytes
+                    row = await self._declare_length(row, lease, total)
                 if not row.recorded and row.kind != "partial":
                     await self.core.finish_complete(principal, row, lease.token)
                     row = await self.core.reload(upload_id)
@@ -99,6 +101,15 @@ class ChunkService:
             finally:
                 await staging.close()
         return UploadState.of(row)
+
+    async def _declare_length(self, row: UploadRow, lease: Lease, length: int) -> UploadRow:
+        async with self.db.transaction() as db:
+            committed = await repository.commit_offset(
+                db, row.id, lease.token, offset=row.received_bytes, length=length, expires_at=row.expires_at
+            )
+        if not committed:
+            raise lease_lost()
+        return await self.core.reload(row.id)
 
     def _check_length(self, row: UploadRow, length: int | None, offset: int) -> None:
         if length is None:
@@ -121,14 +132,13 @@ class ChunkService:
 
     async def _limit(self, caller: Principal, row: UploadRow, total: int | None, offset: int) -> _Limit:
         """The bytes this chunk may add: up to the declared length (or the upload limit), and within the
-        room left in the quota of the folder's owner (of the caller, for a partial upload)."""
-        if row.kind == "partial" or row.folder_id is None or row.name is None:
-            room = await self.core.files.uploads.room(row.owner_id)
-        else:
-            plan = await self.core.files.uploads.prepare(
-                caller, row.folder_id, row.name, UploadOptions(on_conflict=row.on_conflict)
-            )
-            room = plan.room
+        room left in the quota of the folder's owner (of the caller, for a partial upload). The caller must
+        still be allowed to write into the folder; the name is checked at creation and at the recording
+        only (a name taken meanwhile does not stop the transfer: freeing it lets the recording succeed)."""
+        owner_id = row.owner_id
+        if row.kind != "partial" and row.folder_id is not None:
+            owner_id = (await self.core.files.tree.load_row(caller, row.folder_id, Action.FILE_WRITE)).owner_id
+        room = await self.core.files.uploads.room(owner_id)
         size_cap = total if total is not None else self.core.max_size
         needed = total if total is not None else offset
         if needed > room.free:
