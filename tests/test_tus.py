@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
-from typing import Any
 
 import httpx
 import pytest
@@ -31,7 +30,6 @@ from files_helpers import (
     storage,
     used_bytes,
 )
-from stowage.app import litestar_of
 from stowage.config import Settings
 from stowage.db.base import utcnow
 from tus_helpers import (
@@ -44,6 +42,7 @@ from tus_helpers import (
     new_upload,
     offset_of,
     patch,
+    served,
     set_upload,
     staged_bytes,
     terminate,
@@ -53,12 +52,6 @@ from tus_helpers import (
 )
 
 DATA = bytes(range(256)) * 64  # 16 KiB
-
-
-def runtime_of(client: httpx.AsyncClient) -> Any:
-    """The application's runtime behind an in-process test client."""
-    app = getattr(client, "app")  # noqa: B009 - AsyncTestClient keeps the application it serves
-    return litestar_of(app).state.runtime
 
 
 # --- discovery ----------------------------------------------------------------------------------------
@@ -319,42 +312,39 @@ async def test_terminating_a_finished_upload_keeps_its_file(client: httpx.AsyncC
     assert (await download(client, alice, upload_id(url))).content == b"hello"
 
 
-async def test_an_expired_upload_is_410_then_removed_by_housekeeping(
-    client: httpx.AsyncClient, settings: Settings
-) -> None:
-    alice = await new_account(client, "alice@example.com")
-    url = await new_upload(client, alice, 10)
-    assert (await patch(client, alice, url, 0, b"hello")).status_code == 204
-    uid = upload_id(url)
-    await set_upload(settings, uid, expires_at=utcnow() - timedelta(seconds=1))
-    expired = await head(client, alice, url)
-    assert expired.status_code == 410
-    assert "upload-offset" not in expired.headers
-    assert_problem(await patch(client, alice, url, 5, b"world"), 410, "upload-gone")
-    assert staged_bytes(settings, uid) == b"hello"  # refused without touching the bytes
+async def test_an_expired_upload_is_410_then_removed_by_housekeeping(settings: Settings) -> None:
+    async with served(settings) as (client, runtime):
+        alice = await new_account(client, "alice@example.com")
+        url = await new_upload(client, alice, 10)
+        assert (await patch(client, alice, url, 0, b"hello")).status_code == 204
+        uid = upload_id(url)
+        await set_upload(settings, uid, expires_at=utcnow() - timedelta(seconds=1))
+        expired = await head(client, alice, url)
+        assert expired.status_code == 410
+        assert "upload-offset" not in expired.headers
+        assert_problem(await patch(client, alice, url, 5, b"world"), 410, "upload-gone")
+        assert staged_bytes(settings, uid) == b"hello"  # refused without touching the bytes
 
-    removed = await runtime_of(client).uploads.sessions.remove_expired()
-    assert removed == 1
-    assert await upload_row(settings, uid) is None
-    assert staged_bytes(settings, uid) is None
-    assert (await head(client, alice, url)).status_code == 404
+        assert await runtime.uploads.sessions.remove_expired() == 1
+        assert await upload_row(settings, uid) is None
+        assert staged_bytes(settings, uid) is None
+        assert (await head(client, alice, url)).status_code == 404
 
 
-async def test_housekeeping_removes_stagings_whose_upload_is_gone(
-    client: httpx.AsyncClient, settings: Settings
-) -> None:
-    alice = await new_account(client, "alice@example.com")
-    live = await new_upload(client, alice, 10)
-    assert (await patch(client, alice, live, 0, b"kept")).status_code == 204
-    orphan = "0f0f0f0f-0000-4000-8000-000000000000"
-    staging = settings.data_dir / "staging" / orphan
-    staging.write_bytes(b"left behind")
-    sessions = runtime_of(client).uploads.sessions
-    assert await sessions.remove_expired() == 0
-    assert staging.exists()  # recent: spared (an upload may be on its way)
-    assert await sessions.remove_expired(orphan_seconds=0) == 0
-    assert not staging.exists()
-    assert staged_bytes(settings, upload_id(live)) == b"kept"
+async def test_housekeeping_removes_stagings_whose_upload_is_gone(settings: Settings) -> None:
+    async with served(settings) as (client, runtime):
+        alice = await new_account(client, "alice@example.com")
+        live = await new_upload(client, alice, 10)
+        assert (await patch(client, alice, live, 0, b"kept")).status_code == 204
+        orphan = "0f0f0f0f-0000-4000-8000-000000000000"
+        staging = settings.data_dir / "staging" / orphan
+        staging.write_bytes(b"left behind")
+        sessions = runtime.uploads.sessions
+        assert await sessions.remove_expired() == 0
+        assert staging.exists()  # recent: spared (an upload may be on its way)
+        assert await sessions.remove_expired(orphan_seconds=0) == 0
+        assert not staging.exists()
+        assert staged_bytes(settings, upload_id(live)) == b"kept"
 
 
 # --- limits and quota -------------------------------------------------------------------------------

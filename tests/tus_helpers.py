@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,10 @@ from sqlalchemy import select, update
 
 from accounts_helpers import database
 from files_helpers import Account
+from stowage.app import create_app, litestar_of
 from stowage.config import Settings
 from stowage.db.tables import Upload
+from stowage.runtime import Runtime
 
 UPLOADS = "/api/v1/uploads"
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -114,3 +118,17 @@ async def set_upload(settings: Settings, upload_id: str, **values: Any) -> None:
 def staged_bytes(settings: Settings, upload_id: str) -> bytes | None:
     path = Path(settings.data_dir) / "staging" / upload_id
     return path.read_bytes() if path.exists() else None
+
+
+@asynccontextmanager
+async def served(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, Runtime]]:
+    """A client whose requests run in the test's event loop, with the application's runtime, so a test
+    can call services (housekeeping) on the same engines the requests use."""
+    app = create_app(settings)
+    inner = litestar_of(app)
+    async with (
+        inner.lifespan(),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver.local") as client,
+    ):
+        runtime: Runtime = inner.state.runtime
+        yield client, runtime
