@@ -192,7 +192,7 @@ class TusController(Controller):
         return Response(content=None, status_code=HTTP_201_CREATED, headers=headers)
 
     @head("/{upload_id:str}", summary="Offset and state of an upload", **openapi.status())
-    async def status(self, request: AnyRequest, upload_id: FromPath[str]) -> Response[None]:
+    async def upload_state(self, request: AnyRequest, upload_id: FromPath[str]) -> Response[None]:
         state = await _uploads(request).sessions.status(principal_of(request), upload_id)
         return Response(content=None, status_code=200, headers=state_headers(state))
 
