@@ -115,7 +115,7 @@ def test_the_problem_schema_names_every_member(document: dict[str, Any]) -> None
     expected = {
         "type", "title", "status", "detail", "request_id", "instance", "errors", "allowed_methods",
         "retry_after", "conflicting_id", "quota", "used_bytes", "limit_bytes", "free_bytes", "needed_bytes",
-        "max_size", "checks", "password_required",
+        "max_size", "checks", "password_required", "presign", "expired_at", "max_seconds", "accepted", "media_type",
     }  # fmt: skip
     assert set(problem["properties"]) == expected
     field_error = document["components"]["schemas"]["FieldError"]

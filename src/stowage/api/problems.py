@@ -9,7 +9,7 @@ A 500 never shows a stack trace to the client; the trace goes to the log with th
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Request, Response
@@ -72,6 +72,18 @@ class Problem(msgspec.Struct, omit_defaults=True):
     password_required: Annotated[
         bool | None, _member("permission-denied from a share link: unlock it with its password first.")
     ] = None
+    presign: Annotated[
+        Literal["signature", "expired", "revoked"] | None,
+        _member("permission-denied from a presigned URL: changed (signature), expired, or its signer revoked."),
+    ] = None
+    expired_at: Annotated[str | None, _member("permission-denied, presign expired: when the URL expired.")] = None
+    max_seconds: Annotated[
+        int | None, _member("invalid-input: the longest lifetime a presigned URL may have (presign_max_seconds).")
+    ] = None
+    accepted: Annotated[
+        str | None, _member("unsupported-media-type: the media type (or type/*) a presigned upload URL accepts.")
+    ] = None
+    media_type: Annotated[str | None, _member("unsupported-media-type: the type the content was sniffed as.")] = None
 
 
 STATUS_BY_ERROR: dict[type[errors.StowageError], int] = {
