@@ -314,13 +314,34 @@ ACCEPTED_REFUSALS: dict[str, tuple[tuple[int, ...], str, list[str]]] = {
         (400,),
         "a cursor is opaque and signed: one the server did not issue is a 400 (search also refuses "
         "contradictory ranges such as min_size > max_size)",
-        ["listChildren", "listTrash", "search", "listStarred", "listRecent", "listUsers", "listAuditEvents"],
+        [
+            "listChildren",
+            "listTrash",
+            "search",
+            "listStarred",
+            "listRecent",
+            "listUsers",
+            "listAuditEvents",
+            "listLinkChildren",
+            "listLinkNodeChildren",
+        ],
     ),
     "conditions": (
         (412, 416),
         "If-Match / If-Unmodified-Since naming another version or date answer 412, a range past the end "
         "416 (RFC 9110), whatever their syntax",
-        ["downloadFile", "headFile", "downloadFileByPath", "headFileByPath", "downloadVersion", "headVersion"],
+        [
+            "downloadFile",
+            "headFile",
+            "downloadFileByPath",
+            "headFileByPath",
+            "downloadVersion",
+            "headVersion",
+            "downloadLink",
+            "headLink",
+            "downloadLinkNode",
+            "headLinkNode",
+        ],
     ),
     "uploads": (
         (400, 412),
@@ -340,6 +361,12 @@ ACCEPTED_REFUSALS: dict[str, tuple[tuple[int, ...], str, list[str]]] = {
         "the password policy (common and breached passwords, names from the email) and single-use mailed "
         "tokens cannot be expressed in a schema",
         ["signup", "createUser", "setUserPassword", "changePassword", "resetPassword", "verifyEmail"],
+    ),
+    "shares": (
+        (400,),
+        "an expiry must lie in the future, a drop link takes no download limit, a field cannot be set and "
+        "removed at once, and a recipient's email must be shaped like an address and not be the owner's",
+        ["createLink", "updateLink", "shareWithUser"],
     ),
     "paths and metadata": (
         (400,),
