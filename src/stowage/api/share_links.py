@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from litestar import Controller, Request, Response, get, post, route
-from litestar.params import FromPath, JSONBody, Parameter, QueryParameter
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 
 from stowage.api.deps import Cursor, Limit, Req
@@ -31,7 +31,7 @@ GrantQuery = Annotated[
 ]
 GrantHeader = Annotated[
     str | None,
-    Parameter(header="x-share-grant", max_length=300, description="The grant from unlock, for a password link"),
+    HeaderParameter(name="x-share-grant", max_length=300, description="The grant from unlock, for a password link"),
 ]
 Download = Annotated[bool, QueryParameter(description="Force Content-Disposition: attachment")]
 Sort = Annotated[SortKey, QueryParameter()]
