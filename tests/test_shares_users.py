@@ -27,6 +27,10 @@ from files_helpers import (
 from sharing_helpers import create_link, set_share, share_rows, share_with, shared_with_me, visitor
 from stowage.config import Settings
 from stowage.db.base import utcnow
+from tus_helpers import create as tus_create
+from tus_helpers import metadata as tus_metadata
+from tus_helpers import patch as tus_patch
+from tus_helpers import upload_url
 
 
 async def _three(client: httpx.AsyncClient) -> tuple[Account, Account, Account]:
@@ -283,3 +287,27 @@ async def test_deleting_either_account_removes_its_shares(client: httpx.AsyncCli
     assert await share_rows(settings) == []
     assert await shared_with_me(client, carol) == []
     assert_problem(await client.get(visitor(token, "/content")), 404, "not-found")
+
+
+async def test_tus_uploads_follow_the_share(client: httpx.AsyncClient, settings: Settings) -> None:
+    """No extra code path: a resumable upload into a shared folder is authorised by the same grants and
+    charged to the folder's owner."""
+    alice, bob, carol = await _three(client)
+    dave = await new_account(client, "dave@example.com")
+    folder = await mkdir(client, alice, alice.root_id, "team")
+    await share_with(client, alice, folder["id"], bob, "read_write")
+    await share_with(client, alice, folder["id"], carol, "read")
+    alice_before, bob_before = await used_bytes(settings, alice.user_id), await used_bytes(settings, bob.user_id)
+    meta = tus_metadata(filename="resumed.bin", folder=folder["id"])
+
+    url = upload_url(await tus_create(client, bob, 10, meta=meta))
+    done = await tus_patch(client, bob, url, 0, b"0123456789")
+
+    assert done.status_code == 204, done.text
+    assert await names_in(client, alice, folder["id"]) == ["resumed.bin"]
+    assert await used_bytes(settings, alice.user_id) == alice_before + 10
+    assert await used_bytes(settings, bob.user_id) == bob_before
+    assert_problem(
+        await tus_create(client, carol, 10, meta=meta), 403, "permission-denied", detail_contains="read-only"
+    )
+    assert_problem(await tus_create(client, dave, 10, meta=meta), 404, "not-found")
