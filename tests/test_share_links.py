@@ -398,13 +398,18 @@ async def test_a_drop_link_takes_files_and_shows_nothing(client: httpx.AsyncClie
     assert first.status_code == 201, first.text
     assert first.json() == {"name": "report (2).pdf", "size": len(b"visitor report")}
     assert second.json()["name"] == "report (3).pdf"
+    beside_folder = await client.put(visitor(token, "/files/sub"), content=b"named like the folder")
+    assert beside_folder.status_code == 201, beside_folder.text
+    assert beside_folder.json()["name"] == "sub (2)"  # no 409 telling the visitor that a folder "sub" exists
     assert sorted(await names_in(client, alice, inbox["id"])) == [
         "report (2).pdf",
         "report (3).pdf",
         "report.pdf",
         "sub",
+        "sub (2)",
     ]
-    assert await used_bytes(settings, alice.user_id) == usage + len(b"visitor report") + len(b"another one")
+    dropped = len(b"visitor report") + len(b"another one") + len(b"named like the folder")
+    assert await used_bytes(settings, alice.user_id) == usage + dropped
     info = (await client.get(visitor(token))).json()
     assert info["mode"] == "drop"
     assert info["node"] is None

@@ -18,6 +18,7 @@ from stowage.files.services._common import (
     purge_trash_set,
     quota_exceeded,
     release_user_content,
+    unique_name,
 )
 from stowage.files.services._reading import ContentSource, ReadService, ensure_servable, file_content
 from stowage.files.services._search import SearchService
@@ -75,4 +76,5 @@ __all__ = [
     "quota_exceeded",
     "release_user_content",
     "retention_policy",
+    "unique_name",
 ]

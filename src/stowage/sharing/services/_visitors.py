@@ -18,8 +18,10 @@ import msgspec
 from stowage.accounts.tokens import hash_token
 from stowage.db.base import utcnow
 from stowage.errors import Conflict, NotFound, PermissionDenied
+from stowage.files import direct_repository
+from stowage.files.names import normalise_name
 from stowage.files.schemas import FileContent, SortKey
-from stowage.files.services import ContentSource, UploadOptions
+from stowage.files.services import ContentSource, UploadOptions, unique_name
 from stowage.files.zipstream import ZipEntry
 from stowage.policy import Action, Grant, Owned, Permission, Principal, authorize
 from stowage.ratelimit import check as rate_check
@@ -220,5 +222,10 @@ class VisitorService:
         if visit.link.permission != Permission.DROP:
             raise PermissionDenied("This link does not take uploads.")
         placed = msgspec.structs.replace(options, on_conflict="rename", expected_etags=None, if_none_match_any=False)
-        node, _ = await self.uploads.upload_to_folder(visit.principal, visit.link.node_id, name, body, placed)
+        folder_id = visit.link.node_id
+        clean = normalise_name(name, field="path.name")
+        taken = await direct_repository.live_child(self.reader, folder_id, clean)
+        if taken is not None and taken.kind == "folder":  # "rename" does not rename around a folder: do it here
+            clean = await unique_name(self.reader, folder_id, clean)
+        node, _ = await self.uploads.upload_to_folder(visit.principal, folder_id, clean, body, placed)
         return DropResult(name=node.name, size=node.size)
