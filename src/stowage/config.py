@@ -39,6 +39,9 @@ VerifyReads = Literal["changed", "always", "off"]
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
+# The request headers of the tus protocol (resumable uploads, ``protocols/tus``).
+TUS_REQUEST_HEADERS: tuple[str, ...] = ("Tus-Resumable", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata")
+TUS_REQUEST_HEADERS += ("Upload-Concat", "Upload-Offset", "Upload-Checksum")
 # The request headers a browser may send cross-origin: every header the REST API documents (its
 # contract test checks that this list covers them). Replace it with cors_allow_headers to add others.
 DEFAULT_CORS_ALLOW_HEADERS = (
@@ -55,14 +58,7 @@ DEFAULT_CORS_ALLOW_HEADERS = (
     "If-Range",
     "Range",
     "X-Share-Grant",
-    # The request headers of the tus protocol (resumable uploads):
-    "Tus-Resumable",
-    "Upload-Length",
-    "Upload-Defer-Length",
-    "Upload-Metadata",
-    "Upload-Concat",
-    "Upload-Offset",
-    "Upload-Checksum",
+    *TUS_REQUEST_HEADERS,
 )
 
 

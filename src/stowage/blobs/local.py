@@ -35,13 +35,16 @@ import hashlib
 import os
 import secrets
 import stat
-import threading
 import time
-from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stowage.blobs._fs import BLOB_MODE, TEMP_MODE, VERIFY_CHUNK, VerifiedFiles
+from stowage.blobs._fs import close_quietly as _close_quietly
+from stowage.blobs._fs import fingerprint as _fingerprint
+from stowage.blobs._fs import fsync_dir as _fsync_dir
+from stowage.blobs._fs import unlink_quietly as _unlink_quietly
 from stowage.blobs.base import (
     DEFAULT_CHUNK_SIZE,
     BlobCorrupt,
@@ -54,14 +57,12 @@ from stowage.blobs.base import (
     check_upload_id,
     to_thread_owning,
 )
+from stowage.blobs.local_staging import LocalStaging, concatenate_sync, scan_staging
 from stowage.errors import InsufficientStorage, is_disk_full
 from stowage.observability.logging import get_logger
 
 TEMP_PREFIX = "upload-"
 TEMP_SUFFIX = ".part"
-BLOB_MODE = 0o444
-TEMP_MODE = 0o600
-_VERIFY_CHUNK = 1024 * 1024
 _HEX = frozenset("0123456789abcdef")
 VERIFIED_CACHE_SIZE = 65536
 # Received bytes gathered in memory before one worker-thread call writes them (per upload in flight).
@@ -71,68 +72,18 @@ DISK_FULL_DETAIL = (
     "Retry once an administrator has freed space."
 )
 
-Fingerprint = tuple[int, int, int, int]
 log = get_logger("stowage.blobs")
-
-
-def _fingerprint(st: os.stat_result) -> Fingerprint:
-    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def _hash_file(path: Path) -> str:
     hasher = hashlib.sha256()
     with path.open("rb") as handle:
-        while chunk := handle.read(_VERIFY_CHUNK):
+        while chunk := handle.read(VERIFY_CHUNK):
             hasher.update(chunk)
     return hasher.hexdigest()
 
 
-class _VerifiedFiles:
-    """Fingerprints of blob files whose content this process has checked, least recently used out first."""
-
-    def __init__(self, capacity: int) -> None:
-        self._capacity = capacity
-        self._entries: OrderedDict[str, Fingerprint] = OrderedDict()
-        self._lock = threading.Lock()  # writer threads and the event loop both record
-
-    def matches(self, sha256: str, fingerprint: Fingerprint) -> bool:
-        with self._lock:
-            if self._entries.get(sha256) != fingerprint:
-                return False
-            self._entries.move_to_end(sha256)
-            return True
-
-    def record(self, sha256: str, fingerprint: Fingerprint) -> None:
-        with self._lock:
-            self._entries[sha256] = fingerprint
-            self._entries.move_to_end(sha256)
-            while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
-
-    def forget(self, sha256: str) -> None:
-        with self._lock:
-            self._entries.pop(sha256, None)
-
-
 T = TypeVar("T")
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _close_quietly(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
-
-
-def _unlink_quietly(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
 
 
 def _is_fanout_dir(name: str) -> bool:
@@ -236,140 +187,6 @@ class LocalBlobWriter(SpoolingWriter):
             _unlink_quietly(self._temp)
 
 
-class LocalStaging:
-    """One resumable upload's bytes in ``<root>/staging/<upload id>`` (mode 0600), appended across requests.
-
-    Appended chunks are gathered in memory up to the store's spool buffer and written with one
-    worker-thread call per buffer (as ``LocalBlobWriter`` does); ``sync`` writes the rest and fsyncs.
-    ``finish`` hashes the file by re-reading it in 1 MiB reads inside one thread call, makes it read-only,
-    renames it into ``blobs/ab/cd/<sha256>`` (the same filesystem: atomic) and fsyncs both directories —
-    or, when intact content with that digest is stored already, removes it (dedup)."""
-
-    def __init__(self, store: LocalBlobStore, upload_id: str, *, buffer_bytes: int) -> None:
-        self.upload_id = upload_id
-        self._store = store
-        self._path = store.staging_path(upload_id)
-        self._buffer_bytes = buffer_bytes
-        self._buffer = bytearray()
-        self._fd: int | None = None
-        self._written = 0  # bytes in the file (not counting the buffer)
-        self._pending: asyncio.Future[Any] | None = None
-
-    async def _call(self, fn: Callable[[], T]) -> T:
-        """``fn`` in a worker thread; it finishes even if we are cancelled (``close`` waits for it)."""
-        task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(fn))
-        self._pending = task
-        try:
-            return await asyncio.shield(task)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise self._store.disk_full() from exc
-            raise
-
-    def _open_sync(self) -> None:
-        if self._fd is not None:
-            return
-        created = not self._path.exists()
-        try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, TEMP_MODE)
-        except FileNotFoundError:
-            self._store.staging_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, TEMP_MODE)
-        if created:
-            _fsync_dir(self._path.parent)  # the staging's name survives a crash from its first byte on
-        self._fd = fd
-        self._written = os.fstat(fd).st_size
-
-    async def open(self) -> LocalStaging:
-        await self._call(self._open_sync)
-        return self
-
-    async def size(self) -> int:
-        return self._written + len(self._buffer)
-
-    async def truncate(self, size: int) -> None:
-        if size < 0 or size > self._written + len(self._buffer):
-            raise ValueError(f"cannot truncate {self.upload_id} to {size}: {await self.size()} bytes are staged")
-        data, self._buffer = self._buffer, bytearray()
-
-        def cut() -> None:
-            fd = self._require_fd()
-            if data:
-                self._write_sync(fd, data)
-            os.ftruncate(fd, size)
-            os.fsync(fd)
-            self._written = size
-
-        await self._call(cut)
-
-    async def append(self, chunk: bytes) -> None:
-        self._buffer += chunk
-        if len(self._buffer) >= self._buffer_bytes:
-            data, self._buffer = self._buffer, bytearray()
-            await self._call(lambda: self._write_sync(self._require_fd(), data))
-
-    async def sync(self) -> int:
-        data, self._buffer = self._buffer, bytearray()
-
-        def flush() -> None:
-            fd = self._require_fd()
-            if data:
-                self._write_sync(fd, data)
-            os.fsync(fd)
-
-        await self._call(flush)
-        return self._written
-
-    def _write_sync(self, fd: int, data: bytes | bytearray) -> None:
-        view = memoryview(data)
-        position = self._written
-        while view:
-            done = os.pwrite(fd, view, position)
-            view = view[done:]
-            position += done
-        self._written = position
-
-    def _require_fd(self) -> int:
-        if self._fd is None:
-            raise RuntimeError(f"the staging of {self.upload_id} is closed")
-        return self._fd
-
-    async def finish(self) -> BlobInfo:
-        await self.sync()
-        info = await self._call(self._publish_sync)
-        await self.close()
-        return info
-
-    def _publish_sync(self) -> BlobInfo:
-        fd = self._require_fd()
-        hasher = hashlib.sha256()
-        offset = 0
-        while data := os.pread(fd, _VERIFY_CHUNK, offset):
-            hasher.update(data)
-            offset += len(data)
-        info = BlobInfo(sha256=hasher.hexdigest(), size=offset)
-        if self._store.already_stored(info.sha256, info.size):
-            self._path.unlink()
-        else:
-            os.fchmod(fd, BLOB_MODE)
-            final = self._store.blob_path(info.sha256)
-            self._store.make_fanout_dirs(final.parent)
-            self._path.replace(final)
-            _fsync_dir(final.parent)
-            self._store.verified.record(info.sha256, _fingerprint(final.stat()))
-        _fsync_dir(self._path.parent)
-        return info
-
-    async def close(self) -> None:
-        self._buffer = bytearray()
-        pending = self._pending
-        if pending is not None and not pending.done():
-            await asyncio.wait([pending])
-        fd, self._fd = self._fd, None
-        if fd is not None:
-            _close_quietly(fd)
-
-
 class LocalBlobStore(BlobStore):
     """Blobs on a local filesystem. ``root`` is the data folder; ``tmp`` must be on the same filesystem."""
 
@@ -380,7 +197,7 @@ class LocalBlobStore(BlobStore):
         self._blobs_prefix = f"{self._blobs}/"
         self._tmp = self._root / "tmp"
         self._staging = self._root / "staging"
-        self.verified = _VerifiedFiles(VERIFIED_CACHE_SIZE)
+        self.verified = VerifiedFiles(VERIFIED_CACHE_SIZE)
 
     @property
     def root(self) -> Path:
@@ -438,7 +255,7 @@ class LocalBlobStore(BlobStore):
             fd = os.open(path, flags, TEMP_MODE)
         return fd, path
 
-    # --- staging (resumable uploads) ----------------------------------------------------------------
+    # --- staging (resumable uploads): ``blobs/local_staging.py`` ---------------------------------------
 
     async def open_staging(self, upload_id: str) -> LocalStaging:
         staging = LocalStaging(self, check_upload_id(upload_id), buffer_bytes=self._spool_buffer_bytes)
@@ -447,52 +264,13 @@ class LocalBlobStore(BlobStore):
     async def stage_concatenation(self, upload_id: str, parts: Sequence[str]) -> int:
         target = self.staging_path(upload_id)
         sources = [self.staging_path(part) for part in parts]
-        return await asyncio.to_thread(self._concatenate_sync, target, sources)
-
-    def _concatenate_sync(self, target: Path, sources: list[Path]) -> int:
-        """Copy the parts into a new staging with the kernel's copy (no bytes through Python), fsync it,
-        then rename it into place: a crash leaves the old state or the whole concatenation."""
-        self._staging.mkdir(parents=True, exist_ok=True)
-        temp = self._staging / f".{target.name}.{secrets.token_hex(4)}"
-        out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, TEMP_MODE)
-        try:
-            total = 0
-            for source in sources:
-                with source.open("rb") as part:
-                    size = os.fstat(part.fileno()).st_size
-                    copied = 0
-                    while copied < size:
-                        sent = os.sendfile(out, part.fileno(), copied, size - copied)
-                        if sent == 0:
-                            break
-                        copied += sent
-                    total += copied
-            os.fsync(out)
-        except BaseException:
-            os.close(out)
-            _unlink_quietly(temp)
-            raise
-        os.close(out)
-        temp.replace(target)
-        _fsync_dir(self._staging)
-        return total
+        return await asyncio.to_thread(concatenate_sync, self._staging, target, sources)
 
     async def discard_staging(self, upload_id: str) -> None:
         await asyncio.to_thread(_unlink_quietly, self.staging_path(upload_id))
 
     async def staged_uploads(self) -> dict[str, float]:
-        def scan() -> dict[str, float]:
-            found: dict[str, float] = {}
-            try:
-                with os.scandir(self._staging) as entries:
-                    for entry in entries:
-                        with contextlib.suppress(ValueError, FileNotFoundError):
-                            found[check_upload_id(entry.name)] = entry.stat(follow_symlinks=False).st_mtime
-            except FileNotFoundError:
-                pass
-            return found
-
-        return await asyncio.to_thread(scan)
+        return await asyncio.to_thread(scan_staging, self._staging)
 
     # --- reading -----------------------------------------------------------------------------------
 
@@ -647,7 +425,7 @@ class LocalBlobStore(BlobStore):
         hasher = hashlib.sha256()
 
         def hash_at(offset: int) -> int:
-            data = os.pread(fd, _VERIFY_CHUNK, offset)
+            data = os.pread(fd, VERIFY_CHUNK, offset)
             hasher.update(data)
             return len(data)
 

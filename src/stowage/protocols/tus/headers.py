@@ -101,7 +101,7 @@ def target_of(metadata: Mapping[str, bytes]) -> UploadTarget:
         media_type=_first(metadata, TYPE_KEYS),
         folder_id=_first(metadata, ("folder",)),
         folder_path=_first(metadata, ("path",)),
-        on_conflict=on_conflict,  # type: ignore[arg-type]  # checked against CONFLICT_POLICIES above
+        on_conflict=on_conflict,
     )
 
 

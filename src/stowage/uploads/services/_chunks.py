@@ -26,7 +26,7 @@ import msgspec
 
 from stowage.blobs import BlobStaging
 from stowage.db.base import utcnow
-from stowage.errors import FieldError, InvalidInput, PayloadTooLarge, StowageError
+from stowage.errors import FieldError, InvalidInput, PayloadTooLarge, RequestTimeout, StowageError
 from stowage.files.services import quota_exceeded
 from stowage.policy import Action, Principal
 from stowage.uploads import repository
@@ -193,8 +193,13 @@ class ChunkService:
             )
         if not committed:
             raise lease_lost()
-        if stopped is not None:
+        if isinstance(stopped, StowageError):
             raise stopped
+        if stopped is not None:
+            raise RequestTimeout(
+                f"The chunk stopped before its end; the {new_offset - offset} bytes that arrived are stored "
+                f"(Upload-Offset {new_offset}): resume from there."
+            ) from stopped
         row = await self.core.reload(row.id)
         if total is not None and new_offset == total and row.kind != "partial":
             info = await staging.finish()
@@ -223,9 +228,14 @@ async def _stream(
         except StopAsyncIteration:
             break
         except Exception as exc:  # the body stopped: the client went away or stalled
-            if checksum is not None:
+            if checksum is None:
+                return exc
+            if isinstance(exc, StowageError):
                 raise
-            return exc
+            raise RequestTimeout(
+                "The chunk stopped before its end; with Upload-Checksum it cannot be checked, so it was "
+                f"discarded and the upload stays at offset {offset}."
+            ) from exc
         if not chunk:
             continue
         if received + len(chunk) > limit.room:

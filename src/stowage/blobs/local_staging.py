@@ -1,0 +1,210 @@
+"""Resumable uploads' staged bytes on the local store: ``<data_dir>/staging/<upload id>``.
+
+``LocalStaging`` is one upload's handle (append, sync, truncate, finish); ``concatenate_sync`` and
+``scan_staging`` are the store-level steps (``LocalBlobStore.stage_concatenation`` and
+``staged_uploads``), run in a worker thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from stowage.blobs._fs import (
+    BLOB_MODE,
+    TEMP_MODE,
+    VERIFY_CHUNK,
+    close_quietly,
+    fingerprint,
+    fsync_dir,
+    unlink_quietly,
+)
+from stowage.blobs.base import BlobInfo, check_upload_id
+from stowage.errors import is_disk_full
+
+if TYPE_CHECKING:
+    from stowage.blobs.local import LocalBlobStore
+
+T = TypeVar("T")
+
+
+class LocalStaging:
+    """One resumable upload's bytes in ``<root>/staging/<upload id>`` (mode 0600), appended across requests.
+
+    Appended chunks are gathered in memory up to the store's spool buffer and written with one
+    worker-thread call per buffer (as ``LocalBlobWriter`` does); ``sync`` writes the rest and fsyncs.
+    ``finish`` hashes the file by re-reading it in 1 MiB reads inside one thread call, makes it read-only,
+    renames it into ``blobs/ab/cd/<sha256>`` (the same filesystem: atomic) and fsyncs both directories —
+    or, when intact content with that digest is stored already, removes it (dedup)."""
+
+    def __init__(self, store: LocalBlobStore, upload_id: str, *, buffer_bytes: int) -> None:
+        self.upload_id = upload_id
+        self._store = store
+        self._path = store.staging_path(upload_id)
+        self._buffer_bytes = buffer_bytes
+        self._buffer = bytearray()
+        self._fd: int | None = None
+        self._written = 0  # bytes in the file (not counting the buffer)
+        self._pending: asyncio.Future[Any] | None = None
+
+    async def _call(self, fn: Callable[[], T]) -> T:
+        """``fn`` in a worker thread; it finishes even if we are cancelled (``close`` waits for it)."""
+        task: asyncio.Future[T] = asyncio.ensure_future(asyncio.to_thread(fn))
+        self._pending = task
+        try:
+            return await asyncio.shield(task)
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise self._store.disk_full() from exc
+            raise
+
+    def _open_sync(self) -> None:
+        if self._fd is not None:
+            return
+        created = not self._path.exists()
+        try:
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, TEMP_MODE)
+        except FileNotFoundError:
+            self._store.staging_dir.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, TEMP_MODE)
+        if created:
+            fsync_dir(self._path.parent)  # the staging's name survives a crash from its first byte on
+        self._fd = fd
+        self._written = os.fstat(fd).st_size
+
+    async def open(self) -> LocalStaging:
+        await self._call(self._open_sync)
+        return self
+
+    async def size(self) -> int:
+        return self._written + len(self._buffer)
+
+    async def truncate(self, size: int) -> None:
+        if size < 0 or size > self._written + len(self._buffer):
+            raise ValueError(f"cannot truncate {self.upload_id} to {size}: {await self.size()} bytes are staged")
+        data, self._buffer = self._buffer, bytearray()
+
+        def cut() -> None:
+            fd = self._require_fd()
+            if data:
+                self._write_sync(fd, data)
+            os.ftruncate(fd, size)
+            os.fsync(fd)
+            self._written = size
+
+        await self._call(cut)
+
+    async def append(self, chunk: bytes) -> None:
+        self._buffer += chunk
+        if len(self._buffer) >= self._buffer_bytes:
+            data, self._buffer = self._buffer, bytearray()
+            await self._call(lambda: self._write_sync(self._require_fd(), data))
+
+    async def sync(self) -> int:
+        data, self._buffer = self._buffer, bytearray()
+
+        def flush() -> None:
+            fd = self._require_fd()
+            if data:
+                self._write_sync(fd, data)
+            os.fsync(fd)
+
+        await self._call(flush)
+        return self._written
+
+    def _write_sync(self, fd: int, data: bytes | bytearray) -> None:
+        view = memoryview(data)
+        position = self._written
+        while view:
+            done = os.pwrite(fd, view, position)
+            view = view[done:]
+            position += done
+        self._written = position
+
+    def _require_fd(self) -> int:
+        if self._fd is None:
+            raise RuntimeError(f"the staging of {self.upload_id} is closed")
+        return self._fd
+
+    async def finish(self) -> BlobInfo:
+        await self.sync()
+        info = await self._call(self._publish_sync)
+        await self.close()
+        return info
+
+    def _publish_sync(self) -> BlobInfo:
+        fd = self._require_fd()
+        hasher = hashlib.sha256()
+        offset = 0
+        while data := os.pread(fd, VERIFY_CHUNK, offset):
+            hasher.update(data)
+            offset += len(data)
+        info = BlobInfo(sha256=hasher.hexdigest(), size=offset)
+        if self._store.already_stored(info.sha256, info.size):
+            self._path.unlink()
+        else:
+            os.fchmod(fd, BLOB_MODE)
+            final = self._store.blob_path(info.sha256)
+            self._store.make_fanout_dirs(final.parent)
+            self._path.replace(final)
+            fsync_dir(final.parent)
+            self._store.verified.record(info.sha256, fingerprint(final.stat()))
+        fsync_dir(self._path.parent)
+        return info
+
+    async def close(self) -> None:
+        self._buffer = bytearray()
+        pending = self._pending
+        if pending is not None and not pending.done():
+            await asyncio.wait([pending])
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            close_quietly(fd)
+
+
+def concatenate_sync(staging_dir: Path, target: Path, sources: list[Path]) -> int:
+    """Copy the parts into a new staging with the kernel's copy (no bytes through Python), fsync it,
+    then rename it into place: a crash leaves the old state or the whole concatenation."""
+    staging_dir.mkdir(parents=True, exist_ok=True)
+    temp = staging_dir / f".{target.name}.{secrets.token_hex(4)}"
+    out = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, TEMP_MODE)
+    try:
+        total = 0
+        for source in sources:
+            with source.open("rb") as part:
+                size = os.fstat(part.fileno()).st_size
+                copied = 0
+                while copied < size:
+                    sent = os.sendfile(out, part.fileno(), copied, size - copied)
+                    if sent == 0:
+                        break
+                    copied += sent
+                total += copied
+        os.fsync(out)
+    except BaseException:
+        os.close(out)
+        unlink_quietly(temp)
+        raise
+    os.close(out)
+    temp.replace(target)
+    fsync_dir(staging_dir)
+    return total
+
+
+def scan_staging(staging_dir: Path) -> dict[str, float]:
+    """Every staged upload id with its file's mtime (names that are not upload ids are skipped)."""
+    found: dict[str, float] = {}
+    try:
+        with os.scandir(staging_dir) as entries:
+            for entry in entries:
+                with contextlib.suppress(ValueError, FileNotFoundError):
+                    found[check_upload_id(entry.name)] = entry.stat(follow_symlinks=False).st_mtime
+    except FileNotFoundError:
+        pass
+    return found
