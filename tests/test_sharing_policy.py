@@ -111,3 +111,27 @@ def test_the_owner_and_an_administrator_need_no_grant() -> None:
         credential_id="a",
     )
     authorize(admin, Action.FILE_WRITE, node(detaches=True))
+
+
+# --- the grant a link's password unlocks ---------------------------------------------------------
+
+
+def test_a_grant_holds_for_its_link_and_password_until_it_expires() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from stowage.sharing.services._common import grant_is_valid, sign_grant
+
+    secret = "s" * 48
+    now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+    grant = sign_grant(secret, "share-1", "$argon2id$hash-1", now + timedelta(minutes=5))
+
+    assert grant_is_valid(secret, grant, "share-1", "$argon2id$hash-1", now)
+    assert not grant_is_valid(secret, grant, "share-1", "$argon2id$hash-1", now + timedelta(minutes=5))
+    assert not grant_is_valid(secret, grant, "share-2", "$argon2id$hash-1", now)
+    assert not grant_is_valid(secret, grant, "share-1", "$argon2id$hash-2", now)
+    assert not grant_is_valid("t" * 48, grant, "share-1", "$argon2id$hash-1", now)
+    version, share, expires, mac = grant.split(".")
+    later = str(int(expires) + 3600)
+    assert not grant_is_valid(secret, f"{version}.{share}.{later}.{mac}", "share-1", "$argon2id$hash-1", now)
+    for broken in (None, "", "g1.share-1", f"g2.{share}.{expires}.{mac}", f"{version}.{share}.soon.{mac}"):
+        assert not grant_is_valid(secret, broken, "share-1", "$argon2id$hash-1", now)
