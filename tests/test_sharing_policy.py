@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from stowage.errors import NotFound, PermissionDenied
@@ -16,6 +18,7 @@ from stowage.policy import (
     Scope,
     authorize,
 )
+from stowage.sharing.services import grant_is_valid, sign_grant
 
 ALL = frozenset({Scope.READ, Scope.WRITE})
 
@@ -117,10 +120,6 @@ def test_the_owner_and_an_administrator_need_no_grant() -> None:
 
 
 def test_a_grant_holds_for_its_link_and_password_until_it_expires() -> None:
-    from datetime import UTC, datetime, timedelta
-
-    from stowage.sharing.services._common import grant_is_valid, sign_grant
-
     secret = "s" * 48
     now = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
     grant = sign_grant(secret, "share-1", "$argon2id$hash-1", now + timedelta(minutes=5))

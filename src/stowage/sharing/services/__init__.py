@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stowage.sharing.services._common import GRANT_TTL_SECONDS, LINK_TOKEN_PREFIX, SharingDeps, link_principal
+from stowage.sharing.services._common import (
+    GRANT_TTL_SECONDS,
+    LINK_TOKEN_PREFIX,
+    SharingDeps,
+    grant_is_valid,
+    link_principal,
+    sign_grant,
+)
 from stowage.sharing.services._links import VISITOR_PREFIX, LinkService
 from stowage.sharing.services._users import UserShareService
 from stowage.sharing.services._visitors import Visit, VisitorService, counts_as_download
@@ -34,5 +41,7 @@ __all__ = [
     "Visit",
     "VisitorService",
     "counts_as_download",
+    "grant_is_valid",
     "link_principal",
+    "sign_grant",
 ]
