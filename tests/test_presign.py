@@ -8,6 +8,7 @@ the credential that signed it (or disabling its user) ends it on the next reques
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -435,6 +436,24 @@ async def test_an_expired_url_is_refused(client: httpx.AsyncClient, settings: Se
     fresh = expires + 61
     signature = presign.sign(key, "GET", path, expires=fresh, signer=signer, constraints=Constraints())
     assert (await client.get(f"{path}?{presign.query(fresh, signer, Constraints(), signature)}")).status_code == 200
+
+
+async def test_a_url_used_before_still_expires(client: httpx.AsyncClient, settings: Settings) -> None:
+    """A worker remembers URLs it verified (no second HMAC), never their validity: the expiry is checked
+    on every request."""
+    alice = await new_account(client, "alice@example.com")
+    node = await upload(client, alice, alice.root_id, "a.bin", CONTENT)
+    url = await download_url(client, alice, node["id"])
+    signer = Signer.parse(dict(parse_qsl(urlsplit(url).query))["X-Stowage-Credential"])
+    expires = int(time.time()) + 2
+    path = presign.download_path(node["id"])
+    key = presign.derive_key(access_secret(settings))
+    signature = presign.sign(key, "GET", path, expires=expires, signer=signer, constraints=Constraints())
+    short = f"{path}?{presign.query(expires, signer, Constraints(), signature)}"
+    assert (await client.get(short)).status_code == 200
+    assert (await client.get(short)).status_code == 200
+    await asyncio.sleep(max(0.0, expires - time.time()) + 0.05)
+    refused(await client.get(short), "expired")
 
 
 async def test_revoking_the_signers_credential_ends_its_urls(client: httpx.AsyncClient) -> None:

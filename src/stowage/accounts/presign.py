@@ -28,7 +28,7 @@ import hmac
 import re
 from collections.abc import Mapping
 from typing import Literal, cast
-from urllib.parse import parse_qsl, quote
+from urllib.parse import quote, unquote_plus
 
 import msgspec
 
@@ -166,8 +166,15 @@ def parse(query_string: bytes | str) -> Presigned | None:
     if MARKER.decode() not in text:
         return None
     found: dict[str, str] = {}
-    for name, value in parse_qsl(text, keep_blank_values=True):
+    for pair in text.split("&"):  # as parse_qsl(keep_blank_values=True), without its cost on every request
+        if not pair:
+            continue
+        name, _, value = pair.partition("=")
+        if "%" in name or "+" in name:
+            name = unquote_plus(name)
         if name in PRESIGN_PARAMETERS or name == ON_CONFLICT:
+            if "%" in value or "+" in value:
+                value = unquote_plus(value)
             if name in found:
                 raise PermissionDenied(f"{INVALID}: {name} appears more than once.")
             found[name] = value

@@ -31,11 +31,31 @@ from stowage.files.media_types import media_type_allows
 from stowage.files.names import normalise_name, split_path
 from stowage.files.schemas import NodeOut
 from stowage.files.services import TreeService
-from stowage.policy import Action, CredentialKind, Principal, authorize
+from stowage.policy import Action, CredentialKind, Principal, Restriction, authorize
 
 # Listings round their URLs' expiry up to a step (at most this long), so that listing a folder again
 # soon gives the same URLs and an image cache keyed by URL keeps its copies.
 LISTING_STEP_SECONDS = 600
+# Requests whose signature this worker has verified: (signed method, path, raw query) → what it
+# allows. Verifying is deterministic (same key, same bytes), so a URL asked for again — a thumbnail
+# shown twice, a player's ranges — skips the parsing and the HMAC. The expiry and the signer's
+# credential are still checked on every request. Only valid URLs are kept, at most this many.
+MAX_VERIFIED = 10_000
+
+
+class _Verified:
+    """A verified presigned request, and the principal last made of it (for the signer check it came from)."""
+
+    __slots__ = ("expires", "principal", "restriction", "signer", "source")
+
+    def __init__(self, expires: int, signer: Signer, restriction: Restriction) -> None:
+        self.expires = expires
+        self.signer = signer
+        self.restriction = restriction
+        self.source: Principal | None = None
+        self.principal: Principal | None = None
+
+
 _SIGNER_CODES: dict[CredentialKind, CredentialCode] = {CredentialKind.SESSION: "s", CredentialKind.PERSONAL_TOKEN: "p"}
 
 
@@ -45,6 +65,7 @@ class PresignService:
         self.key = presign.derive_key(deps.secret)
         self.auth = auth
         self.tree = tree
+        self._verified: dict[tuple[str, str, bytes | str], _Verified] = {}
 
     # --- minting ------------------------------------------------------------------------------
 
@@ -184,26 +205,33 @@ class PresignService:
         query has no presign parameters; 403 when they do not verify, have expired, or the signer's
         credential no longer works; 415 when an upload declares a Content-Type the URL does not allow.
 
-        The order matters: the signature first (so nothing unsigned is believed), then the expiry (a
-        signed one), then the signer's credential (the only step that may ask the database)."""
-        presigned = presign.parse(query_string)
-        if presigned is None:
-            return None
-        presign.verify(self.key, method, path, presigned)
-        restriction = presign.restriction_for(method, path, presigned.constraints)
-        if presigned.expires <= time.time():
-            expired = datetime.fromtimestamp(presigned.expires, UTC).isoformat().replace("+00:00", "Z")
+        The order matters: the signature first (so nothing unsigned is believed; a request verified before
+        is remembered, see ``MAX_VERIFIED``), then the expiry (a signed one), then the signer's credential
+        (the only step that may ask the database)."""
+        key = (presign.signed_method(method), path, query_string)
+        verified = self._verified.get(key)
+        if verified is None:
+            presigned = presign.parse(query_string)
+            if presigned is None:
+                return None
+            presign.verify(self.key, method, path, presigned)
+            restriction = presign.restriction_for(method, path, presigned.constraints)
+            verified = _Verified(presigned.expires, presigned.signer, restriction)
+            self._remember(key, verified)
+        if verified.expires <= time.time():
+            expired = datetime.fromtimestamp(verified.expires, UTC).isoformat().replace("+00:00", "Z")
             raise PermissionDenied(
                 f"This presigned URL expired at {expired}; ask for a new one.",
                 extra={"presign": "expired", "expired_at": expired},
             )
         try:
-            signer = await self.auth.authenticate_signer(presigned.signer)
+            signer = await self.auth.authenticate_signer(verified.signer)
         except Unauthenticated as exc:
             raise PermissionDenied(
                 f"{presign.INVALID}: the credential that signed it no longer works ({exc.detail})",
                 extra={"presign": "revoked"},
             ) from None
+        restriction = verified.restriction
         if (
             restriction.media_type is not None
             and content_type
@@ -213,7 +241,16 @@ class PresignService:
                 f"This presigned URL accepts only {restriction.media_type}, not {content_type.split(';')[0].strip()}.",
                 extra={"accepted": restriction.media_type},
             )
-        return msgspec.structs.replace(signer, kind=CredentialKind.PRESIGNED, restriction=restriction)
+        if verified.source is not signer:  # a new check of the signer (the credential cache keeps one a second)
+            verified.source = signer
+            verified.principal = msgspec.structs.replace(signer, kind=CredentialKind.PRESIGNED, restriction=restriction)
+        assert verified.principal is not None
+        return verified.principal
+
+    def _remember(self, key: tuple[str, str, bytes | str], verified: _Verified) -> None:
+        self._verified[key] = verified
+        if len(self._verified) > MAX_VERIFIED:
+            del self._verified[next(iter(self._verified))]  # the oldest
 
 
 def _signer(caller: Principal) -> Signer:
