@@ -386,6 +386,9 @@ TUS_OPERATIONS = {
     "terminateUpload": [],
 }
 TUS_MISSING_HEADER = ["400", "401", "403", "406", "412", "415", "422"]
+TUS_REJECTED = ["400", "401", "403", "404", "405", "406", "409", "412", "415", "422", "428", "429", "5xx"]
+# tus chunks are raw bytes: schemathesis serialises application/offset+octet-stream like octet-stream.
+SCHEMATHESIS_HOOKS = Path(__file__).parent / "support" / "schemathesis_hooks.py"
 
 
 def _config(seed: dict[str, str]) -> str:
@@ -422,6 +425,7 @@ def _config(seed: dict[str, str]) -> str:
                 f'[[operations]]\ninclude-operation-id = "{op}"\n'
                 f"checks.positive_data_acceptance.expected-statuses = {json.dumps(DEFAULT_ACCEPTED + statuses)}\n"
                 f"checks.missing_required_header.expected-statuses = {json.dumps(TUS_MISSING_HEADER)}\n"
+                f"checks.negative_data_rejection.expected-statuses = {json.dumps(TUS_REJECTED)}\n"
                 for op, statuses in TUS_OPERATIONS.items()
             ),
         ]
@@ -464,7 +468,14 @@ async def _run_schemathesis(tmp_path: Path, mail: MailSink) -> None:
             "--generation-codec", "ascii",
         ]  # fmt: skip
         result = await asyncio.to_thread(
-            subprocess.run, command, capture_output=True, text=True, timeout=1500, check=False, cwd=tmp_path
+            subprocess.run,
+            command,
+            capture_output=True,
+            text=True,
+            timeout=1500,
+            check=False,
+            cwd=tmp_path,
+            env={**os.environ, "SCHEMATHESIS_HOOKS": str(SCHEMATHESIS_HOOKS)},
         )
         output = result.stdout + result.stderr
         (tmp_path / "schemathesis.log").write_text(output, encoding="utf-8")
