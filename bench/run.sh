@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# Stowage's HTTP benchmark: W1-W5 of ../shared/bench/peers.sh against nginx, copyparty, a bare
+# Stowage's HTTP benchmark: W1-W6 of ../shared/bench/peers.sh against nginx, copyparty, a bare
 # Granian app, @tus/server and s3rver, all in ONE peers.sh invocation (so every server is measured
 # under the same machine conditions), then Stowage-only extras (health check, GET by id, JSON,
 # listing, mixed load) against the same running server. Every issue target comes out of one run.
 #
-#   bench/run.sh                     # full run: REPS=3, DUR=10 s, W1-W5, all peers, all extras
+#   bench/run.sh                     # full run: REPS=3, DUR=10 s, W1-W6, all peers, all extras
 #   bench/run.sh --quick --peers ""  # smoke run, Stowage only, about 2 minutes
 #   bench/run.sh --database postgresql://postgres@127.0.0.1:5432/test --peers ""   # on PostgreSQL
 #   WORKLOADS=W1 EXTRAS="" bench/run.sh --workers 2 --no-pin --peers "" --compare /tmp/one/peers.tsv
@@ -92,7 +92,7 @@ if [ "$QUICK" = 1 ]; then
   WORKLOADS="${WORKLOADS:-W1 W3 W4 W5}"; LISTING_FILES="${LISTING_FILES:-500}"
 fi
 # The same defaults as peers.sh, exported so that peers.sh and the extras below use the same values.
-export REPS="${REPS:-3}" DUR="${DUR:-10}" WORKLOADS="${WORKLOADS:-W1 W2 W3 W4 W5}" SERVER_CPU CLIENT_CPU
+export REPS="${REPS:-3}" DUR="${DUR:-10}" WORKLOADS="${WORKLOADS:-W1 W2 W3 W4 W5 W6}" SERVER_CPU CLIENT_CPU
 export WARMUP="${WARMUP:-2}" QUIET_WAIT="${QUIET_WAIT:-20}" QUIET_MAX="${QUIET_MAX:-15}"
 export PIN="${PIN:-1}" WRK_THREADS="${WRK_THREADS:-1}" NODE_DIR="${NODE_DIR:-/tmp/bench-node}"
 LISTING_FILES="${LISTING_FILES:-10000}"
@@ -246,7 +246,7 @@ IDLE_CPU=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", (b-a)/3}')
 # Stowage stays up, idle, while the peers run; its idle CPU use (measured just before) is printed.
 # shellcheck disable=SC2086
 NAME="$SNAME" HOST=127.0.0.1 PORT="$PORT" SERVER_PID="$SERVER_PID" SCRATCH_BASE="$WORK" KEEP_SCRATCH=1 \
-OBJ_PREFIX=/api/v1/content/bench/ PUT_PREFIX=/api/v1/content/bench/put/ AUTH="Bearer $PAT" \
+OBJ_PREFIX=/api/v1/content/bench/ PUT_PREFIX=/api/v1/content/bench/put/ TUS_PATH=/api/v1/uploads/ AUTH="Bearer $PAT" \
   "$BENCH/peers.sh" target $PEERS 2>&1 | tee -a "$OUT_DIR/peers.txt" || true
 echo "# (the peers' scratch is deleted by bench/run.sh at its exit, after the extras)" | tee -a "$OUT_DIR/peers.txt"
 
@@ -522,6 +522,7 @@ W4 PUT 4 KiB new names x16: req/s vs @tus/server|$S|W4|req_s|ratio|1.0|tus|W4|re
 W4 req/s vs s3rver|$S|W4|req_s|ratio|1.0|s3rver|W4|req_s
 W4 p99 ms|$S|W4|p99_ms|max|50
 W5 PUT 256 MiB: MiB/s vs copyparty|$S|W5|mib_s|ratio|1.2|copyparty|W5|mib_s
+W6 tus 256 MiB in 8 MiB PATCHes: MiB/s vs @tus/server|$S|W6|mib_s|ratio|1.0|tus|W6|mib_s
 MIX (W1 and W4 at once): GET p99 ms|$S|MIX|get_p99_ms|max|50
 J1 GET /api/v1/me: req/s|$S|J1|req_s|min|3000
 J2 listing page of 100: p50 ms|$S|J2|p50_ms|lt|10
