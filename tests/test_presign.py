@@ -9,6 +9,7 @@ the credential that signed it (or disabling its user) ends it on the next reques
 from __future__ import annotations
 
 import asyncio
+import hmac
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -129,6 +130,27 @@ def test_the_query_round_trips() -> None:
     assert "X-Stowage-Media-Type=image/*" in query
     assert presign.parse(query) == signed
     assert presign.parse(query.encode()) == signed
+
+
+@pytest.mark.parametrize("key", [KEY, b"", b"k" * 64, b"long key " * 20])
+def test_the_batch_hmac_is_hmac_sha256(key: bytes) -> None:
+    mac = presign._hmac_sha256(key)
+    for message in (b"", b"a", b"x" * 1000):
+        assert mac(message) == hmac.digest(key, message, "sha256")
+
+
+def test_listing_urls_are_the_urls_sign_and_query_make() -> None:
+    """The batch signer of listings makes exactly what signing each URL on its own makes."""
+    ids = ["3f1c0a9e-0000-4000-8000-00000000000a", "b-2", "odd id/é"]
+    urls = presign.download_urls(KEY, "https://h.example/x/", ids, expires=1_800_000_000, signer=SIGNER)
+    for node_id, url in zip(ids, urls, strict=True):
+        path = presign.download_path(node_id)
+        signature = presign.sign(KEY, "GET", path, expires=1_800_000_000, signer=SIGNER, constraints=Constraints())
+        expected_query = presign.query(1_800_000_000, SIGNER, Constraints(), signature)
+        assert url == f"https://h.example/x/api/v1/nodes/{quote(node_id, safe='')}/content?{expected_query}"
+        parsed = presign.parse(urlsplit(url).query)
+        assert parsed is not None
+        presign.verify(KEY, "GET", path, parsed)
 
 
 @pytest.mark.parametrize(

@@ -150,18 +150,12 @@ class PresignService:
         now = math.ceil(time.time())
         step = max(1, min(LISTING_STEP_SECONDS, lifetime // 10))
         expires = min(-(-(now + lifetime) // step) * step, now + self.settings.presign_max_seconds)
-        return [
-            msgspec.structs.replace(
-                item,
-                url=self._url(
-                    base, "GET", presign.download_path(item.id),
-                    encoded=f"/api/v1/nodes/{quote(item.id, safe='')}/content", expires=expires, signer=signer,
-                ).url,
+        urls = iter(
+            presign.download_urls(
+                self.key, base, [item.id for item in items if item.kind == "file"], expires=expires, signer=signer
             )
-            if item.kind == "file"
-            else item
-            for item in items
-        ]  # fmt: skip
+        )
+        return [msgspec.structs.replace(item, url=next(urls)) if item.kind == "file" else item for item in items]
 
     def _lifetime(self, expires_in: int | None, field: str = "body.expires_in") -> int:
         maximum = self.settings.presign_max_seconds
