@@ -621,3 +621,47 @@ async def test_an_interrupted_body_with_a_checksum_is_discarded(settings: Settin
         assert_problem(broken, 408, "request-timeout", detail_contains="discarded")
         assert await offset_of(client, alice, url) == 0
         assert staged_bytes(settings, upload_id(url)) == b""
+
+
+async def test_a_request_that_lost_its_lease_stores_nothing_more(settings: Settings) -> None:
+    """A PATCH that stalls past its lease, while another request takes the upload, is refused at its next
+    write: every write names the lease's token."""
+    async with served(settings) as (client, runtime):
+        runtime.uploads.core.lease_seconds = 0.3  # renewed after 0.1 s
+        alice = await new_account(client, "alice@example.com")
+        url = await new_upload(client, alice, 10)
+        uid = upload_id(url)
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        async def stalling_body() -> AsyncIterator[bytes]:
+            yield b"hel"
+            holding.set()
+            await release.wait()
+            yield b"lo"
+
+        first = asyncio.ensure_future(patch(client, alice, url, 0, stalling_body()))
+        await asyncio.wait_for(holding.wait(), 10)
+        await set_upload(settings, uid, lock_token="another-request", locked_until=utcnow() + timedelta(seconds=30))
+        await asyncio.sleep(0.2)
+        release.set()
+        lost = await first
+        assert_problem(lost, 409, "conflict", detail_contains="another request took over")
+        row = await upload_row(settings, uid)
+        assert row is not None
+        assert row.received_bytes == 0
+        assert row.lock_token == "another-request"  # the loser did not release what it no longer holds
+
+
+async def test_a_refused_final_upload_leaves_its_parts_to_join_again(client: httpx.AsyncClient) -> None:
+    alice = await new_account(client, "alice@example.com")
+    await put_raw(client, alice, alice.root_id, "joined.txt", b"already here")
+    part = await new_upload(client, alice, 5, concat="partial")
+    assert (await patch(client, alice, part, 0, b"hello")).status_code == 204
+    refused = await create(client, alice, concat=f"final;{part}", meta=metadata(filename="joined.txt"))
+    assert_problem(refused, 409, "conflict")
+    assert (await head(client, alice, part)).headers["upload-offset"] == "5"  # the part can be joined again
+    joined = await create(
+        client, alice, concat=f"final;{part}", meta=metadata(filename="joined.txt", on_conflict="rename")
+    )
+    node_id = joined.headers["stowage-node-id"]
+    assert (await download(client, alice, node_id)).content == b"hello"
