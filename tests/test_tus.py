@@ -665,3 +665,16 @@ async def test_a_refused_final_upload_leaves_its_parts_to_join_again(client: htt
     )
     node_id = joined.headers["stowage-node-id"]
     assert (await download(client, alice, node_id)).content == b"hello"
+
+
+async def test_other_methods_are_405_and_unknown_ids_404(client: httpx.AsyncClient) -> None:
+    alice = await new_account(client, "alice@example.com")
+    url = await new_upload(client, alice, 10)
+    wrong = await client.get(url, headers={**TUS, **alice.headers})  # refused by the router, before tus
+    body = assert_problem(wrong, 405, "method-not-allowed")
+    assert set(body["allowed_methods"]) >= {"HEAD", "PATCH", "DELETE"}
+    for unknown in ("not-an-id", "00000000-0000-4000-8000-000000000000"):
+        missing = await patch(client, alice, f"{UPLOADS}/{unknown}", 0, b"x")
+        assert_problem(missing, 404, "not-found")
+        assert missing.headers["tus-resumable"] == "1.0.0"
+        assert (await head(client, alice, f"{UPLOADS}/{unknown}")).status_code == 404
