@@ -356,6 +356,12 @@ ACCEPTED_REFUSALS: dict[str, tuple[tuple[int, ...], str, list[str]]] = {
             "replaceFileContentViaPost",
         ],
     ),
+    "form order": (
+        (400,),
+        "a multipart form whose on_conflict field comes after a file part is refused (the order of parts "
+        "cannot be expressed in a schema; the body's description says to send fields first)",
+        ["uploadMultipart"],
+    ),
     "secrets": (
         (400,),
         "the password policy (common and breached passwords, names from the email) and single-use mailed "
@@ -389,6 +395,23 @@ TUS_MISSING_HEADER = ["400", "401", "403", "406", "412", "415", "422"]
 TUS_REJECTED = ["400", "401", "403", "404", "405", "406", "409", "412", "415", "422", "428", "429", "5xx"]
 # tus chunks are raw bytes: schemathesis serialises application/offset+octet-stream like octet-stream.
 SCHEMATHESIS_HOOKS = Path(__file__).parent / "support" / "schemathesis_hooks.py"
+
+
+# The fuzzer holds no presigned URL: a request carrying the presign query of downloadFile, headFile or
+# uploadToFolder is refused with 403 whatever else it sends (any change to a presigned URL is), so such
+# cases would only hide the routes' own logic from the run. They are left out here; tests/test_presign.py
+# and tests/test_hot_reads.py send real and tampered presigned URLs.
+PRESIGN_HOOKS = """
+import schemathesis
+
+PRESIGN = ("X-Stowage-Expires", "X-Stowage-Credential", "X-Stowage-Signature", "X-Stowage-Max-Size",
+           "X-Stowage-Media-Type")
+
+
+@schemathesis.hook
+def filter_query(ctx, query):
+    return not query or not any(name in query for name in PRESIGN)
+"""
 
 
 def _config(seed: dict[str, str]) -> str:
@@ -452,7 +475,9 @@ async def _run_schemathesis(tmp_path: Path, mail: MailSink) -> None:
     async with running_server(tmp_path / "server", env) as server:
         seed = await asyncio.to_thread(_seed, server.base_url, {**env, "STOWAGE_DATA_DIR": str(server.data_dir)})
         config = tmp_path / "schemathesis.toml"
-        config.write_text(_config(seed), encoding="utf-8")
+        hooks = tmp_path / "presign_hooks.py"
+        hooks.write_text(PRESIGN_HOOKS, encoding="utf-8")
+        config.write_text(f"hooks = {json.dumps(str(hooks))}\n" + _config(seed), encoding="utf-8")
         report = tmp_path / "report"
         command = [
             _st(), "--no-color", "--config-file", str(config), "run", f"{server.base_url}/openapi.json",

@@ -51,7 +51,7 @@ class PresignController(Controller):
         "without an Authorization header: 201 with the file (or 200 with on_conflict=replace when it existed); "
         "a body over max_size answers 413 and content of another media_type 415, and nothing is stored. "
         "Needs the write scope.",
-        **operation("presignUpload", conflicts=True, writes=False),
+        **operation("presignUpload", conflicts=True, writes=False, errors=(404,)),
     )
     async def presign_upload(self, request: Req, data: JSONBody[PresignUploadRequest]) -> PresignedUrl:
         return await request.runtime.presign.upload(request.principal, data, url_base(request))
