@@ -1,10 +1,11 @@
 """Who is calling the tus front end, decided before anything else happens.
 
-The tus routes' before-request hook (it replaces the application's for these routes) first checks the
-protocol version — tus requires that a request in a version the server does not speak is refused with
-412 and not processed at all — and then resolves ``Authorization: Bearer <access token or personal
-token>`` with the same account service as the REST API (its credential cache included), before the
-body is read. ``OPTIONS`` (protocol discovery) needs neither.
+The tus routes' before-request hook (it replaces the application's for these routes) resolves
+``Authorization: Bearer <access token or personal token>`` with the same account service as the REST
+API (its credential cache included), before the body is read — an anonymous request is a 401 on every
+protected route, whatever it holds — and then checks the protocol version: tus requires that a request
+in a version the server does not speak is refused with 412 and not processed. ``OPTIONS`` (protocol
+discovery) needs neither.
 """
 
 from __future__ import annotations
@@ -50,12 +51,14 @@ async def authenticate(request: Request[Any, Any, Any]) -> Principal | None:
 
 
 async def tus_before_request(request: Request[Any, Any, Any]) -> None:
-    """Version first (412, nothing processed), then the caller (401 before any byte of the body)."""
+    """The caller first (401 before any byte of the body, as on every protected route of the server,
+    whatever else the request holds), then the version (412, nothing processed)."""
     if request.method == "OPTIONS":
         return
+    principal = require_principal(await authenticate(request))
     check_version(request)
     scope: dict[str, Any] = request.scope  # type: ignore[assignment]
-    scope[PRINCIPAL_SCOPE_KEY] = require_principal(await authenticate(request))
+    scope[PRINCIPAL_SCOPE_KEY] = principal
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
