@@ -402,7 +402,12 @@ SCHEMATHESIS_HOOKS = Path(__file__).parent / "support" / "schemathesis_hooks.py"
 # cases would only hide the routes' own logic from the run. They are left out here; tests/test_presign.py
 # and tests/test_hot_reads.py send real and tampered presigned URLs.
 PRESIGN_HOOKS = """
+import runpy
+
 import schemathesis
+
+# A hooks file named in schemathesis.toml replaces SCHEMATHESIS_HOOKS: load that module too.
+runpy.run_path({shared!r})
 
 PRESIGN = ("X-Stowage-Expires", "X-Stowage-Credential", "X-Stowage-Signature", "X-Stowage-Max-Size",
            "X-Stowage-Media-Type")
@@ -476,7 +481,7 @@ async def _run_schemathesis(tmp_path: Path, mail: MailSink) -> None:
         seed = await asyncio.to_thread(_seed, server.base_url, {**env, "STOWAGE_DATA_DIR": str(server.data_dir)})
         config = tmp_path / "schemathesis.toml"
         hooks = tmp_path / "presign_hooks.py"
-        hooks.write_text(PRESIGN_HOOKS, encoding="utf-8")
+        hooks.write_text(PRESIGN_HOOKS.replace("{shared!r}", repr(str(SCHEMATHESIS_HOOKS))), encoding="utf-8")
         config.write_text(f"hooks = {json.dumps(str(hooks))}\n" + _config(seed), encoding="utf-8")
         report = tmp_path / "report"
         command = [
