@@ -88,8 +88,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
     email_token_ttl: int = 3600
-    # Presigned URLs: the longest lifetime one may be minted with, and the lifetime when none is asked for
-    # (also of the URLs a listing includes with presign=true).
+    # Presigned URLs: the longest lifetime, and the lifetime when none is asked for (also in listings).
     presign_max_seconds: int = 7 * 86400
     presign_default_seconds: int = 3600
     default_quota_bytes: int = 10 * 1024**3
@@ -345,18 +344,8 @@ def _validate(s: Settings) -> None:
         "must be between 300 seconds and 7 days",
         s.email_token_ttl,
     )
-    _require(
-        60 <= s.presign_max_seconds <= 30 * 86400,
-        "presign_max_seconds",
-        "must be between 60 seconds and 30 days",
-        s.presign_max_seconds,
-    )
-    _require(
-        1 <= s.presign_default_seconds <= s.presign_max_seconds,
-        "presign_default_seconds",
-        f"must be between 1 second and presign_max_seconds ({s.presign_max_seconds})",
-        s.presign_default_seconds,
-    )
+    _require(60 <= (pmax := s.presign_max_seconds) <= 2592000, "presign_max_seconds", "must be 60 s-30 days", pmax)
+    _require(1 <= (pdef := s.presign_default_seconds) <= pmax, "presign_default_seconds", f"must be 1-{pmax} s", pdef)
     _require(s.max_upload_bytes >= 1, "max_upload_bytes", "must be at least 1 byte", s.max_upload_bytes)
     _require(
         1 <= s.trash_retention_days <= 3650,
