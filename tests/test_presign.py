@@ -512,6 +512,30 @@ async def test_disabling_the_signer_ends_their_urls(client: httpx.AsyncClient, s
     refused(await client.get(url), "revoked", contains="no longer works")
 
 
+async def test_a_share_recipient_mints_urls_that_end_with_the_share(client: httpx.AsyncClient) -> None:
+    """URLs minted by a recipient act as the recipient: they work while the share does, and a read share
+    mints no upload URL."""
+    alice = await new_account(client, "alice@example.com")
+    bob = await new_account(client, "bob@example.com")
+    shared = await mkdir(client, alice, alice.root_id, "shared")
+    node = await upload(client, alice, shared["id"], "a.bin", CONTENT)
+    share = await client.post(
+        f"{API}/nodes/{shared['id']}/shares",
+        json={"email": "bob@example.com", "permission": "read"},
+        headers=alice.headers,
+    )
+    assert share.status_code == 201, share.text
+    url = await download_url(client, bob, node["id"])
+    assert (await client.get(url)).content == CONTENT
+    upload_refused = await client.post(
+        f"{API}/presign/upload", json={"folder_id": shared["id"], "name": "b.bin"}, headers=bob.headers
+    )
+    assert_problem(upload_refused, 403, "permission-denied", detail_contains="read-only")
+    revoked = await client.delete(f"{API}/shares/{share.json()['id']}", headers=alice.headers)
+    assert revoked.status_code == 204, revoked.text
+    assert_problem(await client.get(url), 404, "not-found")
+
+
 async def test_a_trashed_file_is_gone_for_its_url(client: httpx.AsyncClient) -> None:
     alice = await new_account(client, "alice@example.com")
     node = await upload(client, alice, alice.root_id, "a.bin", CONTENT)
