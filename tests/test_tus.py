@@ -678,3 +678,31 @@ async def test_other_methods_are_405_and_unknown_ids_404(client: httpx.AsyncClie
         assert_problem(missing, 404, "not-found")
         assert missing.headers["tus-resumable"] == "1.0.0"
         assert (await head(client, alice, f"{UPLOADS}/{unknown}")).status_code == 404
+
+
+async def test_a_browser_tus_client_may_send_and_read_the_tus_headers(settings_env: dict[str, str]) -> None:
+    origin = "https://app.example.com"
+    async with open_client(make_settings(settings_env, cors_allow_origins=origin)) as client:
+        alice = await new_account(client, "alice@example.com")
+        sent = "authorization, content-type, tus-resumable, upload-offset, upload-checksum, upload-length"
+        preflight = await client.options(
+            f"{UPLOADS}/x",
+            headers={
+                "origin": origin,
+                "access-control-request-method": "PATCH",
+                "access-control-request-headers": sent,
+            },
+        )
+        assert preflight.status_code == 204, preflight.text
+        allowed = {h.strip().lower() for h in preflight.headers["access-control-allow-headers"].split(",")}
+        assert set(sent.split(", ")) <= allowed
+        created = await create(client, alice, 5, body=b"hello", headers={"origin": origin})
+        exposed = {h.strip().lower() for h in created.headers["access-control-expose-headers"].split(",")}
+        assert {
+            "location",
+            "upload-offset",
+            "upload-length",
+            "upload-expires",
+            "tus-resumable",
+            "stowage-node-id",
+        } <= exposed
