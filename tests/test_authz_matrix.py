@@ -192,6 +192,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("HEAD", "/api/v1/uploads/{upload_id:str}"): OWNED_WRITE,
     ("PATCH", "/api/v1/uploads/{upload_id:str}"): OWNED_WRITE,
     ("DELETE", "/api/v1/uploads/{upload_id:str}"): OWNED_WRITE,
+    ("POST", "/api/v1/uploads/{upload_id:str}"): OWNED_WRITE,  # X-HTTP-Method-Override: PATCH, DELETE, HEAD
 }
 
 # What an allowed caller gets (with the request this test sends).
@@ -271,6 +272,7 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("HEAD", "/api/v1/uploads/{upload_id:str}"): 200,
     ("PATCH", "/api/v1/uploads/{upload_id:str}"): 204,
     ("DELETE", "/api/v1/uploads/{upload_id:str}"): 204,
+    ("POST", "/api/v1/uploads/{upload_id:str}"): 204,
 }
 
 # POST routes under /api/v1/nodes that change nothing (they only read what they name), so the read scope
@@ -781,6 +783,18 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
             lambda: Body(b"abc", tus(**{"Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}))
         ),
         ("DELETE", "/api/v1/uploads/{upload_id:str}"): on_upload(lambda: Body(b"", tus())),
+        ("POST", "/api/v1/uploads/{upload_id:str}"): on_upload(
+            lambda: Body(
+                b"abc",
+                tus(
+                    **{
+                        "X-HTTP-Method-Override": "PATCH",
+                        "Content-Type": "application/offset+octet-stream",
+                        "Upload-Offset": "0",
+                    }
+                ),
+            )
+        ),
     }
     return {key: make(f"{key[0]} {key[1]}") for key, make in routes.items()}
 

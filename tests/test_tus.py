@@ -706,3 +706,25 @@ async def test_a_browser_tus_client_may_send_and_read_the_tus_headers(settings_e
             "tus-resumable",
             "stowage-node-id",
         } <= exposed
+
+
+async def test_x_http_method_override_is_used_as_the_method(client: httpx.AsyncClient, settings: Settings) -> None:
+    alice = await new_account(client, "alice@example.com")
+    url = await new_upload(client, alice, 10)
+    chunk = {**TUS, **alice.headers, "Content-Type": "application/offset+octet-stream"}
+    patched = await client.post(
+        url, headers={**chunk, "X-HTTP-Method-Override": "PATCH", "Upload-Offset": "0"}, content=b"hello"
+    )
+    assert patched.status_code == 204
+    assert patched.headers["upload-offset"] == "5"
+    state = await client.post(url, headers={**TUS, **alice.headers, "X-HTTP-Method-Override": "HEAD"})
+    assert state.status_code == 200
+    assert state.headers["upload-offset"] == "5"
+    assert state.content == b""
+    plain = await client.post(url, headers={**chunk, "Upload-Offset": "5"}, content=b"world")
+    assert_problem(plain, 405, "method-not-allowed")
+    assert await offset_of(client, alice, url) == 5
+    terminated = await client.post(url, headers={**TUS, **alice.headers, "X-HTTP-Method-Override": "DELETE"})
+    assert terminated.status_code == 204
+    assert (await head(client, alice, url)).status_code == 404
+    assert staged_bytes(settings, upload_id(url)) is None

@@ -41,7 +41,7 @@ _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 # The request headers of the tus protocol (resumable uploads, ``protocols/tus``).
 TUS_REQUEST_HEADERS: tuple[str, ...] = ("Tus-Resumable", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata")
-TUS_REQUEST_HEADERS += ("Upload-Concat", "Upload-Offset", "Upload-Checksum")
+TUS_REQUEST_HEADERS += ("Upload-Concat", "Upload-Offset", "Upload-Checksum", "X-HTTP-Method-Override")
 # The request headers a browser may send cross-origin: every header the REST API documents (its
 # contract test checks that this list covers them). Replace it with cors_allow_headers to add others.
 DEFAULT_CORS_ALLOW_HEADERS = (

@@ -16,7 +16,7 @@ from litestar import Controller, Request, Response, delete, head, patch, post, r
 from litestar.params import FromPath
 from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
-from stowage.errors import FieldError, InvalidInput, StowageError, UnsupportedMediaType
+from stowage.errors import FieldError, InvalidInput, MethodNotAllowed, StowageError, UnsupportedMediaType
 from stowage.http.semantics import http_date
 from stowage.protocols.tus import openapi
 from stowage.protocols.tus.auth import principal_of, tus_before_request
@@ -209,28 +209,59 @@ class TusController(Controller):
         **openapi.append(),
     )
     async def append(self, request: AnyRequest, upload_id: FromPath[str]) -> Response[None]:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type != OFFSET_OCTET_STREAM:
-            raise UnsupportedMediaType(f"A PATCH carries Content-Type: {OFFSET_OCTET_STREAM}.")
-        offset_header = request.headers.get("upload-offset")
-        if offset_header is None:
-            raise InvalidInput(
-                "Send Upload-Offset: the offset this chunk starts at.",
-                errors=[FieldError(field="header.upload-offset", message="required")],
-            )
-        state = await _uploads(request).chunks.append(
-            principal_of(request),
-            upload_id,
-            parse_integer("Upload-Offset", offset_header),
-            _body(request),
-            length=_optional_integer(request, "Upload-Length"),
-            checksum=_checksum(request),
-        )
-        headers = state_headers(state)
-        headers.pop("Upload-Metadata", None)
-        return Response(content=None, status_code=HTTP_204_NO_CONTENT, headers=headers)
+        return await _append(request, upload_id)
 
     @delete("/{upload_id:str}", summary="Terminate an upload", status_code=HTTP_204_NO_CONTENT, **openapi.terminate())
     async def terminate(self, request: AnyRequest, upload_id: FromPath[str]) -> Response[None]:
-        await _uploads(request).sessions.terminate(principal_of(request), upload_id)
-        return Response(content=None, status_code=HTTP_204_NO_CONTENT, headers={"Tus-Resumable": TUS_VERSION})
+        return await _terminate(request, upload_id)
+
+    # The handler's own status is 200 (a HEAD's answer); PATCH and DELETE answers carry their 204.
+    @post("/{upload_id:str}", include_in_schema=False, status_code=200, request_max_body_size=None)
+    async def overridden(self, request: AnyRequest, upload_id: FromPath[str]) -> Response[bytes] | Response[None]:
+        """tus core: a client that can send only POST names the method it means in X-HTTP-Method-Override
+        (PATCH, DELETE or HEAD), which is then used as the request's method."""
+        method = request.headers.get("x-http-method-override", "").strip().upper()
+        if method == "PATCH":
+            return await _append(request, upload_id)
+        if method == "DELETE":
+            return await _terminate(request, upload_id)
+        if method == "HEAD":
+            return await _state(request, upload_id)
+        raise MethodNotAllowed(
+            "POST on an upload needs X-HTTP-Method-Override: PATCH, DELETE or HEAD; or send that method.",
+            allowed=["DELETE", "HEAD", "OPTIONS", "PATCH", "POST"],
+        )
+
+
+async def _state(request: AnyRequest, upload_id: str) -> Response[bytes]:
+    """The answer to HEAD (also when it came as a POST with X-HTTP-Method-Override): headers, no body."""
+    state = await _uploads(request).sessions.status(principal_of(request), upload_id)
+    return Response(content=b"", status_code=200, headers=state_headers(state))
+
+
+async def _append(request: AnyRequest, upload_id: str) -> Response[None]:
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != OFFSET_OCTET_STREAM:
+        raise UnsupportedMediaType(f"A PATCH carries Content-Type: {OFFSET_OCTET_STREAM}.")
+    offset_header = request.headers.get("upload-offset")
+    if offset_header is None:
+        raise InvalidInput(
+            "Send Upload-Offset: the offset this chunk starts at.",
+            errors=[FieldError(field="header.upload-offset", message="required")],
+        )
+    state = await _uploads(request).chunks.append(
+        principal_of(request),
+        upload_id,
+        parse_integer("Upload-Offset", offset_header),
+        _body(request),
+        length=_optional_integer(request, "Upload-Length"),
+        checksum=_checksum(request),
+    )
+    headers = state_headers(state)
+    headers.pop("Upload-Metadata", None)
+    return Response(content=None, status_code=HTTP_204_NO_CONTENT, headers=headers)
+
+
+async def _terminate(request: AnyRequest, upload_id: str) -> Response[None]:
+    await _uploads(request).sessions.terminate(principal_of(request), upload_id)
+    return Response(content=None, status_code=HTTP_204_NO_CONTENT, headers={"Tus-Resumable": TUS_VERSION})
