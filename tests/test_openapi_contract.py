@@ -390,8 +390,9 @@ TUS_OPERATIONS = {
     "appendToUpload": ["400"],
     "getUploadOffset": [],
     "terminateUpload": [],
+    "overrideUploadMethod": ["400", "413", "415", "507"],
 }
-TUS_MISSING_HEADER = ["400", "401", "403", "406", "412", "415", "422"]
+TUS_MISSING_HEADER = ["400", "401", "403", "405", "406", "412", "415", "422"]
 TUS_REJECTED = ["400", "401", "403", "404", "405", "406", "409", "412", "415", "422", "428", "429", "5xx"]
 # tus chunks are raw bytes: schemathesis serialises application/offset+octet-stream like octet-stream.
 SCHEMATHESIS_HOOKS = Path(__file__).parent / "support" / "schemathesis_hooks.py"

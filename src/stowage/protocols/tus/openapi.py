@@ -91,6 +91,12 @@ UPLOAD_CHECKSUM = _request_header(
     "chunk is discarded; another algorithm 400.",
     pattern=r"^[a-z0-9-]+ [A-Za-z0-9+/]+={0,2}$",
 )
+METHOD_OVERRIDE = _request_header(
+    "X-HTTP-Method-Override",
+    "The method this POST stands for (for clients that can send only POST).",
+    required=True,
+    enum=["PATCH", "DELETE", "HEAD"],
+)
 LATE_LENGTH = _request_header(
     "Upload-Length", "For a deferred length: the upload's size, once (it cannot change).", pattern=_INTEGER
 )
@@ -124,6 +130,7 @@ PROBLEMS: dict[int, str] = {
     401: "unauthenticated: no credentials, or they are expired, revoked or malformed.",
     403: "permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH.",
     404: "not-found: no such upload (or not yours), or the target folder does not exist.",
+    405: "method-not-allowed: a POST to an upload without X-HTTP-Method-Override (PATCH, DELETE or HEAD).",
     408: "request-timeout: the body stopped arriving (the bytes that arrived are kept; HEAD says how many).",
     409: "upload-offset-mismatch: Upload-Offset is not the upload's offset (Upload-Offset in the answer says it); "
     "conflict: the file name is taken (on_conflict=fail), or the lease was lost.",
@@ -279,4 +286,24 @@ def terminate() -> dict[str, Any]:
             )
         },
         problems=_AUTH | {400, 404, 410, 423},
+    )
+
+
+def override() -> dict[str, Any]:
+    return _operation(
+        "overrideUploadMethod",
+        method="POST",
+        headers=[
+            TUS_RESUMABLE,
+            METHOD_OVERRIDE,
+            _request_header("Upload-Offset", "With PATCH: where this chunk starts.", pattern=_INTEGER),
+            UPLOAD_CHECKSUM,
+            LATE_LENGTH,
+        ],
+        body=_chunk_body("With PATCH: the chunk's bytes.", required=False),
+        success={
+            "200": ("As HEAD: the upload's state.", (*_STATE, "Upload-Metadata", "Upload-Concat", "Cache-Control")),
+            "204": ("As PATCH (the new Upload-Offset) or DELETE.", _STATE),
+        },
+        problems=_AUTH | {400, 404, 405, 408, 409, 410, 413, 415, 423, 460, 507},
     )

@@ -216,7 +216,13 @@ class TusController(Controller):
         return await _terminate(request, upload_id)
 
     # The handler's own status is 200 (a HEAD's answer); PATCH and DELETE answers carry their 204.
-    @post("/{upload_id:str}", include_in_schema=False, status_code=200, request_max_body_size=None)
+    @post(
+        "/{upload_id:str}",
+        summary="X-HTTP-Method-Override: PATCH, DELETE or HEAD sent as POST",
+        status_code=200,
+        request_max_body_size=None,
+        **openapi.override(),
+    )
     async def overridden(self, request: AnyRequest, upload_id: FromPath[str]) -> Response[bytes] | Response[None]:
         """tus core: a client that can send only POST names the method it means in X-HTTP-Method-Override
         (PATCH, DELETE or HEAD), which is then used as the request's method."""
