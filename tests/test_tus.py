@@ -728,3 +728,15 @@ async def test_x_http_method_override_is_used_as_the_method(client: httpx.AsyncC
     assert terminated.status_code == 204
     assert (await head(client, alice, url)).status_code == 404
     assert staged_bytes(settings, upload_id(url)) is None
+
+
+async def test_a_refused_first_chunk_still_creates_the_upload(client: httpx.AsyncClient, settings: Settings) -> None:
+    """creation-with-upload: the creation succeeded, so the answer is 201 with the upload's URL and the offset
+    that was stored; the client learns why its bytes were refused when it sends them again."""
+    alice = await new_account(client, "alice@example.com")
+    response = await create(client, alice, 5, body=b"hello", headers={"Upload-Checksum": checksum("sha1", b"HELLO")})
+    url = upload_url(response)
+    assert response.headers["upload-offset"] == "0"
+    assert staged_bytes(settings, upload_id(url)) == b""
+    again = await patch(client, alice, url, 0, b"hello", headers={"Upload-Checksum": checksum("sha1", b"HELLO")})
+    assert_problem(again, 460, "checksum-mismatch")

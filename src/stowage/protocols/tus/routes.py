@@ -191,7 +191,7 @@ class TusController(Controller):
             except StowageError:
                 # The upload exists: the client learns why its bytes were refused when it asks (HEAD)
                 # or sends them again (PATCH); the creation itself succeeded.
-                state = await uploads.sessions.status(principal, state.id)
+                state = await uploads.sessions.peek(principal, state.id)
         headers = state_headers(state)
         headers["Location"] = f"{ENDPOINT}/{state.id}"
         return Response(content=None, status_code=HTTP_201_CREATED, headers=headers)

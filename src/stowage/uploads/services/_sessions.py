@@ -77,6 +77,10 @@ class SessionService:
             return await self._record_at_once(caller, row)
         return UploadState.of(row)
 
+    async def peek(self, principal: Principal | None, upload_id: str) -> UploadState:
+        """Where the upload stands, as stored (``status`` without retrying a refused recording)."""
+        return UploadState.of(await self.core.load(principal, upload_id, Action.FILE_WRITE))
+
     async def status(self, principal: Principal | None, upload_id: str) -> UploadState:
         """Where the upload stands. An upload whose bytes all arrived but that is not in the tree yet (its
         recording was refused, or the server stopped in between) is recorded now, or says why not."""
