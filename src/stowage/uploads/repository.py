@@ -124,14 +124,15 @@ async def commit_offset(
     length: int | None,
     expires_at: datetime,
     sha256: str | None = None,
+    release: bool = False,
 ) -> bool:
     """Record a durable offset (and a length the client declared late, and the digest of content just
-    published) — only while this request holds the lease."""
-    result = await db.execute(
-        update(Upload)
-        .where(Upload.id == upload_id, Upload.lock_token == token)
-        .values(received_bytes=offset, length=length, expires_at=expires_at, sha256=sha256)
-    )
+    published) — only while this request holds the lease; ``release`` gives the lease up in the same
+    statement (a chunk that is not the last has nothing more to do)."""
+    values: dict[str, object] = {"received_bytes": offset, "length": length, "expires_at": expires_at, "sha256": sha256}
+    if release:
+        values |= {"lock_token": None, "locked_until": None}
+    result = await db.execute(update(Upload).where(Upload.id == upload_id, Upload.lock_token == token).values(**values))
     return _count(result) == 1
 
 

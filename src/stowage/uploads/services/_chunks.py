@@ -182,6 +182,8 @@ class ChunkService:
             await staging.truncate(offset)
             raise
         new_offset = await staging.sync()
+        complete = total is not None and new_offset == total
+        last = complete and row.kind != "partial"  # the recording still needs the lease
         async with self.db.transaction() as db:
             committed = await repository.commit_offset(
                 db,
@@ -190,9 +192,11 @@ class ChunkService:
                 offset=new_offset,
                 length=total,
                 expires_at=self.core.expiry(utcnow()),
+                release=not last,
             )
         if not committed:
             raise lease_lost()
+        lease.released = not last
         if isinstance(stopped, StowageError):
             raise stopped
         if stopped is not None:
@@ -201,7 +205,7 @@ class ChunkService:
                 f"(Upload-Offset {new_offset}): resume from there."
             ) from stopped
         row = await self.core.reload(row.id)
-        if total is not None and new_offset == total and row.kind != "partial":
+        if last:
             info = await staging.finish()
             await self.core.record_or_remember(caller, row, info, lease.token)
             row = await self.core.reload(row.id)

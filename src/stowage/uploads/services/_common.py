@@ -54,6 +54,7 @@ class Lease:
         self.core = core
         self.upload_id = upload_id
         self.token = token
+        self.released = False  # given up with the offset commit: nothing to release at the end
         self._renewed_at = time.monotonic()
 
     async def keep(self) -> None:
@@ -133,11 +134,13 @@ class UploadCore:
             if holder_until is None:  # no such row: it was terminated meanwhile
                 raise NotFound("No such upload.")
             raise UploadLocked(retry_after=max(1, math.ceil((holder_until - now).total_seconds())))
+        lease = Lease(self, upload_id, token)
         try:
-            yield Lease(self, upload_id, token)
+            yield lease
         finally:
-            async with self.db.transaction() as db:
-                await repository.release_lease(db, upload_id, token)
+            if not lease.released:
+                async with self.db.transaction() as db:
+                    await repository.release_lease(db, upload_id, token)
 
     async def record(self, caller: Principal, row: UploadRow, info: BlobInfo, token: str | None) -> NodeOut:
         """Put the complete upload's content into the tree, marking the upload recorded in the same
