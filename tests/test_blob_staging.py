@@ -5,6 +5,7 @@ store object (a restart), and that gc, fsck's blob listing and the temp-file swe
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import stat
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from stowage.blobs import BlobStore, LocalBlobStore, MemoryBlobStore
+from stowage.blobs._fs import fingerprint
 
 DATA = bytes(range(256)) * 40 + b"tail"
 
@@ -211,3 +213,43 @@ async def test_local_staged_uploads_ignores_stray_files(tmp_path: Path) -> None:
     (store.staging_dir / "not-an-upload").write_bytes(b"x")
     os.utime(store.staging_path(upload_id), (1000, 1000))
     assert await store.staged_uploads() == {upload_id: 1000.0}
+
+
+async def test_local_hash_state_is_kept_for_the_next_request_of_this_process(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "data")
+    upload_id = new_id()
+    await stage(store, upload_id, DATA[:700])
+    path = store.staging_path(upload_id)
+    kept = store.hash_states.resume(upload_id, fingerprint(path.stat()))
+    assert kept is not None
+    assert kept.hexdigest() == hashlib.sha256(DATA[:700]).hexdigest()
+    staging = await store.open_staging(upload_id)
+    await staging.append(DATA[700:])
+    info = await staging.finish()
+    assert info.sha256 == hashlib.sha256(DATA).hexdigest()
+    assert store.hash_states.resume(upload_id, fingerprint(store.blob_path(info.sha256).stat())) is None
+
+
+async def test_local_a_file_changed_behind_the_store_is_rehashed(tmp_path: Path) -> None:
+    """A kept hash state is used only while the file has the fingerprint it had then: bytes rewritten by
+    someone else (another worker that took over the upload) are re-read, never trusted."""
+    store = LocalBlobStore(tmp_path / "data")
+    upload_id = new_id()
+    await stage(store, upload_id, b"a" * 1000)
+    await asyncio.sleep(0.01)  # a later ctime, whatever the filesystem's clock granularity
+    with store.staging_path(upload_id).open("r+b") as handle:
+        handle.write(b"b" * 1000)
+    info = await (await store.open_staging(upload_id)).finish()
+    assert info.sha256 == hashlib.sha256(b"b" * 1000).hexdigest()
+
+
+async def test_local_truncation_forgets_the_hash_state(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
+    upload_id = new_id()
+    await stage(store, upload_id, DATA[:500])
+    staging = await store.open_staging(upload_id)
+    await staging.append(b"refused chunk")
+    await staging.truncate(500)
+    await staging.append(DATA[500:])
+    info = await staging.finish()
+    assert info.sha256 == hashlib.sha256(DATA).hexdigest()

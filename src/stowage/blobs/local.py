@@ -57,7 +57,7 @@ from stowage.blobs.base import (
     check_upload_id,
     to_thread_owning,
 )
-from stowage.blobs.local_staging import LocalStaging, concatenate_sync, scan_staging
+from stowage.blobs.local_staging import HashStates, LocalStaging, concatenate_sync, scan_staging
 from stowage.errors import InsufficientStorage, is_disk_full
 from stowage.observability.logging import get_logger
 
@@ -197,6 +197,7 @@ class LocalBlobStore(BlobStore):
         self._blobs_prefix = f"{self._blobs}/"
         self._tmp = self._root / "tmp"
         self._staging = self._root / "staging"
+        self.hash_states = HashStates()
         self.verified = VerifiedFiles(VERIFIED_CACHE_SIZE)
 
     @property
@@ -267,6 +268,7 @@ class LocalBlobStore(BlobStore):
         return await asyncio.to_thread(concatenate_sync, self._staging, target, sources)
 
     async def discard_staging(self, upload_id: str) -> None:
+        self.hash_states.forget(check_upload_id(upload_id))
         await asyncio.to_thread(_unlink_quietly, self.staging_path(upload_id))
 
     async def staged_uploads(self) -> dict[str, float]:

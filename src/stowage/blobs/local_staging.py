@@ -13,6 +13,8 @@ import ctypes
 import hashlib
 import os
 import secrets
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -21,6 +23,7 @@ from stowage.blobs._fs import (
     BLOB_MODE,
     TEMP_MODE,
     VERIFY_CHUNK,
+    Fingerprint,
     close_quietly,
     fingerprint,
     fsync_dir,
@@ -63,7 +66,12 @@ class LocalStaging:
     worker-thread call per buffer, which runs while the next buffer fills (one write in flight at a
     time); each write also asks the kernel to start writing the range back (``sync_file_range`` where
     the platform has it), so the ``fsync`` in ``sync`` finds little left to do.
-    ``finish`` hashes the file by re-reading it in 1 MiB reads inside one thread call, makes it read-only,
+    The bytes are hashed as they are written (in the writer thread), and the hash state of the synced
+    bytes is kept in this process (``HashStates``) with the file's fingerprint: the next request for the
+    upload that reaches this process continues it. ``finish`` uses it when it covers every byte and the
+    file has not changed since (same inode, size, mtime and ctime); otherwise — the state was lost: a
+    restart, another worker, a truncation — it hashes the file by re-reading it in 1 MiB reads inside one
+    thread call. Then it makes the file read-only,
     renames it into ``blobs/ab/cd/<sha256>`` (the same filesystem: atomic) and fsyncs both directories —
     or, when intact content with that digest is stored already, removes it (dedup)."""
 
@@ -77,6 +85,7 @@ class LocalStaging:
         self._written = 0  # bytes in the file: the worker thread's write position
         self._size = 0  # bytes staged, as this handle's callers see them (file + in flight + buffer)
         self._pending: asyncio.Future[Any] | None = None
+        self._hasher: Any = None  # hash of the file's first ``_written`` bytes, when known
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """``fn`` in a worker thread, after the write in flight; it finishes even if we are cancelled
@@ -112,7 +121,11 @@ class LocalStaging:
         if created:
             fsync_dir(self._path.parent)  # the staging's name survives a crash from its first byte on
         self._fd = fd
-        self._written = self._size = os.fstat(fd).st_size
+        st = os.fstat(fd)
+        self._written = self._size = st.st_size
+        self._hasher = self._store.hash_states.resume(self.upload_id, fingerprint(st))
+        if self._hasher is None and st.st_size == 0:
+            self._hasher = hashlib.sha256()
 
     async def open(self) -> LocalStaging:
         await self._call(self._open_sync)
@@ -133,6 +146,9 @@ class LocalStaging:
             os.ftruncate(fd, size)
             os.fsync(fd)
             self._written = size
+            # The hash cannot be taken back; it is known again only from scratch (or by re-reading).
+            self._hasher = hashlib.sha256() if size == 0 else None
+            self._store.hash_states.forget(self.upload_id)
 
         await self._call(cut)
         self._size = size
@@ -154,11 +170,15 @@ class LocalStaging:
             if data:
                 self._write_sync(fd, data)
             os.fsync(fd)
+            if self._hasher is not None:
+                self._store.hash_states.keep(self.upload_id, fingerprint(os.fstat(fd)), self._hasher.copy())
 
         await self._call(flush)
         return self._size
 
     def _write_sync(self, fd: int, data: bytes | bytearray) -> None:
+        if self._hasher is not None:
+            self._hasher.update(data)  # releases the GIL for large buffers
         view = memoryview(data)
         start = position = self._written
         while view:
@@ -181,12 +201,16 @@ class LocalStaging:
 
     def _publish_sync(self) -> BlobInfo:
         fd = self._require_fd()
-        hasher = hashlib.sha256()
-        offset = 0
-        while data := os.pread(fd, VERIFY_CHUNK, offset):
-            hasher.update(data)
-            offset += len(data)
-        info = BlobInfo(sha256=hasher.hexdigest(), size=offset)
+        size = os.fstat(fd).st_size
+        hasher = self._hasher if self._hasher is not None and self._written == size else None
+        if hasher is None:  # the hash state was lost: re-read the staged bytes
+            hasher = hashlib.sha256()
+            size = 0
+            while data := os.pread(fd, VERIFY_CHUNK, size):
+                hasher.update(data)
+                size += len(data)
+        self._store.hash_states.forget(self.upload_id)
+        info = BlobInfo(sha256=hasher.hexdigest(), size=size)
         if self._store.already_stored(info.sha256, info.size):
             self._path.unlink()
         else:
@@ -252,3 +276,33 @@ def scan_staging(staging_dir: Path) -> dict[str, float]:
     except FileNotFoundError:
         pass
     return found
+
+
+class HashStates:
+    """The hash of each upload's synced bytes in this process, with the staging file's fingerprint then
+    (least recently used out first). A state is used only while the file still has that fingerprint, so a
+    file another process changed is re-read, never trusted."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._states: OrderedDict[str, tuple[Fingerprint, Any]] = OrderedDict()
+        self._lock = threading.Lock()  # writer threads keep states, the event loop resumes them
+
+    def keep(self, upload_id: str, at: Fingerprint, hasher: Any) -> None:
+        with self._lock:
+            self._states[upload_id] = (at, hasher)
+            self._states.move_to_end(upload_id)
+            while len(self._states) > self._capacity:
+                self._states.popitem(last=False)
+
+    def resume(self, upload_id: str, now: Fingerprint) -> Any:
+        """A copy of the kept state if the file is as it was then, else None."""
+        with self._lock:
+            kept = self._states.get(upload_id)
+            if kept is None or kept[0] != now:
+                return None
+            return kept[1].copy()
+
+    def forget(self, upload_id: str) -> None:
+        with self._lock:
+            self._states.pop(upload_id, None)
