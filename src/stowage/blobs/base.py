@@ -152,8 +152,9 @@ class BlobStaging(Protocol):
     Unlike a :class:`BlobWriter`, nothing lives only in memory between requests: what ``sync`` returned
     is on disk and survives a restart; ``truncate`` drops bytes past the offset the caller last made
     durable (a chunk that failed, or was refused). The caller serialises access to one upload (the
-    uploads domain holds a database lease). ``finish`` re-reads the staged bytes to hash them (the hash
-    state of earlier requests is gone), publishes them as a blob and removes the staging.
+    uploads domain holds a database lease). ``finish`` hashes the staged bytes — re-reading them unless
+    the store still holds the hash state of exactly these bytes — publishes them as a blob and removes
+    the staging.
     Use one handle from one task, and ``close`` it (``finish`` and ``discard`` close it too)."""
 
     upload_id: str
@@ -175,8 +176,8 @@ class BlobStaging(Protocol):
         ...
 
     async def finish(self) -> BlobInfo:
-        """Hash the staged bytes (re-read, bounded memory), publish them as a blob (dedup) and remove the
-        staging. Afterwards the handle is closed."""
+        """Hash the staged bytes (re-read in bounded memory when no kept hash state covers them), publish
+        them as a blob (dedup) and remove the staging. Afterwards the handle is closed."""
         ...
 
     async def close(self) -> None:
