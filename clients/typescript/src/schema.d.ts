@@ -536,7 +536,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** List a folder (keyset-paginated) */
+        /**
+         * List a folder (keyset-paginated)
+         * @description With presign=true each file also carries `url`: a presigned GET URL of its content that works without an Authorization header (for <Image source={{uri}}> and video players) for presign_expires_in seconds (default presign_default_seconds). Without it, items have no `url`.
+         */
         get: operations["listChildren"];
         put?: never;
         post?: never;
@@ -625,24 +628,6 @@ export interface paths {
         patch: operations["updateNode"];
         trace?: never;
     };
-    "/api/v1/nodes/{node_id}/versions/{version_id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        post?: never;
-        /** Delete an old version (not the current one) */
-        delete: operations["deleteVersion"];
-        options?: never;
-        head?: never;
-        /** Pin or unpin a version */
-        patch: operations["updateVersion"];
-        trace?: never;
-    };
     "/api/v1/nodes/{node_id}/content": {
         parameters: {
             query?: never;
@@ -692,23 +677,6 @@ export interface paths {
         options?: never;
         /** Download the file at a path (GET or HEAD) */
         head: operations["headFileByPath"];
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/nodes/{node_id}/versions/{version_id}/restore": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Make this version current again (as a new version) */
-        post: operations["restoreVersion"];
-        delete?: never;
-        options?: never;
-        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -773,6 +741,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/nodes/{node_id}/zip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download a folder (or file) as a ZIP archive, streamed */
+        get: operations["downloadZip"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/zip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Download a selection as one ZIP archive, streamed */
+        post: operations["downloadZipOfSelection"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nodes/{node_id}/versions/{version_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Delete an old version (not the current one) */
+        delete: operations["deleteVersion"];
+        options?: never;
+        head?: never;
+        /** Pin or unpin a version */
+        patch: operations["updateVersion"];
+        trace?: never;
+    };
+    "/api/v1/nodes/{node_id}/versions/{version_id}/restore": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Make this version current again (as a new version) */
+        post: operations["restoreVersion"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/nodes/{node_id}/versions/{version_id}/content": {
         parameters: {
             query?: never;
@@ -802,40 +839,6 @@ export interface paths {
         get: operations["listVersions"];
         put?: never;
         post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/nodes/{node_id}/zip": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Download a folder (or file) as a ZIP archive, streamed */
-        get: operations["downloadZip"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/api/v1/zip": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Download a selection as one ZIP archive, streamed */
-        post: operations["downloadZipOfSelection"];
         delete?: never;
         options?: never;
         head?: never;
@@ -946,6 +949,414 @@ export interface paths {
         options?: never;
         head?: never;
         patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nodes/{node_id}/presign": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A presigned GET URL for a file (works without a token until it expires)
+         * @description The URL is the file's content URL with X-Stowage-Expires, X-Stowage-Credential and X-Stowage-Signature: GET and HEAD (Range, ETag and conditionals as usual) need no Authorization header. A read-only token may mint it. It stops working when it expires, when the credential that minted it is revoked or its account disabled, and when the file goes.
+         */
+        post: operations["presignDownload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/presign/upload": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A presigned PUT URL that stores one new file (size and media type limits signed in)
+         * @description Say where: folder_id and name, or path (its folder must exist). PUT the bytes to the URL without an Authorization header: 201 with the file (or 200 with on_conflict=replace when it existed); a body over max_size answers 413 and content of another media_type 415, and nothing is stored. Needs the write scope.
+         */
+        post: operations["presignUpload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nodes/{node_id}/links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The live links to your file or folder */
+        get: operations["listNodeLinks"];
+        put?: never;
+        /**
+         * Create a share link to your file or folder
+         * @description Optional password (argon2-hashed; visitors unlock it), expiry, download limit, and for folders drop mode (visitors add files and see nothing). The token is in this answer only.
+         */
+        post: operations["createLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shared-with-me/{share_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Leave a share someone made with you */
+        delete: operations["leaveShare"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/links": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** All your live share links */
+        get: operations["listLinks"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nodes/{node_id}/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Who your file or folder is shared with */
+        get: operations["listNodeShares"];
+        put?: never;
+        /**
+         * Share your file or folder with a user (by email), read or read_write
+         * @description 201 for a new share; 200 when the user already had one (its permission and expiry change).
+         */
+        post: operations["shareWithUser"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/links/{link_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a link (its next request answers 404) */
+        delete: operations["revokeLink"];
+        options?: never;
+        head?: never;
+        /** Change a link's password, expiry or download limit */
+        patch: operations["updateLink"];
+        trace?: never;
+    };
+    "/api/v1/shares/{share_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /** Revoke a share (the recipient's next request no longer reaches the item) */
+        delete: operations["revokeShare"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shared-with-me": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * What others share with you
+         * @description Use each node's id with the file endpoints (listing, content, versions, ZIP, search with folder_id), with exactly the granted permission.
+         */
+        get: operations["listSharedWithMe"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/shares": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** All your live shares with other users */
+        get: operations["listShares"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/children": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List the shared folder */
+        get: operations["listLinkChildren"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download the shared file (Range, ETag, conditionals) */
+        get: operations["downloadLink"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** Download the shared file (Range, ETag, conditionals) */
+        head: operations["headLink"];
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/files/{name}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /**
+         * Add a file through a drop link (the raw body)
+         * @description A taken name gets a number; the answer says the stored name. Visitors of a drop link see nothing else. Content-Digest (sha-256) or X-Content-SHA256 are checked when sent.
+         */
+        put: operations["dropFile"];
+        /**
+         * Add a file through a drop link (the raw body)
+         * @description A taken name gets a number; the answer says the stored name. Visitors of a drop link see nothing else. Content-Digest (sha-256) or X-Content-SHA256 are checked when sent.
+         */
+        post: operations["dropFileViaPost"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** What a share link leads to */
+        get: operations["getLink"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/nodes/{item_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A file or folder inside the shared folder */
+        get: operations["getLinkNode"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/nodes/{item_id}/children": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List a folder inside the shared folder */
+        get: operations["listLinkNodeChildren"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/nodes/{item_id}/content": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download a file inside the shared folder (Range, ETag, conditionals) */
+        get: operations["downloadLinkNode"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /** Download a file inside the shared folder (Range, ETag, conditionals) */
+        head: operations["headLinkNode"];
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/nodes/{item_id}/zip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A folder inside the shared folder as a ZIP archive */
+        get: operations["downloadLinkNodeZip"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/unlock": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Unlock a password-protected link: a short-lived grant
+         * @description Wrong passwords answer 403; attempts are limited per address and per link (429).
+         */
+        post: operations["unlockLink"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/zip": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The shared folder (or file) as a ZIP archive */
+        get: operations["downloadLinkZip"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/uploads": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Create an upload (creation, creation-with-upload, creation-defer-length, concatenation) */
+        post: operations["createUpload"];
+        delete?: never;
+        /** tus discovery: versions, extensions, limits */
+        options: operations["tusOptions"];
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/uploads/{upload_id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** X-HTTP-Method-Override: PATCH, DELETE or HEAD sent as POST */
+        post: operations["overrideUploadMethod"];
+        /** Terminate an upload */
+        delete: operations["terminateUpload"];
+        options?: never;
+        /** Offset and state of an upload */
+        head: operations["getUploadOffset"];
+        /** Append a chunk at Upload-Offset */
+        patch: operations["appendToUpload"];
         trace?: never;
     };
     "/metrics": {
@@ -1130,6 +1541,11 @@ export interface components {
             used_bytes: number;
             free_bytes: number;
         };
+        /** DropResult */
+        DropResult: {
+            name: string;
+            size: number;
+        };
         /** EmailRequest */
         EmailRequest: {
             /** @description An email address (compared ignoring case). */
@@ -1168,6 +1584,75 @@ export interface components {
             gc: components["schemas"]["RunOut"] | null;
             recent: components["schemas"]["RunOut"][];
         };
+        /**
+         * LinkCreateRequest
+         * @description A new link to a node. ``drop`` (folders only): visitors may add files and see nothing.
+         */
+        LinkCreateRequest: {
+            /** @description Default: null. */
+            password?: string | null;
+            /** @description Default: null. */
+            expires_at?: string | null;
+            /** @description Default: null. */
+            max_downloads?: number | null;
+            /** @description Default: false. */
+            drop?: boolean;
+        };
+        /** LinkCreated */
+        LinkCreated: {
+            link: components["schemas"]["LinkOut"];
+            token: string;
+            path: string;
+        };
+        /** LinkInfo */
+        LinkInfo: {
+            /** @enum {string} */
+            mode: "read" | "drop";
+            password_required: boolean;
+            node: components["schemas"]["SharedNodeOut"] | null;
+            expires_at: string | null;
+            downloads_left: number | null;
+        };
+        /** LinkList */
+        LinkList: {
+            items: components["schemas"]["LinkOut"][];
+        };
+        /** LinkOut */
+        LinkOut: {
+            id: string;
+            node_id: string;
+            node_name: string;
+            /** @enum {string} */
+            node_kind: "file" | "folder";
+            /** @enum {string} */
+            mode: "read" | "drop";
+            password_protected: boolean;
+            expires_at: string | null;
+            max_downloads: number | null;
+            download_count: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /**
+         * LinkUpdateRequest
+         * @description Change a link: a field left out stays as it is; the ``remove_*`` flags clear one.
+         */
+        LinkUpdateRequest: {
+            /** @description Default: null. */
+            password?: string | null;
+            /** @description Default: false. */
+            remove_password?: boolean;
+            /** @description Default: null. */
+            expires_at?: string | null;
+            /** @description Default: false. */
+            remove_expiry?: boolean;
+            /** @description Default: null. */
+            max_downloads?: number | null;
+            /** @description Default: false. */
+            remove_download_limit?: boolean;
+        };
         /** Liveness */
         Liveness: {
             status: string;
@@ -1200,11 +1685,55 @@ export interface components {
             metadata?: {
                 [key: string]: string;
             };
+            /** @description A presigned GET URL of the file's content (listings with presign=true): it works without an Authorization header until its X-Stowage-Expires, for <Image source={{uri}}> and video players. */
+            url?: string;
         };
         /** NodePage */
         NodePage: {
             items: components["schemas"]["NodeOut"][];
             next_cursor: string | null;
+        };
+        /** PersonOut */
+        PersonOut: {
+            id: string;
+            email: string;
+            display_name: string;
+        };
+        /** PresignDownloadRequest */
+        PresignDownloadRequest: {
+            /** @description Default: null. */
+            expires_in?: number | null;
+        };
+        /**
+         * PresignUploadRequest
+         * @description Where the one file goes: ``folder_id`` and ``name``, or ``path`` (its folder must exist).
+         */
+        PresignUploadRequest: {
+            /** @description Default: null. */
+            folder_id?: string | null;
+            /** @description Default: null. */
+            name?: string | null;
+            /** @description Default: null. */
+            path?: string | null;
+            /** @description Default: null. */
+            max_size?: number | null;
+            /** @description Default: null. */
+            media_type?: string | null;
+            /**
+             * @description Default: "fail".
+             * @enum {unknown}
+             */
+            on_conflict?: "fail" | "rename" | "replace";
+            /** @description Default: null. */
+            expires_in?: number | null;
+        };
+        /** PresignedUrl */
+        PresignedUrl: {
+            url: string;
+            /** @enum {string} */
+            method: "GET" | "PUT";
+            /** Format: date-time */
+            expires_at: string;
         };
         /** Readiness */
         Readiness: {
@@ -1261,6 +1790,38 @@ export interface components {
             expires_at: string;
             current: boolean;
         };
+        /** SharedNodeOut */
+        SharedNodeOut: {
+            id: string;
+            name: string;
+            /** @enum {string} */
+            kind: "file" | "folder";
+            size: number;
+            media_type: string | null;
+            etag: string | null;
+            /** Format: date-time */
+            modified_at: string;
+        };
+        /** SharedNodePage */
+        SharedNodePage: {
+            items: components["schemas"]["SharedNodeOut"][];
+            next_cursor?: string | null;
+        };
+        /** SharedWithMeItem */
+        SharedWithMeItem: {
+            share_id: string;
+            node: components["schemas"]["NodeOut"];
+            /** @enum {string} */
+            permission: "read" | "read_write";
+            owner: components["schemas"]["PersonOut"];
+            expires_at: string | null;
+            /** Format: date-time */
+            shared_at: string;
+        };
+        /** SharedWithMeList */
+        SharedWithMeList: {
+            items: components["schemas"]["SharedWithMeItem"][];
+        };
         /** SignupRequest */
         SignupRequest: {
             /** @description An email address (compared ignoring case). */
@@ -1310,6 +1871,16 @@ export interface components {
         /** TokenRequest */
         TokenRequest: {
             token: string;
+        };
+        /** UnlockGrant */
+        UnlockGrant: {
+            grant: string;
+            /** Format: date-time */
+            expires_at: string;
+        };
+        /** UnlockRequest */
+        UnlockRequest: {
+            password: string;
         };
         /** UpdateMeRequest */
         UpdateMeRequest: {
@@ -1366,6 +1937,41 @@ export interface components {
         UserPage: {
             items: components["schemas"]["UserOut"][];
             next_cursor: string | null;
+        };
+        /** UserShareList */
+        UserShareList: {
+            items: components["schemas"]["UserShareOut"][];
+        };
+        /** UserShareOut */
+        UserShareOut: {
+            id: string;
+            node_id: string;
+            node_name: string;
+            /** @enum {string} */
+            node_kind: "file" | "folder";
+            /** @enum {string} */
+            permission: "read" | "read_write";
+            grantee: components["schemas"]["PersonOut"];
+            expires_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /**
+         * UserShareRequest
+         * @description Share a node with the account that has this email address (sharing again changes the share).
+         */
+        UserShareRequest: {
+            /** @description An email address (compared ignoring case). */
+            email: string;
+            /**
+             * @description Default: "read".
+             * @enum {unknown}
+             */
+            permission?: "read" | "read_write";
+            /** @description Default: null. */
+            expires_at?: string | null;
         };
         /** VersionList */
         VersionList: {
@@ -1473,6 +2079,36 @@ export interface components {
             checks?: {
                 [key: string]: components["schemas"]["CheckResult"];
             } | null;
+            /**
+             * @description permission-denied from a share link: unlock it with its password first.
+             * @default null
+             */
+            password_required?: boolean | null;
+            /**
+             * @description permission-denied from a presigned URL: changed (signature), expired, or its signer revoked.
+             * @default null
+             */
+            presign?: ("expired" | "revoked" | "signature") | null;
+            /**
+             * @description permission-denied, presign expired: when the URL expired.
+             * @default null
+             */
+            expired_at?: string | null;
+            /**
+             * @description invalid-input: the longest lifetime a presigned URL may have (presign_max_seconds).
+             * @default null
+             */
+            max_seconds?: number | null;
+            /**
+             * @description unsupported-media-type: the media type (or type/*) a presigned upload URL accepts.
+             * @default null
+             */
+            accepted?: string | null;
+            /**
+             * @description unsupported-media-type: the type the content was sniffed as.
+             * @default null
+             */
+            media_type?: string | null;
         };
         /**
          * FieldError
@@ -1733,7 +2369,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1829,7 +2465,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -1896,7 +2532,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2158,7 +2794,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2365,7 +3001,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2463,7 +3099,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2536,7 +3172,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2623,7 +3259,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2694,7 +3330,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2814,7 +3450,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2901,7 +3537,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -2999,7 +3635,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3086,7 +3722,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3164,7 +3800,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3242,7 +3878,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3302,7 +3938,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3375,7 +4011,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3478,7 +4114,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3551,7 +4187,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3658,7 +4294,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3736,7 +4372,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3838,7 +4474,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -3956,7 +4592,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4061,7 +4697,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4139,7 +4775,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4199,7 +4835,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4272,7 +4908,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4372,7 +5008,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4470,7 +5106,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4530,6 +5166,10 @@ export interface operations {
                 /** @description `next_cursor` of the previous page */
                 cursor?: string | null;
                 limit?: number;
+                /** @description Add a presigned GET `url` to every file */
+                presign?: boolean;
+                /** @description Lifetime of those URLs, in seconds */
+                presign_expires_in?: number | null;
             };
             header?: never;
             path: {
@@ -4568,7 +5208,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4661,7 +5301,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4790,7 +5430,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -4917,7 +5557,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5024,7 +5664,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5104,7 +5744,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5206,225 +5846,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description not-found: no such item (or not yours: existence is never revealed). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request-timeout: the body stopped arriving; nothing was stored. */
-            408: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
-            413: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before retrying. */
-                    "Retry-After"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
-            507: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    deleteVersion: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                node_id: string;
-                version_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, nothing follows */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
-            401: {
-                headers: {
-                    /** @description Bearer realm="stowage" */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description not-found: no such item (or not yours: existence is never revealed). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before retrying. */
-                    "Retry-After"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
-            507: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    updateVersion: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                node_id: string;
-                version_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["UpdateVersionRequest"];
-            };
-        };
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["VersionOut"];
-                };
-            };
-            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
-            401: {
-                headers: {
-                    /** @description Bearer realm="stowage" */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5505,6 +5927,12 @@ export interface operations {
             query?: {
                 /** @description Force Content-Disposition: attachment */
                 download?: boolean;
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
             };
             header?: {
                 Range?: string;
@@ -5590,7 +6018,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5712,7 +6140,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5850,7 +6278,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -5940,6 +6368,12 @@ export interface operations {
             query?: {
                 /** @description Force Content-Disposition: attachment */
                 download?: boolean;
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
             };
             header?: {
                 Range?: string;
@@ -6017,7 +6451,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6161,7 +6595,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6300,7 +6734,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6455,7 +6889,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6621,7 +7055,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6676,105 +7110,6 @@ export interface operations {
             };
         };
     };
-    restoreVersion: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                node_id: string;
-                version_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Request fulfilled, document follows */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["NodeOut"];
-                };
-            };
-            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
-            401: {
-                headers: {
-                    /** @description Bearer realm="stowage" */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description not-found: no such item (or not yours: existence is never revealed). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
-            409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before retrying. */
-                    "Retry-After"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
-            507: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
     getRoot: {
         parameters: {
             query?: never;
@@ -6804,7 +7139,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6891,7 +7226,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -6972,6 +7307,16 @@ export interface operations {
             query?: {
                 /** @description What to do when the name is taken */
                 on_conflict?: "fail" | "rename" | "replace";
+                /** @description The largest body the URL accepts, in bytes (413 above). Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Max-Size"?: number;
+                /** @description The only media type the URL accepts (type/subtype or type/*; 415 otherwise). Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Media-Type"?: string;
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
             };
             header?: {
                 "If-Match"?: string;
@@ -7037,7 +7382,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7084,6 +7429,15 @@ export interface operations {
             };
             /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported-media-type: the content is not of the type a presigned upload URL allows. */
+            415: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7192,7 +7546,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7239,6 +7593,507 @@ export interface operations {
             };
             /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
             413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    downloadZip: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A ZIP archive, streamed (stored entries, ZIP64 when needed). */
+            200: {
+                headers: {
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": Blob;
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    downloadZipOfSelection: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ZipRequest"];
+            };
+        };
+        responses: {
+            /** @description A ZIP archive, streamed (stored entries, ZIP64 when needed). */
+            200: {
+                headers: {
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": Blob;
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+                version_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+                version_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UpdateVersionRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VersionOut"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    restoreVersion: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+                version_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["NodeOut"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7367,7 +8222,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7518,7 +8373,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7613,7 +8468,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7633,190 +8488,6 @@ export interface operations {
             };
             /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
             409: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before retrying. */
-                    "Retry-After"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    downloadZip: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                node_id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A ZIP archive, streamed (stored entries, ZIP64 when needed). */
-            200: {
-                headers: {
-                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
-                    "Content-Disposition"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/zip": Blob;
-                };
-            };
-            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
-            401: {
-                headers: {
-                    /** @description Bearer realm="stowage" */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description not-found: no such item (or not yours: existence is never revealed). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
-            500: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
-            503: {
-                headers: {
-                    /** @description Seconds to wait before retrying. */
-                    "Retry-After"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-        };
-    };
-    downloadZipOfSelection: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": components["schemas"]["ZipRequest"];
-            };
-        };
-        responses: {
-            /** @description A ZIP archive, streamed (stored entries, ZIP64 when needed). */
-            200: {
-                headers: {
-                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
-                    "Content-Disposition"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/zip": Blob;
-                };
-            };
-            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
-            400: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
-            401: {
-                headers: {
-                    /** @description Bearer realm="stowage" */
-                    "WWW-Authenticate"?: string;
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
-            403: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description not-found: no such item (or not yours: existence is never revealed). */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description request-timeout: the body stopped arriving; nothing was stored. */
-            408: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/problem+json": components["schemas"]["Problem"];
-                };
-            };
-            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
-            413: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -7888,7 +8559,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -7946,7 +8617,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8024,7 +8695,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8126,7 +8797,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8244,7 +8915,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8337,7 +9008,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8430,7 +9101,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session. */
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
             403: {
                 headers: {
                     [name: string]: unknown;
@@ -8453,6 +9124,3528 @@ export interface operations {
                 headers: {
                     /** @description Seconds to wait before retrying. */
                     "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    presignDownload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PresignDownloadRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PresignedUrl"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    presignUpload: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PresignUploadRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PresignedUrl"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listNodeLinks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkList"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkCreateRequest"];
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkCreated"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    leaveShare: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                share_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listLinks: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkList"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listNodeShares: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserShareList"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    shareWithUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UserShareRequest"];
+            };
+        };
+        responses: {
+            /** @description It already existed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserShareOut"];
+                };
+            };
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserShareOut"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revokeLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                link_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                link_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["LinkUpdateRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkOut"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revokeShare: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                share_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, nothing follows */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listSharedWithMe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedWithMeList"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listShares: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserShareList"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listLinkChildren: {
+        parameters: {
+            query?: {
+                sort?: "name" | "size" | "modified" | "type";
+                order?: "asc" | "desc";
+                /** @description `next_cursor` of the previous page */
+                cursor?: string | null;
+                limit?: number;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+            };
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedNodePage"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    downloadLink: {
+        parameters: {
+            query?: {
+                /** @description Force Content-Disposition: attachment */
+                download?: boolean;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    headLink: {
+        parameters: {
+            query?: {
+                /** @description Force Content-Disposition: attachment */
+                download?: boolean;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    dropFile: {
+        parameters: {
+            query?: {
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+            };
+            path: {
+                token: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** @description The file's bytes, as is (Expo uploadAsync BINARY_CONTENT, fetch with a Blob, curl -T). Any Content-Type is accepted; the stored type is sniffed from the content. */
+        requestBody: {
+            content: {
+                "application/octet-stream": Blob;
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DropResult"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    dropFileViaPost: {
+        parameters: {
+            query?: {
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+            };
+            path: {
+                token: string;
+                name: string;
+            };
+            cookie?: never;
+        };
+        /** @description The file's bytes, as is (Expo uploadAsync BINARY_CONTENT, fetch with a Blob, curl -T). Any Content-Type is accepted; the stored type is sniffed from the content. */
+        requestBody: {
+            content: {
+                "application/octet-stream": Blob;
+            };
+        };
+        responses: {
+            /** @description Document created, URL follows */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DropResult"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (used_bytes, limit_bytes, free_bytes, needed_bytes) or insufficient-storage (the server's disk is full): nothing was stored. */
+            507: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getLink: {
+        parameters: {
+            query?: {
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+            };
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LinkInfo"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getLinkNode: {
+        parameters: {
+            query?: {
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+            };
+            path: {
+                token: string;
+                item_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedNodeOut"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listLinkNodeChildren: {
+        parameters: {
+            query?: {
+                sort?: "name" | "size" | "modified" | "type";
+                order?: "asc" | "desc";
+                /** @description `next_cursor` of the previous page */
+                cursor?: string | null;
+                limit?: number;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+            };
+            path: {
+                token: string;
+                item_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SharedNodePage"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    downloadLinkNode: {
+        parameters: {
+            query?: {
+                /** @description Force Content-Disposition: attachment */
+                download?: boolean;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                token: string;
+                item_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    headLinkNode: {
+        parameters: {
+            query?: {
+                /** @description Force Content-Disposition: attachment */
+                download?: boolean;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                token: string;
+                item_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    downloadLinkNodeZip: {
+        parameters: {
+            query?: {
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+            };
+            path: {
+                token: string;
+                item_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A ZIP archive, streamed (stored entries, ZIP64 when needed). */
+            200: {
+                headers: {
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": Blob;
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    unlockLink: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["UnlockRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UnlockGrant"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description rate-limited: too many attempts; retry_after seconds. */
+            429: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    downloadLinkZip: {
+        parameters: {
+            query?: {
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+            };
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A ZIP archive, streamed (stored entries, ZIP64 when needed). */
+            200: {
+                headers: {
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/zip": Blob;
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createUpload: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The tus version: 1.0.0 (another, or none, answers 412). */
+                "Tus-Resumable": "1.0.0";
+                /** @description The upload's size in bytes (at most Tus-Max-Size, else 413). */
+                "Upload-Length"?: string;
+                /** @description 1: the length is not known yet; send Upload-Length with a later PATCH. */
+                "Upload-Defer-Length"?: "1";
+                /** @description Comma-separated `key base64(value)` pairs, echoed by HEAD. Stowage reads filename (or name): the file's name (default upload-<id>); filetype (or type): its media type when the content does not say; folder: a folder id, or path: a folder path (created if missing; default the root); on_conflict: fail (default), replace or rename. */
+                "Upload-Metadata"?: string;
+                /** @description partial: a part of a concatenation; final;<url> <url>…: join these complete partial uploads, in order, into the file (no Upload-Length then). */
+                "Upload-Concat"?: string;
+                /** @description <algorithm> <base64 digest> of this chunk (sha1, sha256 or md5): a mismatch answers 460 and the chunk is discarded; another algorithm 400. */
+                "Upload-Checksum"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description creation-with-upload: the first bytes of the upload (Content-Type: application/offset+octet-stream); without that type the body is ignored. */
+        requestBody?: {
+            content: {
+                "application/offset+octet-stream": Blob;
+            };
+        };
+        responses: {
+            /** @description Created. Location is the upload's URL; Upload-Offset says how many bytes of the body were stored. A final upload (or one of length 0) is a file at once: Stowage-Node-Id. */
+            201: {
+                headers: {
+                    /** @description The new upload's URL: /api/v1/uploads/<id>. */
+                    Location?: string;
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    /** @description The upload's size in bytes, when known. */
+                    "Upload-Length"?: string;
+                    /** @description 1 while the length is not known. */
+                    "Upload-Defer-Length"?: "1";
+                    /** @description When an unfinished upload will be removed (HTTP-date). */
+                    "Upload-Expires"?: string;
+                    /** @description Once the last byte is stored: the file's id (/api/v1/nodes/{id}); a new file has the upload's id. */
+                    "Stowage-Node-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a tus header is malformed or missing (see errors[]), or an unsupported checksum algorithm. */
+            400: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            403: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such upload (or not yours), or the target folder does not exist. */
+            404: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving (the bytes that arrived are kept; HEAD says how many). */
+            408: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-offset-mismatch: Upload-Offset is not the upload's offset (Upload-Offset in the answer says it); conflict: the file name is taken (on_conflict=fail), or the lease was lost. */
+            409: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description tus-version: Tus-Resumable is missing or not 1.0.0 (Tus-Version in the answer); nothing was done. */
+            412: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The tus versions spoken: 1.0.0. */
+                    "Tus-Version"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the length exceeds Tus-Max-Size, or the chunk goes past Upload-Length. */
+            413: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error: quote request_id. */
+            500: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (the folder owner's quota) or insufficient-storage (the server's disk is full). */
+            507: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    tusOptions: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description What this server supports. */
+            204: {
+                headers: {
+                    /** @description The tus versions spoken: 1.0.0. */
+                    "Tus-Version"?: "1.0.0";
+                    /** @description creation,creation-with-upload,creation-defer-length,termination,checksum,expiration,concatenation */
+                    "Tus-Extension"?: string;
+                    /** @description The largest upload in bytes (the max_upload_bytes setting). */
+                    "Tus-Max-Size"?: string;
+                    /** @description sha1,sha256,md5 */
+                    "Tus-Checksum-Algorithm"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description internal-error: quote request_id. */
+            500: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    overrideUploadMethod: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The tus version: 1.0.0 (another, or none, answers 412). */
+                "Tus-Resumable": "1.0.0";
+                /** @description The method this POST stands for (for clients that can send only POST). */
+                "X-HTTP-Method-Override": "PATCH" | "DELETE" | "HEAD";
+                /** @description With PATCH: where this chunk starts. */
+                "Upload-Offset"?: string;
+                /** @description <algorithm> <base64 digest> of this chunk (sha1, sha256 or md5): a mismatch answers 460 and the chunk is discarded; another algorithm 400. */
+                "Upload-Checksum"?: string;
+                /** @description For a deferred length: the upload's size, once (it cannot change). */
+                "Upload-Length"?: string;
+            };
+            path: {
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description With PATCH: the chunk's bytes. */
+        requestBody?: {
+            content: {
+                "application/offset+octet-stream": Blob;
+            };
+        };
+        responses: {
+            /** @description As HEAD: the upload's state. */
+            200: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    /** @description The upload's size in bytes, when known. */
+                    "Upload-Length"?: string;
+                    /** @description 1 while the length is not known. */
+                    "Upload-Defer-Length"?: "1";
+                    /** @description When an unfinished upload will be removed (HTTP-date). */
+                    "Upload-Expires"?: string;
+                    /** @description Once the last byte is stored: the file's id (/api/v1/nodes/{id}); a new file has the upload's id. */
+                    "Stowage-Node-Id"?: string;
+                    /** @description Upload-Metadata as it was sent at creation. */
+                    "Upload-Metadata"?: string;
+                    /** @description partial, or final;<urls> as sent at creation. */
+                    "Upload-Concat"?: string;
+                    /** @description no-store */
+                    "Cache-Control"?: "no-store";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description As PATCH (the new Upload-Offset) or DELETE. */
+            204: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    /** @description The upload's size in bytes, when known. */
+                    "Upload-Length"?: string;
+                    /** @description 1 while the length is not known. */
+                    "Upload-Defer-Length"?: "1";
+                    /** @description When an unfinished upload will be removed (HTTP-date). */
+                    "Upload-Expires"?: string;
+                    /** @description Once the last byte is stored: the file's id (/api/v1/nodes/{id}); a new file has the upload's id. */
+                    "Stowage-Node-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a tus header is malformed or missing (see errors[]), or an unsupported checksum algorithm. */
+            400: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            403: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such upload (or not yours), or the target folder does not exist. */
+            404: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description method-not-allowed: a POST to an upload without X-HTTP-Method-Override (PATCH, DELETE or HEAD). */
+            405: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving (the bytes that arrived are kept; HEAD says how many). */
+            408: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-offset-mismatch: Upload-Offset is not the upload's offset (Upload-Offset in the answer says it); conflict: the file name is taken (on_conflict=fail), or the lease was lost. */
+            409: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-gone: the upload expired before it was finished (or its bytes were lost): start a new one. */
+            410: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description tus-version: Tus-Resumable is missing or not 1.0.0 (Tus-Version in the answer); nothing was done. */
+            412: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The tus versions spoken: 1.0.0. */
+                    "Tus-Version"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the length exceeds Tus-Max-Size, or the chunk goes past Upload-Length. */
+            413: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream. */
+            415: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-locked: another request is sending bytes to this upload; retry after Retry-After seconds. */
+            423: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description checksum-mismatch: the chunk does not match Upload-Checksum; it was discarded (the offset is unchanged). */
+            460: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error: quote request_id. */
+            500: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (the folder owner's quota) or insufficient-storage (the server's disk is full). */
+            507: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    terminateUpload: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The tus version: 1.0.0 (another, or none, answers 412). */
+                "Tus-Resumable": "1.0.0";
+            };
+            path: {
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Terminated: the upload and its stored bytes are gone (a file it became stays). */
+            204: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a tus header is malformed or missing (see errors[]), or an unsupported checksum algorithm. */
+            400: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            403: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such upload (or not yours), or the target folder does not exist. */
+            404: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-gone: the upload expired before it was finished (or its bytes were lost): start a new one. */
+            410: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description tus-version: Tus-Resumable is missing or not 1.0.0 (Tus-Version in the answer); nothing was done. */
+            412: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The tus versions spoken: 1.0.0. */
+                    "Tus-Version"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-locked: another request is sending bytes to this upload; retry after Retry-After seconds. */
+            423: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error: quote request_id. */
+            500: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getUploadOffset: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The tus version: 1.0.0 (another, or none, answers 412). */
+                "Tus-Resumable": "1.0.0";
+            };
+            path: {
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The upload's state. Once complete, Stowage-Node-Id names the file. */
+            200: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    /** @description The upload's size in bytes, when known. */
+                    "Upload-Length"?: string;
+                    /** @description 1 while the length is not known. */
+                    "Upload-Defer-Length"?: "1";
+                    /** @description When an unfinished upload will be removed (HTTP-date). */
+                    "Upload-Expires"?: string;
+                    /** @description Once the last byte is stored: the file's id (/api/v1/nodes/{id}); a new file has the upload's id. */
+                    "Stowage-Node-Id"?: string;
+                    /** @description Upload-Metadata as it was sent at creation. */
+                    "Upload-Metadata"?: string;
+                    /** @description partial, or final;<urls> as sent at creation. */
+                    "Upload-Concat"?: string;
+                    /** @description no-store */
+                    "Cache-Control"?: "no-store";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a tus header is malformed or missing (see errors[]), or an unsupported checksum algorithm. */
+            400: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            403: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-found: no such upload (or not yours), or the target folder does not exist. */
+            404: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description upload-offset-mismatch: Upload-Offset is not the upload's offset (Upload-Offset in the answer says it); conflict: the file name is taken (on_conflict=fail), or the lease was lost. */
+            409: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description upload-gone: the upload expired before it was finished (or its bytes were lost): start a new one. */
+            410: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description tus-version: Tus-Resumable is missing or not 1.0.0 (Tus-Version in the answer); nothing was done. */
+            412: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The tus versions spoken: 1.0.0. */
+                    "Tus-Version"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description upload-locked: another request is sending bytes to this upload; retry after Retry-After seconds. */
+            423: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description internal-error: quote request_id. */
+            500: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description quota-exceeded (the folder owner's quota) or insufficient-storage (the server's disk is full). */
+            507: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    appendToUpload: {
+        parameters: {
+            query?: never;
+            header: {
+                /** @description The tus version: 1.0.0 (another, or none, answers 412). */
+                "Tus-Resumable": "1.0.0";
+                /** @description Where this chunk starts: the upload's current offset (409 otherwise). */
+                "Upload-Offset": string;
+                /** @description <algorithm> <base64 digest> of this chunk (sha1, sha256 or md5): a mismatch answers 460 and the chunk is discarded; another algorithm 400. */
+                "Upload-Checksum"?: string;
+                /** @description For a deferred length: the upload's size, once (it cannot change). */
+                "Upload-Length"?: string;
+            };
+            path: {
+                upload_id: string;
+            };
+            cookie?: never;
+        };
+        /** @description The chunk's bytes, stored from Upload-Offset on. */
+        requestBody: {
+            content: {
+                "application/offset+octet-stream": Blob;
+            };
+        };
+        responses: {
+            /** @description Stored: Upload-Offset is the new offset. With the last byte the file is in the tree (Stowage-Node-Id). */
+            204: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    /** @description The upload's size in bytes, when known. */
+                    "Upload-Length"?: string;
+                    /** @description 1 while the length is not known. */
+                    "Upload-Defer-Length"?: "1";
+                    /** @description When an unfinished upload will be removed (HTTP-date). */
+                    "Upload-Expires"?: string;
+                    /** @description Once the last byte is stored: the file's id (/api/v1/nodes/{id}); a new file has the upload's id. */
+                    "Stowage-Node-Id"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a tus header is malformed or missing (see errors[]), or an unsupported checksum algorithm. */
+            400: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            403: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such upload (or not yours), or the target folder does not exist. */
+            404: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving (the bytes that arrived are kept; HEAD says how many). */
+            408: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-offset-mismatch: Upload-Offset is not the upload's offset (Upload-Offset in the answer says it); conflict: the file name is taken (on_conflict=fail), or the lease was lost. */
+            409: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The bytes stored so far. */
+                    "Upload-Offset"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-gone: the upload expired before it was finished (or its bytes were lost): start a new one. */
+            410: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description tus-version: Tus-Resumable is missing or not 1.0.0 (Tus-Version in the answer); nothing was done. */
+            412: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description The tus versions spoken: 1.0.0. */
+                    "Tus-Version"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the length exceeds Tus-Max-Size, or the chunk goes past Upload-Length. */
+            413: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream. */
+            415: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description upload-locked: another request is sending bytes to this upload; retry after Retry-After seconds. */
+            423: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description checksum-mismatch: the chunk does not match Upload-Checksum; it was discarded (the offset is unchanged). */
+            460: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error: quote request_id. */
+            500: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description quota-exceeded (the folder owner's quota) or insufficient-storage (the server's disk is full). */
+            507: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
                     [name: string]: unknown;
                 };
                 content: {
