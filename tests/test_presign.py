@@ -46,9 +46,19 @@ from files_helpers import (
 from stowage.accounts import presign
 from stowage.accounts.presign import Constraints, Presigned, Signer
 from stowage.config import Settings
-from stowage.errors import PermissionDenied
+from stowage.errors import PermissionDenied, Unauthenticated
 from stowage.files.media_types import media_type_allows
-from stowage.policy import Action, CredentialKind, Owned, Principal, Restriction, Role, Scope, authorize
+from stowage.policy import (
+    Action,
+    CredentialKind,
+    Owned,
+    Principal,
+    Restriction,
+    Role,
+    Scope,
+    authorize,
+    authorize_signing,
+)
 
 CONTENT = bytes(range(256)) * 16  # 4 KiB
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(200)
@@ -221,6 +231,29 @@ def test_restrictions_follow_the_url() -> None:
     for method, path in [("GET", "/api/v1/nodes/n-1"), ("PUT", PATH), ("POST", "/api/v1/nodes/f/children/a")]:
         with pytest.raises(PermissionDenied, match="only GET a file's content or PUT one new file"):
             presign.restriction_for(method, path, Constraints())
+
+
+@pytest.mark.parametrize("kind", list(CredentialKind))
+def test_only_a_session_or_a_personal_token_may_sign(kind: CredentialKind) -> None:
+    """A presigned URL or a share link cannot lend itself to a new URL; the action's scope still counts."""
+    caller = Principal(
+        user_id="u-1",
+        role=Role.USER,
+        scopes=frozenset({Scope.READ}),
+        kind=kind,
+        credential_id="c-1",
+        restriction=Restriction(action=Action.FILE_READ, node_id="n-1") if kind is CredentialKind.PRESIGNED else None,
+        share_id="s-1" if kind is CredentialKind.SHARE_LINK else None,
+    )
+    if kind in {CredentialKind.SESSION, CredentialKind.PERSONAL_TOKEN}:
+        assert authorize_signing(caller, Action.FILE_READ) is caller
+        with pytest.raises(PermissionDenied, match="'write' scope"):
+            authorize_signing(caller, Action.FILE_WRITE)
+    else:
+        with pytest.raises(PermissionDenied, match="minted with a session or a personal access token"):
+            authorize_signing(caller, Action.FILE_READ)
+    with pytest.raises(Unauthenticated):
+        authorize_signing(None, Action.FILE_READ)
 
 
 def test_a_presigned_principal_is_confined_to_its_operation() -> None:

@@ -158,6 +158,20 @@ class Owned(msgspec.Struct, frozen=True):
     detaches: bool = False  # moving, renaming or deleting the node itself
 
 
+# The credentials a presigned URL may be signed with: a URL signed by another URL or by a share link
+# would lend rights its holder was only lent, and could outlive what it came from.
+SIGNING_KINDS = frozenset({CredentialKind.SESSION, CredentialKind.PERSONAL_TOKEN})
+
+
+def authorize_signing(principal: Principal | None, action: Action) -> Principal:
+    """``authorize(principal, action)``, for minting a presigned URL that allows ``action``: only a
+    session or a personal token may lend itself to one (403 for a presigned URL or a share link)."""
+    principal = require_principal(principal)
+    if principal.kind not in SIGNING_KINDS:
+        raise PermissionDenied("Presigned URLs are minted with a session or a personal access token.")
+    return authorize(principal, action)
+
+
 def require_principal(principal: Principal | None) -> Principal:
     """The caller, or the 401 every protected operation answers when there is none.
 

@@ -31,7 +31,7 @@ from stowage.files.media_types import media_type_allows
 from stowage.files.names import normalise_name, split_path
 from stowage.files.schemas import NodeOut
 from stowage.files.services import TreeService
-from stowage.policy import Action, CredentialKind, Principal, Restriction, authorize
+from stowage.policy import Action, CredentialKind, Principal, Restriction, authorize_signing
 
 # Listings round their URLs' expiry up to a step (at most this long), so that listing a folder again
 # soon gives the same URLs and an image cache keyed by URL keeps its copies.
@@ -73,7 +73,7 @@ class PresignService:
         self, principal: Principal | None, node_id: str, expires_in: int | None, base: str
     ) -> PresignedUrl:
         """A GET (and HEAD) URL for the current content of the file ``node_id``."""
-        caller = authorize(principal, Action.FILE_READ)
+        caller = authorize_signing(principal, Action.FILE_READ)
         signer = _signer(caller)
         lifetime = self._lifetime(expires_in)
         row = await self.tree.load_row(caller, node_id, Action.FILE_READ)
@@ -85,7 +85,7 @@ class PresignService:
 
     async def upload(self, principal: Principal | None, request: PresignUploadRequest, base: str) -> PresignedUrl:
         """A PUT URL that stores one new file (``name`` in a folder) within the given constraints."""
-        caller = authorize(principal, Action.FILE_WRITE)
+        caller = authorize_signing(principal, Action.FILE_WRITE)
         signer = _signer(caller)
         lifetime = self._lifetime(request.expires_in)
         limit = self.settings.max_upload_bytes
@@ -144,7 +144,7 @@ class PresignService:
 
         Cheap: one HMAC per file, no database work. Expiries are rounded up to a step (a tenth of the
         lifetime, at most ``LISTING_STEP_SECONDS``) so repeated listings give the same URLs for a while."""
-        caller = authorize(principal, Action.FILE_READ)
+        caller = authorize_signing(principal, Action.FILE_READ)
         signer = _signer(caller)
         lifetime = self._lifetime(expires_in, "query.presign_expires_in")
         now = math.ceil(time.time())
@@ -248,9 +248,6 @@ class PresignService:
 
 
 def _signer(caller: Principal) -> Signer:
-    """The credential a URL is signed with: the caller's session or personal token (a presigned URL or a
-    share link cannot mint further URLs)."""
-    code = _SIGNER_CODES.get(caller.kind)
-    if code is None:
-        raise PermissionDenied("Presigned URLs are minted with a session or a personal access token.")
-    return Signer(code=code, credential_id=caller.credential_id, user_id=caller.user_id)
+    """The credential a URL is signed with: the caller's session or personal token (the policy's
+    ``authorize_signing`` allowed no other kind)."""
+    return Signer(code=_SIGNER_CODES[caller.kind], credential_id=caller.credential_id, user_id=caller.user_id)
