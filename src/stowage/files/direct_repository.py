@@ -296,8 +296,25 @@ async def list_children(
     return rows
 
 
-def sort_key_of(node: NodeRow | NodeOut, sort: SortKey) -> tuple[Any, ...]:
-    """The listing cursor of a row: (kind, key, name, id), JSON-friendly."""
+class _Sortable(Protocol):
+    """What a listing or search cursor is made of: a hot-path row, a ``NodeOut`` or an ORM ``Node``."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def size(self) -> int: ...
+    @property
+    def media_type(self) -> str | None: ...
+    @property
+    def modified_at(self) -> datetime: ...
+
+
+def sort_key_of(node: _Sortable, sort: SortKey) -> tuple[Any, ...]:
+    """The listing cursor of a row: (kind, key, name, id), JSON-friendly (listings and search alike)."""
     key: Any
     if sort == "size":
         key = node.size

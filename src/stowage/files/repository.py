@@ -126,19 +126,6 @@ def tuple_after(columns: tuple[Any, ...], values: tuple[Any, ...], descending: b
     return or_(beyond, and_(first == value, tuple_after(tuple(rest_cols), tuple(rest_values), descending)))
 
 
-def sort_key_of(node: Node, sort: SortKey) -> tuple[Any, ...]:
-    key: Any
-    if sort == "size":
-        key = node.size
-    elif sort == "modified":
-        key = node.modified_at.isoformat()
-    elif sort == "type":
-        key = node.media_type or ""
-    else:
-        key = node.name
-    return (node.kind, key, node.name, node.id)
-
-
 async def folder_stats(db: AsyncSession, folder_id: str) -> tuple[int, int, int]:
     """(files, folders, total bytes) of the live subtree below a folder."""
     tree = _live_subtree(folder_id)

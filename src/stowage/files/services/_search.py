@@ -12,7 +12,7 @@ from typing import Any
 
 from stowage.db.tables import Node
 from stowage.errors import Conflict
-from stowage.files import repository, search_repository
+from stowage.files import direct_repository, search_repository
 from stowage.files.schemas import NodePage, SearchQuery
 from stowage.files.services._common import (
     MAX_PAGE,
@@ -51,7 +51,7 @@ class SearchService:
             rows = await search_repository.search(
                 db, query, owner_id=owner_id, below_folder_id=below, after=after, limit=limit + 1
             )
-        return _to_page(rows, limit, lambda node: repository.sort_key_of(node, query.sort))
+        return _to_page(rows, limit, lambda node: direct_repository.sort_key_of(node, query.sort))
 
     async def recent(self, principal: Principal | None, *, cursor: str | None, limit: int) -> NodePage:
         """Files by upload time (server clock), newest first: what was added or changed lately."""
