@@ -533,6 +533,29 @@ async def test_authorisation_anonymous_owner_other_user_and_admin(
     assert (await head(client, alice, url)).headers["upload-offset"] == "5"
 
 
+async def test_a_presigned_query_is_no_way_into_a_tus_upload(client: httpx.AsyncClient) -> None:
+    """The caller is resolved as on every route: a presign query decides alone, and no URL is signed for
+    tus, so a real signature borrowed from a file's URL is refused (403) even next to a valid bearer."""
+    alice = await new_account(client, "alice@example.com")
+    url = await new_upload(client, alice, 10)
+    assert (await patch(client, alice, url, 0, b"hello")).status_code == 204
+    done = await patch(client, alice, await new_upload(client, alice, 2), 0, b"ok")
+    minted = await client.post(
+        f"/api/v1/nodes/{done.headers['stowage-node-id']}/presign", json={"expires_in": 600}, headers=alice.headers
+    )
+    assert minted.status_code == 200, minted.text
+    borrowed = f"{url}?{minted.json()['url'].split('?', 1)[1]}"
+
+    refused = await client.patch(
+        borrowed,
+        content=b"world",
+        headers={**TUS, **alice.headers, "upload-offset": "5", "content-type": "application/offset+octet-stream"},
+    )
+    assert_problem(refused, 403, "permission-denied")
+    assert (await client.head(borrowed, headers={**TUS, **alice.headers})).status_code == 403
+    assert await offset_of(client, alice, url) == 5
+
+
 async def test_personal_tokens_need_the_write_scope(client: httpx.AsyncClient) -> None:
     alice = await new_account(client, "alice@example.com")
     reader = Account(alice.email, alice.user_id, (await create_pat(client, alice.token, ["read"]))["token"], "")

@@ -16,72 +16,23 @@ from typing import Any
 from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 
-from stowage.accounts.presign import has_presign
-from stowage.errors import Unauthenticated
-from stowage.observability.context import current
+from stowage.accounts.caller import PRINCIPAL_SCOPE_KEY, principal_of_scope
 from stowage.policy import Principal, require_principal
 from stowage.runtime import Runtime
 
-# The ASGI scope key under which the request's principal is kept once resolved. The scope belongs to
-# this one request, unlike ``scope["state"]``, which a server may share.
-PRINCIPAL_SCOPE_KEY = "stowage.principal"
-
-
-def _authorization(scope: MutableMapping[str, Any]) -> bytes | None:
-    for name, value in scope["headers"]:
-        if name == b"authorization" or name.lower() == b"authorization":
-            value_bytes: bytes = value
-            return value_bytes
-    return None
-
-
-def _header(scope: MutableMapping[str, Any], name: bytes) -> str | None:
-    for key, value in scope["headers"]:
-        if key == name or key.lower() == name:
-            text: str = value.decode("latin-1")
-            return text
-    return None
-
 
 async def authenticate(scope: MutableMapping[str, Any], runtime: Runtime | None = None) -> Principal | None:
-    """Resolve ``Authorization: Bearer …`` — or, when the query carries presign parameters, the presigned
-    URL (``accounts.presign``) — once per request; None when absent, 401 (403 for a presigned URL)
-    when not valid.
+    """The caller of this request (``accounts.caller``: a presigned URL, else the bearer credential);
+    None when absent, 401 (403 for a presigned URL) when not valid.
 
     ``runtime`` defaults to the Litestar application's (layers in front of Litestar pass their own)."""
     if PRINCIPAL_SCOPE_KEY in scope:
         cached: Principal | None = scope[PRINCIPAL_SCOPE_KEY]
         return cached
-    principal: Principal | None = None
-    if has_presign(scope["query_string"]):
-        # A presigned URL: the query alone decides (an Authorization header is not consulted).
-        if runtime is None:
-            runtime = scope["litestar_app"].state.runtime
-        assert runtime is not None
-        principal = await runtime.presign.authenticate(
-            scope["method"], scope["path"], scope["query_string"], _header(scope, b"content-type")
-        )
-        if principal is not None:
-            context = current()
-            if context is not None:
-                context.user_id = principal.user_id
-            scope[PRINCIPAL_SCOPE_KEY] = principal
-            return principal
-    header = _authorization(scope)
-    if header is not None:
-        scheme, _, credential = header.decode("latin-1").partition(" ")
-        credential = credential.strip()
-        if scheme.lower() != "bearer" or not credential:
-            raise Unauthenticated("Send credentials as Authorization: Bearer <token>.")
-        if runtime is None:
-            runtime = scope["litestar_app"].state.runtime
-        assert runtime is not None
-        principal = await runtime.accounts.auth.authenticate(credential)
-        context = current()
-        if context is not None:
-            context.user_id = principal.user_id
-    scope[PRINCIPAL_SCOPE_KEY] = principal
-    return principal
+    if runtime is None:
+        runtime = scope["litestar_app"].state.runtime
+    assert runtime is not None
+    return await principal_of_scope(scope, runtime.accounts.auth, runtime.presign)
 
 
 def _is_protected(handler: Any) -> bool:

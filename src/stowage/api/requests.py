@@ -23,8 +23,9 @@ import msgspec
 from litestar import Request
 from litestar.datastructures import State
 
+from stowage.accounts.caller import PRINCIPAL_SCOPE_KEY
 from stowage.accounts.services import AccountServices, ClientInfo
-from stowage.api.authn import PRINCIPAL_SCOPE_KEY, client_address
+from stowage.api.authn import client_address
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.services import FileServices
 from stowage.policy import Principal

@@ -1,8 +1,9 @@
 """Who is calling the tus front end, decided before anything else happens.
 
-The tus routes' before-request hook (it replaces the application's for these routes) resolves
-``Authorization: Bearer <access token or personal token>`` with the same account service as the REST
-API (its credential cache included), before the body is read — an anonymous request is a 401 on every
+The tus routes' before-request hook (it replaces the application's for these routes) resolves the
+caller exactly as the REST API does (``accounts.caller``: the bearer credential through the same
+credential cache; a presigned URL's query, which no tus URL is signed for yet, is refused with 403),
+before the body is read — an anonymous request is a 401 on every
 protected route, whatever it holds — and then checks the protocol version: tus requires that a request
 in a version the server does not speak is refused with 412 and not processed. ``OPTIONS`` (protocol
 discovery) needs neither.
@@ -14,15 +15,11 @@ from typing import Any
 
 from litestar import Request
 
-from stowage.errors import Unauthenticated
-from stowage.observability.context import current
+from stowage.accounts.caller import PRINCIPAL_SCOPE_KEY, principal_of_scope
 from stowage.policy import Principal, require_principal
 from stowage.protocols.tus.errors import UnsupportedVersion
 from stowage.protocols.tus.headers import TUS_VERSION
 from stowage.runtime import Runtime
-
-# The scope key under which a request's principal is kept once resolved (the REST front end uses the same).
-PRINCIPAL_SCOPE_KEY = "stowage.principal"
 
 
 def check_version(request: Request[Any, Any, Any]) -> None:
@@ -34,20 +31,10 @@ def check_version(request: Request[Any, Any, Any]) -> None:
 
 
 async def authenticate(request: Request[Any, Any, Any]) -> Principal | None:
-    """The caller named by the bearer credential; None without one, 401 for a bad one."""
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, credential = header.partition(" ")
-    credential = credential.strip()
-    if scheme.lower() != "bearer" or not credential:
-        raise Unauthenticated("Send credentials as Authorization: Bearer <token>.")
+    """The caller, resolved as on every front end (``accounts.caller``); None without credentials."""
     runtime: Runtime = request.app.state.runtime
-    principal = await runtime.accounts.auth.authenticate(credential)
-    context = current()
-    if context is not None:
-        context.user_id = principal.user_id
-    return principal
+    scope: dict[str, Any] = request.scope  # type: ignore[assignment]
+    return await principal_of_scope(scope, runtime.accounts.auth, runtime.presign)
 
 
 async def tus_before_request(request: Request[Any, Any, Any]) -> None:
@@ -55,10 +42,8 @@ async def tus_before_request(request: Request[Any, Any, Any]) -> None:
     whatever else the request holds), then the version (412, nothing processed)."""
     if request.method == "OPTIONS":
         return
-    principal = require_principal(await authenticate(request))
+    require_principal(await authenticate(request))  # kept in the scope for ``principal_of``
     check_version(request)
-    scope: dict[str, Any] = request.scope  # type: ignore[assignment]
-    scope[PRINCIPAL_SCOPE_KEY] = principal
 
 
 def principal_of(request: Request[Any, Any, Any]) -> Principal:
