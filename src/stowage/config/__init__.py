@@ -11,7 +11,6 @@ The settings object is immutable and passed down explicitly; nothing reads the e
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import os
 import re
 import secrets
@@ -20,15 +19,14 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 
-from stowage.rules.retention import DEFAULT_SCHEDULE, ScheduleError, parse_schedule
+from stowage.config._base import ENV_PREFIX, REDACTED, ConfigError, redact_url
+from stowage.config._checks import validate
+from stowage.rules.retention import DEFAULT_SCHEDULE
 
-ENV_PREFIX = "STOWAGE_"
 SECRET_FILE_NAME = "secret.key"  # noqa: S105 - a file name, not a secret
-REDACTED = "**redacted**"
 
 LogLevel = Literal["debug", "info", "warning", "error"]
 LogFormat = Literal["auto", "json", "console"]
@@ -36,8 +34,6 @@ SignupMode = Literal["open", "invite", "closed"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
 VerifyReads = Literal["changed", "always", "off"]
 
-_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
 
 # The request headers of the tus protocol (resumable uploads, ``protocols/tus``).
 TUS_REQUEST_HEADERS: tuple[str, ...] = ("Tus-Resumable", "Upload-Length", "Upload-Defer-Length", "Upload-Metadata")
@@ -60,10 +56,6 @@ DEFAULT_CORS_ALLOW_HEADERS = (
     "X-Share-Grant",
     *TUS_REQUEST_HEADERS,
 )
-
-
-class ConfigError(Exception):
-    """A setting has a value that is not allowed; the message names it and says what is."""
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -223,7 +215,7 @@ def load_settings(environ: Mapping[str, str] | None = None, config_file: Path | 
         settings = msgspec.convert(values, Settings, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
         raise ConfigError(_explain_validation_error(exc, values, known)) from exc
-    _validate(settings)
+    validate(settings)
     return settings
 
 
@@ -249,200 +241,6 @@ def _explain_validation_error(
     elif reason.startswith("Expected"):
         reason = "expected " + reason.removeprefix("Expected ").split(",")[0].replace("`", "")
     return f"{ENV_PREFIX}{name.upper()} ({name}): {reason}, got {values.get(name)!r}"
-
-
-def _require(condition: bool, name: str, allowed: str, value: object) -> None:
-    if not condition:
-        raise ConfigError(f"{ENV_PREFIX}{name.upper()} ({name}): {allowed}, got {value!r}")
-
-
-def _validate(s: Settings) -> None:
-    _require(1 <= s.port <= 65535, "port", "must be a TCP port between 1 and 65535", s.port)
-    _require(1 <= s.workers <= 64, "workers", "must be between 1 and 64", s.workers)
-    _require(bool(s.host.strip()), "host", "must be an address to bind to", s.host)
-    _require(
-        1 <= s.database_pool_size <= 200,
-        "database_pool_size",
-        "must be between 1 and 200",
-        s.database_pool_size,
-    )
-    _require(
-        0.1 <= s.database_connect_timeout <= 120,
-        "database_connect_timeout",
-        "must be between 0.1 and 120 seconds",
-        s.database_connect_timeout,
-    )
-    _require(
-        0.1 <= s.database_statement_timeout <= 3600,
-        "database_statement_timeout",
-        "must be between 0.1 and 3600 seconds",
-        s.database_statement_timeout,
-    )
-    if s.database_url is not None:
-        scheme = s.database_url.split("://", 1)[0]
-        _require(
-            scheme in {"sqlite+aiosqlite", "postgresql+asyncpg", "postgresql"},
-            "database_url",
-            "must start with sqlite+aiosqlite://, postgresql:// or postgresql+asyncpg://",
-            redact_url(s.database_url),
-        )
-    if s.database_schema is not None:
-        _require(
-            bool(_SCHEMA_NAME.match(s.database_schema)),
-            "database_schema",
-            "must be a lower-case PostgreSQL identifier (letters, digits, underscore)",
-            s.database_schema,
-        )
-        _require(not s.is_sqlite, "database_schema", "is only meaningful with PostgreSQL", s.database_schema)
-    if s.secret_key is not None:
-        _require(len(s.secret_key) >= 32, "secret_key", "must be at least 32 characters", REDACTED)
-    _require(
-        s.log_file_max_bytes >= 1024,
-        "log_file_max_bytes",
-        "must be at least 1024 bytes",
-        s.log_file_max_bytes,
-    )
-    _require(0 <= s.log_file_backups <= 1000, "log_file_backups", "must be between 0 and 1000", s.log_file_backups)
-    if s.metrics_token is not None:
-        _require(len(s.metrics_token) >= 16, "metrics_token", "must be at least 16 characters", REDACTED)
-    for origin in s.cors_allow_origins:
-        parts = urlsplit(origin)
-        _require(
-            origin == "*" or (parts.scheme in {"http", "https"} and bool(parts.netloc) and parts.path in {"", "/"}),
-            "cors_allow_origins",
-            "must list origins like https://app.example.com (or *)",
-            origin,
-        )
-    for header in s.cors_allow_headers:
-        _require(
-            header == "*" or bool(_HEADER_NAME.match(header)),
-            "cors_allow_headers",
-            "must list header names like X-Content-SHA256 (or *)",
-            header,
-        )
-    _require(
-        not ("*" in s.cors_allow_origins and s.cors_allow_credentials),
-        "cors_allow_credentials",
-        "cannot be true when cors_allow_origins contains *",
-        s.cors_allow_credentials,
-    )
-    _require(
-        60 <= s.access_token_ttl <= 86400,
-        "access_token_ttl",
-        "must be between 60 and 86400 seconds",
-        s.access_token_ttl,
-    )
-    _require(
-        3600 <= s.refresh_token_ttl <= 400 * 86400,
-        "refresh_token_ttl",
-        "must be between 3600 seconds and 400 days",
-        s.refresh_token_ttl,
-    )
-    _require(
-        300 <= s.email_token_ttl <= 7 * 86400,
-        "email_token_ttl",
-        "must be between 300 seconds and 7 days",
-        s.email_token_ttl,
-    )
-    _require(60 <= (pmax := s.presign_max_seconds) <= 2592000, "presign_max_seconds", "must be 60 s-30 days", pmax)
-    _require(1 <= (pdef := s.presign_default_seconds) <= pmax, "presign_default_seconds", f"must be 1-{pmax} s", pdef)
-    _require(s.max_upload_bytes >= 1, "max_upload_bytes", "must be at least 1 byte", s.max_upload_bytes)
-    _require(
-        1 <= s.trash_retention_days <= 3650,
-        "trash_retention_days",
-        "must be between 1 and 3650 days",
-        s.trash_retention_days,
-    )
-    _require(
-        0 <= s.version_keep_last <= 10000,
-        "version_keep_last",
-        "must be between 0 and 10000",
-        s.version_keep_last,
-    )
-    try:
-        parse_schedule(s.version_thinning)
-    except ScheduleError as exc:
-        _require(False, "version_thinning", f"must be stages like 1h:1d,1d:30d,1w ({exc})", s.version_thinning)
-    _require(s.default_quota_bytes >= 0, "default_quota_bytes", "must be 0 (no storage) or more", s.default_quota_bytes)
-    for proxy in s.trusted_proxies:
-        try:
-            ipaddress.ip_network(proxy, strict=False)
-        except ValueError:
-            _require(False, "trusted_proxies", "must list IP addresses or networks like 10.0.0.0/8", proxy)
-    if s.redis_url is not None:
-        _require(
-            s.redis_url.startswith(("redis://", "rediss://", "unix://")),
-            "redis_url",
-            "must start with redis://, rediss:// or unix://",
-            redact_url(s.redis_url),
-        )
-    _require(
-        1 <= s.rate_limit_window_seconds <= 86400,
-        "rate_limit_window_seconds",
-        "must be between 1 and 86400",
-        s.rate_limit_window_seconds,
-    )
-    _require(s.rate_limit_auth_per_ip >= 1, "rate_limit_auth_per_ip", "must be at least 1", s.rate_limit_auth_per_ip)
-    _require(
-        s.rate_limit_auth_per_account >= 1,
-        "rate_limit_auth_per_account",
-        "must be at least 1",
-        s.rate_limit_auth_per_account,
-    )
-    _require(1 <= s.smtp_port <= 65535, "smtp_port", "must be a TCP port between 1 and 65535", s.smtp_port)
-    _require("@" in s.smtp_from, "smtp_from", "must be an email address, optionally with a display name", s.smtp_from)
-    if s.public_url is not None:
-        parts = urlsplit(s.public_url)
-        _require(
-            parts.scheme in {"http", "https"} and bool(parts.netloc),
-            "public_url",
-            "must be an absolute http(s) URL",
-            s.public_url,
-        )
-    _validate_request_limits(s)
-
-
-def _validate_request_limits(s: Settings) -> None:
-    """The bounds on what one request may send, take and keep."""
-    _require(
-        1024 <= s.max_request_body_bytes <= 1024**3,
-        "max_request_body_bytes",
-        "must be between 1 KiB and 1 GiB",
-        s.max_request_body_bytes,
-    )
-    _require(
-        8192 <= s.max_request_header_bytes <= 1024 * 1024,
-        "max_request_header_bytes",
-        "must be between 8192 and 1048576",
-        s.max_request_header_bytes,
-    )
-    _require(
-        0 < s.body_idle_timeout <= 3600,
-        "body_idle_timeout",
-        "must be more than 0 and at most 3600 seconds",
-        s.body_idle_timeout,
-    )
-    _require(
-        0 <= s.principal_cache_seconds <= 1,
-        "principal_cache_seconds",
-        "must be between 0 and 1 second (a revoked credential must stop working within a second everywhere)",
-        s.principal_cache_seconds,
-    )
-    _require(
-        1 <= s.shutdown_timeout <= 3600,
-        "shutdown_timeout",
-        "must be between 1 and 3600 seconds",
-        s.shutdown_timeout,
-    )
-
-
-def redact_url(url: str) -> str:
-    """Hide the password part of a URL (``postgresql://u:secret@h/db`` → ``postgresql://u:**redacted**@h/db``)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", f":{REDACTED}@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def redacted(settings: Settings) -> dict[str, Any]:
@@ -496,3 +294,7 @@ def load_or_create_secret(settings: Settings) -> str:
     if len(secret) < 32:
         raise ConfigError(f"{path} holds no usable secret (fewer than 32 characters); remove it to regenerate")
     return secret
+
+
+# Defined in _base.py and re-exported: callers import everything from ``stowage.config``.
+__all__ = ["ENV_PREFIX", "REDACTED", "ConfigError", "Settings", "load_settings", "redact_url", "redacted"]
