@@ -170,7 +170,27 @@ def validate(s: Settings) -> None:
             "must be an absolute http(s) URL",
             s.public_url,
         )
-    _validate_request_limits(s)
+    for more in (_validate_request_limits, _validate_image_facts):
+        more(s)
+
+
+def _validate_image_facts(s: Settings) -> None:
+    """The bounds of the image facts' background work (``files/services/_facts.py``)."""
+    _require(
+        1 <= s.image_facts_queue <= 1_000_000, "image_facts_queue", "must be between 1 and 1000000", s.image_facts_queue
+    )
+    _require(
+        1 <= s.image_facts_concurrency <= 64,
+        "image_facts_concurrency",
+        "must be between 1 and 64",
+        s.image_facts_concurrency,
+    )
+    _require(
+        0 <= s.image_facts_wait_seconds <= 60,
+        "image_facts_wait_seconds",
+        "must be between 0 and 60 seconds",
+        s.image_facts_wait_seconds,
+    )
 
 
 def _validate_request_limits(s: Settings) -> None:
