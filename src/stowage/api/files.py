@@ -66,7 +66,13 @@ class BatchResult(msgspec.Struct):
 
 
 OnConflict = Annotated[ConflictPolicy, QueryParameter(description="What to do when the name is taken")]
-Sort = Annotated[Literal["name", "size", "modified", "type"], QueryParameter()]
+Sort = Annotated[
+    Literal["name", "size", "modified", "type", "taken_at"],
+    QueryParameter(
+        description="taken_at: by capture time (EXIF DateTimeOriginal of images), falling back to the "
+        "modification time for folders, non-images and photos without one"
+    ),
+]
 Order = Annotated[Literal["asc", "desc"], QueryParameter()]
 ANY_PATH = "{path:path}"
 
@@ -171,7 +177,9 @@ class NodesController(Controller):
         summary="List a folder (keyset-paginated)",
         description="With presign=true each file also carries `url`: a presigned GET URL of its content that "
         "works without an Authorization header (for <Image source={{uri}}> and video players) for "
-        "presign_expires_in seconds (default presign_default_seconds). Without it, items have no `url`.",
+        "presign_expires_in seconds (default presign_default_seconds). Without it, items have no `url`. "
+        "Images whose facts are known carry `image` (width, height, taken_at, placeholder); facts missing "
+        "from a listing are computed in the background and appear in a later one.",
         **operation("listChildren", conflicts=True),
     )
     async def children(

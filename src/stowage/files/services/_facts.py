@@ -20,9 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import os
-import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -37,6 +35,7 @@ from stowage.files import facts_repository
 from stowage.files.facts_repository import FactsRow
 from stowage.files.schemas import ImageOut
 from stowage.files.services._common import FileDeps
+from stowage.files.services._image_content import local_copy
 
 log = structlog.get_logger("stowage.files.facts")
 
@@ -202,7 +201,7 @@ class FactsService:
     async def _facts_of_content(self, sha256: str) -> FactsRow | None:
         """Compute the facts from the stored bytes (a local file, or a temporary copy of a remote blob)."""
         try:
-            async with self._local_copy(sha256) as path:
+            async with local_copy(self.store, self.deps.settings.data_dir, sha256) as path:
                 return await self._in_thread(lambda: self._compute(path))
         except BlobNotFound:
             return None  # purged meanwhile: nothing to describe
@@ -220,29 +219,3 @@ class FactsService:
         future = asyncio.ensure_future(asyncio.to_thread(work))
         future.add_done_callback(lambda _: slots.release())
         return await asyncio.wait_for(asyncio.shield(future), self._timeout)
-
-    @contextlib.asynccontextmanager
-    async def _local_copy(self, sha256: str) -> AsyncIterator[Path]:
-        """A local file holding the content: the blob itself in a local store, else a temporary copy
-        streamed from the store (removed afterwards)."""
-        await self.store.size(sha256)  # BlobNotFound when it is gone
-        local = self.store.local_path(sha256)
-        if local is not None:
-            yield local
-            return
-        folder = self.deps.settings.data_dir / "tmp"
-        handle, name = await asyncio.to_thread(_temp_file, folder)
-        path = Path(name)
-        try:
-            with os.fdopen(handle, "wb") as out:
-                async with contextlib.aclosing(self.store.open_read(sha256)) as chunks:
-                    async for chunk in chunks:
-                        await asyncio.to_thread(out.write, chunk)
-            yield path
-        finally:
-            await asyncio.to_thread(path.unlink, missing_ok=True)
-
-
-def _temp_file(folder: Path) -> tuple[int, str]:
-    folder.mkdir(parents=True, exist_ok=True)
-    return tempfile.mkstemp(prefix="facts-", dir=folder)

@@ -44,6 +44,7 @@ class UploadOptions(msgspec.Struct, frozen=True):
     sha256: bytes | None = None  # expected digest from Content-Digest / X-Content-SHA256
     declared_length: int | None = None
     modified_at: datetime | None = None
+    strip_gps: bool | None = None  # store images without their GPS position (None: the server's setting)
 
 
 def check_if_match(node: NodeRow, options: UploadOptions) -> None:

@@ -27,6 +27,7 @@ from stowage.files.media_types import has_image_facts, sniff_media_type
 from stowage.files.names import normalise_name, split_path
 from stowage.files.schemas import NodeOut
 from stowage.files.services._common import FileDeps, charge_or_fail, ensure_root, node_out, quota_exceeded, unique_name
+from stowage.files.services._image_content import without_gps
 from stowage.files.services._tree import TreeService
 from stowage.files.services._upload_checks import (
     QuotaRoom,
@@ -232,6 +233,9 @@ class UploadService:
         The seam every upload protocol ends in (REST, tus, S3, WebDAV): the bytes are already durable in
         the blob store. What was decided before the body is checked again here, since another writer may
         have won meanwhile. Hand-written SQL (``files.direct_repository``): this runs once per upload."""
+        strip = options.strip_gps if options.strip_gps is not None else self.deps.settings.strip_gps_on_upload
+        if strip and has_image_facts(media_type):  # the stored content is the one without a position
+            info = await without_gps(self.deps.store, self.deps.settings.data_dir, info)
         now = utcnow()
         version_id = str(uuid.uuid4())
         async with self.db.direct_transaction() as tx:
