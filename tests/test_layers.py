@@ -39,6 +39,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "uploads": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # resumable uploads end in the files write path
     # Shares build on the tree (and find recipients among accounts); the tree reads grants itself.
     "sharing": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts"},
+    # Pure image processing (pyvips, pillow-heif): no database, no blob store, no web framework.
+    "images": {"errors", "config"},
     "runtime": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "uploads", "sharing"},
     # Front ends: REST and the protocol adapters, side by side (a protocol does not import REST).
     "api": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "maintenance", "sharing", "runtime"},
