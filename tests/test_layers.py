@@ -32,13 +32,15 @@ MAY_IMPORT: dict[str, set[str]] = {
     # Shared HTTP: header syntax, download planning, responses. No domain, no front end.
     "http": {"errors", "blobs"},
     # Domain packages: services, repositories, schemas.
-    "files": _FOUNDATION | _INFRASTRUCTURE,
+    "files": _FOUNDATION | _INFRASTRUCTURE | {"images"},  # image facts and GPS removal use the pure library
     "accounts": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # deleting an account releases its files
     "system": _FOUNDATION | {"db"},
     "maintenance": _FOUNDATION | _INFRASTRUCTURE | {"files"},
     "uploads": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # resumable uploads end in the files write path
     # Shares build on the tree (and find recipients among accounts); the tree reads grants itself.
     "sharing": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts"},
+    # Pure image processing (pyvips, pillow-heif): no database, no blob store, no web framework.
+    "images": {"errors", "config"},
     "runtime": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "uploads", "sharing"},
     # Front ends: REST and the protocol adapters, side by side (a protocol does not import REST).
     "api": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "maintenance", "sharing", "runtime"},

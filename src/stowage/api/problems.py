@@ -98,6 +98,7 @@ STATUS_BY_ERROR: dict[type[errors.StowageError], int] = {
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
     errors.RangeNotSatisfiable: 416,
+    errors.UnprocessableContent: 422,
     errors.QuotaExceeded: 507,
     errors.InsufficientStorage: 507,
     errors.RateLimited: 429,

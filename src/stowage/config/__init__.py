@@ -140,6 +140,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     principal_cache_seconds: float = 1.0
     shutdown_timeout: int = 30
 
+    # --- images: thumbnails and transforms (src/stowage/images, docs/api.md "Images") -------------
+    # Inputs larger than these are refused (422) from the file size and the header, before decoding.
+    image_max_input_pixels: int = 100_000_000
+    image_max_input_bytes: int = 100 * 1024 * 1024
+    # The largest width or height a derivative may have, and (when not empty) the only sizes allowed.
+    image_max_output_dimension: int = 4096
+    image_allowed_sizes: tuple[int, ...] = ()
+    # Seconds one transform may take (then 503), and how many run at once in each worker.
+    image_transform_timeout: float = 20.0
+    image_concurrency: int = 2
+    # Total bytes of cached derivatives; least recently used ones are evicted past it (0 = no cache).
+    image_cache_max_bytes: int = 1024**3
+
     # --- derived values -------------------------------------------------------------------------
 
     @property

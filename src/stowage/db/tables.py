@@ -420,3 +420,30 @@ class Share(Base):
             postgresql_where=text("kind = 'user' AND revoked_at IS NULL"),
         ),
     )
+
+
+class ImageDerivative(Base):
+    """A cached image derivative (a thumbnail or transform): source content + canonical parameters ->
+    the derivative's blob.
+
+    Derivative blobs live in the blob store like any content but are not rows of ``blobs`` and count
+    against nobody's quota; ``gc``/``fsck`` treat a blob file named here as referenced. Rows are
+    evicted least recently used first (``last_used_at``, refreshed at most every few minutes per row)
+    when the total ``size`` passes the cache cap; a blob file is deleted only when neither a ``blobs``
+    row nor another derivative still names it.
+    """
+
+    __tablename__ = "image_derivatives"
+
+    source_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The canonical parameters (``TransformParams.key()``, e.g. ``w256-h256-cover-q80-webp``).
+    params: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    media_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+
+    __table_args__ = (CheckConstraint("size >= 0", name="size_non_negative"),)

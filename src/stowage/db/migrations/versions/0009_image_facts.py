@@ -1,7 +1,7 @@
 """image facts: size, capture time and placeholder per image content; photos sorted by capture time
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 Create Date: 2026-12-07 01:20:00
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import stowage.db.base
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
