@@ -59,8 +59,8 @@ class ChildrenPage(msgspec.Struct, frozen=True):
 
 
 @lru_cache(maxsize=160)
-def _children_query(kind: str, sort: SortKey, descending: bool, *, after: bool, media_type: bool) -> Query:
-    """One page of a folder's live children of one kind, after a cursor."""
+def children_query(kind: str, sort: SortKey, descending: bool, *, after: bool, media_type: bool) -> Query:
+    """One page of a folder's live children of one kind, after a cursor (the query plan tests read it)."""
     columns = _SORT_COLUMNS[kind][sort]
     direction = "DESC" if descending else "ASC"
     conditions = ["n.parent_id = ?", f"n.kind = '{kind}'", "n.trashed_at IS NULL"]
@@ -167,7 +167,7 @@ async def list_children(
         if after is not None and after[0] == part:
             a_key, a_name, a_id = after[1], after[2], after[3]
             cursor = [a_key, a_name, a_id] if len(_SORT_COLUMNS[part][sort]) == 3 else [a_name, a_id]
-        query = _children_query(part, sort, descending, after=bool(cursor), media_type=bool(like))
+        query = children_query(part, sort, descending, after=bool(cursor), media_type=bool(like))
         rows += await fetcher.fetch_all(query, [parent_id, *like, *cursor, limit + 1 - len(rows)])
         if len(rows) > limit:
             break
