@@ -20,8 +20,9 @@ What is checked (``Problem.kind``):
   path; not repairable automatically).
 * ``orphan_blob`` — a blob file without a row (neither ``blobs`` nor a cached image derivative in
   ``image_derivatives`` names it), last touched longer ago than ``grace_seconds`` (repair: delete the
-  file; this is also how evicted derivatives leave the disk). Younger ones are not reported: they belong to uploads in flight (the write path
-  publishes the file before the transaction that records it) or to killed uploads that ``gc`` collects.
+  file; this is also how evicted derivatives leave the disk). Younger ones are not reported: they belong
+  to uploads in flight (the write path publishes the file before the transaction that records it) or to
+  killed uploads that ``gc`` collects.
 
 Everything is read in keyset pages of ``PAGE_SIZE`` rows, each page in its own short read session and
 with one statement, so the check runs in bounded memory and sees a consistent snapshot of each page
