@@ -124,6 +124,7 @@ CASES: list[tuple[str, str, str, str, int, bool]] = [
     ("repeated", "GET", "/nodes/{photo}/thumbnail?w=1&w=2", "alice", 200, False),
     ("other parameter", "GET", "/nodes/{photo}/thumbnail?size=2", "alice", 200, False),
     ("grant in the query", "GET", "/s/{link}/thumbnail?grant=x", "none", 200, False),
+    ("grant too long", "HEAD", "/s/{link}/thumbnail?w=24", "long grant", 400, False),
 ]
 
 
@@ -134,6 +135,7 @@ def _headers(lanes: Lanes, who: str, etag: str) -> dict[str, str]:
         "alice+etag": {**lanes.alice.headers, "if-none-match": etag},
         "bob": lanes.bob.headers,
         "none": {},
+        "long grant": {"x-share-grant": "g" * 301, "if-match": '"other"'},
     }[who]
 
 

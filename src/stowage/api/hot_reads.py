@@ -85,6 +85,8 @@ _READ_HEADERS = frozenset(
 )
 # The characters Litestar accepts in a Host header (it answers 400 to others); a request with any
 # other is left to it.
+# The longest X-Share-Grant the routes accept (``api.share_links``, ``api.images``: max_length).
+_GRANT_MAX_LENGTH = 300
 _PLAIN_HOST = re.compile(rb"\A[0-9A-Za-z!$&'()*+,;=\-._~:\[\]@%]*\Z")
 
 
@@ -141,7 +143,8 @@ class HotReads:
                     headers[key] = value.decode("latin-1")
             elif name == b"host":
                 plain_host = _PLAIN_HOST.match(value) is not None
-        if not plain_host or (self.cors and "origin" in headers):
+        grant_too_long = len(headers.get("x-share-grant", "")) > _GRANT_MAX_LENGTH  # Litestar's 400 answers it
+        if not plain_host or (self.cors and "origin" in headers) or grant_too_long:
             await self.app(scope, receive, send)  # type: ignore[arg-type]
             return
         scope["path_template"] = template
