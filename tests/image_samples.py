@@ -102,3 +102,9 @@ def gps_of(data: bytes) -> dict[int, object]:
         return dict(exif.get_ifd(0x8825))
     with Image.open(io.BytesIO(data)) as picture:
         return dict(picture.getexif().get_ifd(0x8825))
+
+
+def encoded_noise(width: int, height: int) -> bytes:
+    """A PNG of random colour noise: every derivative of it is large (for cache-size tests)."""
+    noise = [pyvips.Image.gaussnoise(width, height, sigma=80, mean=128).cast("uchar") for _ in range(3)]
+    return bytes(noise[0].bandjoin(noise[1:]).copy(interpretation="srgb").write_to_buffer(".png"))

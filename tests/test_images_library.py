@@ -191,8 +191,11 @@ def test_bad_parameters_name_every_problem_and_the_allowed_sizes() -> None:
     assert fields == {"query.w", "query.h", "query.fit", "query.q", "query.format"}
     assert "128, 256" in caught.value.detail
     assert caught.value.extra["allowed_sizes"] == [128, 256]
-    with pytest.raises(InvalidInput):
-        normalise(width=None, height=None, fit=None, quality=None, format=None, accept=None, limits=limits)
+    only_128 = ImageLimits(allowed_sizes=(128,))
+    with pytest.raises(InvalidInput, match="allowed sizes: 128"):  # the default 256x256 tile is checked too
+        normalise(width=None, height=None, fit=None, quality=None, format=None, accept=None, limits=only_128)
+    bare = normalise(width=None, height=None, fit=None, quality=None, format="png", accept=None, limits=limits)
+    assert (bare.width, bare.height, bare.fit) == (256, 256, "cover")
 
 
 @pytest.mark.parametrize(

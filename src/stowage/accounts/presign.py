@@ -46,6 +46,8 @@ SIGNATURE = "X-Stowage-Signature"
 MAX_SIZE = "X-Stowage-Max-Size"
 MEDIA_TYPE = "X-Stowage-Media-Type"
 ON_CONFLICT = "on_conflict"
+# A thumbnail URL signs its transform parameters (``/api/v1/nodes/<id>/thumbnail?w=256&format=webp…``).
+TRANSFORM_PARAMETERS = ("w", "h", "fit", "q", "format")
 # Every query parameter the scheme reads; any of them in a request's query makes it a presigned request.
 PRESIGN_PARAMETERS = frozenset({EXPIRES, CREDENTIAL, SIGNATURE, MAX_SIZE, MEDIA_TYPE})
 MARKER = b"X-Stowage-"  # a cheap test on the raw query string before parsing it
@@ -77,11 +79,19 @@ class Signer(msgspec.Struct, frozen=True):
 
 
 class Constraints(msgspec.Struct, frozen=True):
-    """What an upload URL allows; all None for a download URL."""
+    """What an upload URL allows; all None for a download URL. ``transform`` is a thumbnail URL's
+    parameters (``transform_text``), signed so that no other size or format can be asked with it."""
 
     on_conflict: str | None = None
     max_size: int | None = None
     media_type: str | None = None
+    transform: str | None = None
+
+
+def transform_text(values: Mapping[str, object | None]) -> str:
+    """The signed form of a thumbnail's parameters: every name of ``TRANSFORM_PARAMETERS`` in order,
+    with its value as sent (empty when absent), so reordering the query cannot change what is signed."""
+    return "&".join(f"{name}={'' if values.get(name) is None else values[name]}" for name in TRANSFORM_PARAMETERS)
 
 
 class Presigned(msgspec.Struct, frozen=True):
@@ -104,19 +114,21 @@ def signed_method(method: str) -> str:
 
 
 def canonical(method: str, path: str, *, expires: int, signer: Signer, constraints: Constraints) -> bytes:
-    """The bytes signed: every part that decides what the request may do, unambiguously encoded."""
-    return msgspec.json.encode(
-        [
-            SCHEME,
-            signed_method(method),
-            path,
-            expires,
-            signer.encode(),
-            constraints.on_conflict,
-            constraints.max_size,
-            constraints.media_type,
-        ]
-    )
+    """The bytes signed: every part that decides what the request may do, unambiguously encoded (a
+    thumbnail's transform is appended only when present, so download and upload URLs sign as before)."""
+    parts: list[object] = [
+        SCHEME,
+        signed_method(method),
+        path,
+        expires,
+        signer.encode(),
+        constraints.on_conflict,
+        constraints.max_size,
+        constraints.media_type,
+    ]
+    if constraints.transform is not None:
+        parts.append(constraints.transform)
+    return msgspec.json.encode(parts)
 
 
 def sign(key: bytes, method: str, path: str, *, expires: int, signer: Signer, constraints: Constraints) -> str:
@@ -142,6 +154,11 @@ def verify(key: bytes, method: str, path: str, presigned: Presigned) -> None:
 def query(expires: int, signer: Signer, constraints: Constraints, signature: str) -> str:
     """The query string of a presigned URL (constraints first, then expiry, signer and signature)."""
     parts: list[tuple[str, str]] = []
+    if constraints.transform is not None:
+        for pair in constraints.transform.split("&"):
+            name, _, value = pair.partition("=")
+            if value:
+                parts.append((name, value))
     if constraints.on_conflict is not None:
         parts.append((ON_CONFLICT, constraints.on_conflict))
     if constraints.max_size is not None:
@@ -208,7 +225,7 @@ def parse(query_string: bytes | str) -> Presigned | None:
         name, _, value = pair.partition("=")
         if "%" in name or "+" in name:
             name = unquote_plus(name)
-        if name in PRESIGN_PARAMETERS or name == ON_CONFLICT:
+        if name in PRESIGN_PARAMETERS or name == ON_CONFLICT or name in TRANSFORM_PARAMETERS:
             if "%" in value or "+" in value:
                 value = unquote_plus(value)
             if name in found:
@@ -224,6 +241,7 @@ def parse(query_string: bytes | str) -> Presigned | None:
             on_conflict=found.get(ON_CONFLICT),
             max_size=_integer(found, MAX_SIZE, required=False),
             media_type=found.get(MEDIA_TYPE),
+            transform=transform_text(found) if found.keys() & set(TRANSFORM_PARAMETERS) else None,
         ),
     )
 
@@ -231,11 +249,17 @@ def parse(query_string: bytes | str) -> Presigned | None:
 # The two requests a presigned URL can make (paths as the server sees them: percent-decoded).
 _DOWNLOAD = re.compile(r"\A/api/v1/nodes/([^/]+)/content\Z")
 _UPLOAD = re.compile(r"\A/api/v1/nodes/([^/]+)/children/([^/]+)\Z")
+_THUMBNAIL = re.compile(r"\A/api/v1/nodes/([^/]+)/thumbnail\Z")
 
 
 def download_path(node_id: str) -> str:
     """The path a GET URL signs: the file's content route."""
     return f"/api/v1/nodes/{node_id}/content"
+
+
+def thumbnail_path(node_id: str) -> str:
+    """The path a thumbnail URL signs (with its transform parameters)."""
+    return f"/api/v1/nodes/{node_id}/thumbnail"
 
 
 def upload_path(folder_id: str, name: str) -> str:
@@ -248,7 +272,14 @@ def restriction_for(method: str, path: str, constraints: Constraints) -> Restric
     method = signed_method(method)
     if method == "GET" and (download := _DOWNLOAD.match(path)) is not None and constraints == Constraints():
         return Restriction(action=Action.FILE_READ, node_id=download.group(1))
-    if method == "PUT" and (upload := _UPLOAD.match(path)) is not None:
+    if (
+        method == "GET"
+        and (thumbnail := _THUMBNAIL.match(path)) is not None
+        and constraints.transform is not None
+        and constraints == Constraints(transform=constraints.transform)
+    ):
+        return Restriction(action=Action.FILE_READ, node_id=thumbnail.group(1))
+    if method == "PUT" and (upload := _UPLOAD.match(path)) is not None and constraints.transform is None:
         return Restriction(
             action=Action.FILE_WRITE,
             node_id=upload.group(1),
@@ -257,7 +288,9 @@ def restriction_for(method: str, path: str, constraints: Constraints) -> Restric
             media_type=constraints.media_type,
             on_conflict=constraints.on_conflict,
         )
-    raise PermissionDenied(f"{INVALID}: presigned URLs only GET a file's content or PUT one new file.")
+    raise PermissionDenied(
+        f"{INVALID}: presigned URLs only GET a file's content or one thumbnail of it, or PUT one new file."
+    )
 
 
 def _required(found: Mapping[str, str], name: str) -> str:

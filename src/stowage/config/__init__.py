@@ -150,7 +150,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     # Seconds one transform may take (then 503), and how many run at once in each worker.
     image_transform_timeout: float = 20.0
     image_concurrency: int = 2
-    # Total bytes of cached derivatives; least recently used ones are evicted past it (0 = no cache).
+    # Total bytes of cached derivatives; least recently used ones are evicted past it (at least 1 MiB).
     image_cache_max_bytes: int = 1024**3
 
     # --- derived values -------------------------------------------------------------------------

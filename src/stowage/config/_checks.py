@@ -202,7 +202,12 @@ def _validate_images(s: Settings) -> None:
         s.image_transform_timeout,
     )
     _require(1 <= s.image_concurrency <= 64, "image_concurrency", "must be between 1 and 64", s.image_concurrency)
-    _require(s.image_cache_max_bytes >= 0, "image_cache_max_bytes", "must be 0 or more", s.image_cache_max_bytes)
+    _require(
+        s.image_cache_max_bytes >= 1024 * 1024,
+        "image_cache_max_bytes",
+        "must be at least 1 MiB (1048576)",
+        s.image_cache_max_bytes,
+    )
 
 
 def _validate_image_facts(s: Settings) -> None:

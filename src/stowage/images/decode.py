@@ -36,12 +36,15 @@ def decode_heif(path: Path) -> pyvips.Image:
     """Decode a HEIC with pillow-heif (transforms applied by libheif, 8 bits) into a libvips image."""
     try:
         heif = pillow_heif.open_heif(str(path), convert_hdr_to_8bit=True)
-        picture = heif.to_pillow()
+        width, height = heif.size
+        bands = {"RGB": 3, "RGBA": 4, "L": 1, "LA": 2}.get(heif.mode)
+        data = heif.data  # decodes here; one buffer, handed to libvips without a copy when rows are packed
+        if bands is None or heif.stride != width * bands:
+            picture = heif.to_pillow()
+            bands, data = len(picture.getbands()), picture.tobytes()
     except (ValueError, RuntimeError, OSError) as exc:
         raise ImageDamaged("The HEIC image cannot be decoded; the file may be truncated or corrupt.") from exc
-    bands = len(picture.getbands())
-    data = picture.tobytes()
-    image = pyvips.Image.new_from_memory(data, picture.width, picture.height, bands, "uchar")
+    image = pyvips.Image.new_from_memory(data, width, height, bands, "uchar")
     return image.copy(interpretation="srgb" if bands >= 3 else "b-w")
 
 

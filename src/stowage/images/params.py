@@ -28,6 +28,8 @@ MEDIA_TYPES: dict[OutputFormat, str] = {
     "avif": "image/avif",
 }
 # Defaults chosen for thumbnails: visually clean at small sizes, small files.
+# Width and height when a request gives neither (a square grid tile, cropped).
+DEFAULT_SIZE = 256
 DEFAULT_QUALITY: dict[OutputFormat, int] = {"jpeg": 80, "png": 100, "webp": 80, "avif": 55}
 
 
@@ -96,6 +98,8 @@ def normalise(
     names the allowed sizes.
     """
     problems: list[FieldError] = []
+    if width is None and height is None:
+        width = height = DEFAULT_SIZE  # a bare thumbnail request: the grid tile size
     for name, value in (("w", width), ("h", height)):
         if value is None:
             continue
@@ -104,8 +108,6 @@ def normalise(
         elif limits.allowed_sizes and value not in limits.allowed_sizes:
             allowed = ", ".join(str(size) for size in sorted(limits.allowed_sizes))
             problems.append(FieldError(f"query.{name}", f"must be one of the allowed sizes: {allowed}"))
-    if width is None and height is None:
-        problems.append(FieldError("query.w", "give a width (w), a height (h) or both"))
     if fit is not None and fit not in FITS:
         problems.append(FieldError("query.fit", "must be one of " + ", ".join(FITS)))
     if format is not None and format not in FORMATS:
