@@ -224,3 +224,32 @@ async def test_gps_removal_of_a_heic(settings_env: dict[str, str]) -> None:
 
         assert samples.gps_of(stored) == {}
         assert node["etag"] == f'"{sha256_hex(stored)}"'
+
+
+async def test_listings_with_thumbnail_urls(settings_env: dict[str, str]) -> None:
+    settings = make_settings(settings_env, image_allowed_sizes="64,256")
+    async with served(settings) as (client, runtime):
+        alice = await new_account(client, "alice@example.com")
+        await upload(client, alice, alice.root_id, "a.jpg", photo("2024:01:01 09:00:00"))
+        await upload(client, alice, alice.root_id, "notes.txt", b"words")
+        await runtime.files.facts.idle()
+        url = node_path(alice.root_id, "/children")
+
+        response = await client.get(url, params={"thumbnail": 64}, headers=alice.headers)
+
+        items = {item["name"]: item for item in response.json()["items"]}
+        assert "thumbnail_url" not in items["notes.txt"]
+        assert "url" not in items["a.jpg"]  # the content URL only with presign=true
+        thumb = await client.get(items["a.jpg"]["thumbnail_url"], headers={"Accept": "image/webp"})
+        assert thumb.status_code == 200, thumb.text
+        assert thumb.headers["content-type"] == "image/webp"
+        assert thumb.content[:4] == b"RIFF"
+        tampered = items["a.jpg"]["thumbnail_url"].replace("w=64", "w=256")
+        assert tampered != items["a.jpg"]["thumbnail_url"]
+        assert (await client.get(tampered)).status_code == 403
+        refused = await client.get(url, params={"thumbnail": 100}, headers=alice.headers)
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["field"] == "query.thumbnail"
+        both = await client.get(url, params={"thumbnail": 256, "presign": "true"}, headers=alice.headers)
+        item = next(i for i in both.json()["items"] if i["name"] == "a.jpg")
+        assert {"url", "thumbnail_url", "image"} <= set(item)

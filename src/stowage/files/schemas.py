@@ -25,6 +25,13 @@ PresignedFileUrl = Annotated[
         "an Authorization header until its X-Stowage-Expires, for <Image source={{uri}}> and video players."
     ),
 ]
+PresignedThumbnailUrl = Annotated[
+    str,
+    msgspec.Meta(
+        description="A presigned GET URL of the image's square thumbnail (listings with thumbnail=<size>): it "
+        "works without an Authorization header until its X-Stowage-Expires."
+    ),
+]
 
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
@@ -87,6 +94,8 @@ class NodeOut(msgspec.Struct):
     url: PresignedFileUrl | msgspec.UnsetType = msgspec.UNSET
     # Only for images whose facts are known (computed after the upload, or on first need): absent otherwise.
     image: ImageOut | msgspec.UnsetType = msgspec.UNSET
+    # Only in listings asked with thumbnail=<size>, and only for image files: absent otherwise.
+    thumbnail_url: PresignedThumbnailUrl | msgspec.UnsetType = msgspec.UNSET
 
 
 class FolderOut(msgspec.Struct):
