@@ -17,7 +17,18 @@ from sqlalchemy import text
 import image_samples as samples
 from accounts_helpers import database
 from conftest import make_settings
-from files_helpers import API, children, download, mkdir, new_account, node_path, sha256_hex, upload
+from files_helpers import (
+    API,
+    assert_unchanged,
+    children,
+    download,
+    mkdir,
+    new_account,
+    node_path,
+    sha256_hex,
+    storage,
+    upload,
+)
 from sharing_helpers import create_link, share_with, shared_with_me, visitor
 from stowage.config import Settings
 from stowage.files.listing_repository import children_query
@@ -253,3 +264,30 @@ async def test_listings_with_thumbnail_urls(settings_env: dict[str, str]) -> Non
         both = await client.get(url, params={"thumbnail": 256, "presign": "true"}, headers=alice.headers)
         item = next(i for i in both.json()["items"] if i["name"] == "a.jpg")
         assert {"url", "thumbnail_url", "image"} <= set(item)
+
+
+@pytest.mark.parametrize("setting", [False, True])
+async def test_gps_removal_asked_per_upload(settings_env: dict[str, str], setting: bool) -> None:
+    settings = make_settings(settings_env, strip_gps_on_upload=setting)
+    sent = samples.jpeg()
+    async with served(settings) as (client, _):
+        alice = await new_account(client, "alice@example.com")
+        before = await storage(settings)
+        refused = await client.put(
+            f"{API}/nodes/{alice.root_id}/children/bad.jpg",
+            content=sent,
+            headers={**alice.headers, "X-Strip-GPS": "yes"},
+        )
+        assert refused.status_code == 400
+        assert refused.json()["errors"][0]["field"] == "header.x-strip-gps"
+        assert_unchanged(before, await storage(settings))
+
+        for value in ("true", "false"):
+            response = await client.put(
+                f"{API}/nodes/{alice.root_id}/children/{value}.jpg",
+                content=sent,
+                headers={**alice.headers, "X-Strip-GPS": value},
+            )
+            assert response.status_code == 201, response.text
+            stored = (await download(client, alice, response.json()["id"])).content
+            assert (samples.gps_of(stored) == {}) is (value == "true")

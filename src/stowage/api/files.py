@@ -101,7 +101,13 @@ def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadO
             ) from None
         if modified.tzinfo is None:
             modified = modified.replace(tzinfo=UTC)
+    strip = h.get("x-strip-gps")
+    if strip is not None and strip.strip().lower() not in ("true", "false"):
+        raise InvalidInput(
+            "X-Strip-GPS must be true or false.", errors=[FieldError("header.x-strip-gps", "not a boolean")]
+        )
     return UploadOptions(
+        strip_gps=None if strip is None else strip.strip().lower() == "true",
         on_conflict=on_conflict,
         expected_etags=parse_if_match(h.get("if-match")),
         if_none_match_any=if_none_match is not None,

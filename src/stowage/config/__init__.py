@@ -46,6 +46,7 @@ DEFAULT_CORS_ALLOW_HEADERS = (
     "Content-Digest",
     "X-Content-SHA256",
     "X-Modified-At",
+    "X-Strip-GPS",
     "X-Request-ID",
     "If-Match",
     "If-None-Match",
