@@ -67,6 +67,8 @@ def children_query(kind: str, sort: SortKey, descending: bool, *, after: bool, m
     if media_type:
         conditions.append("n.media_type LIKE ? ESCAPE '\\'")
     if after:
+        if sort == "taken_at":  # SQLite seeks on an indexed expression by a plain bound, not a row value
+            conditions.append(f"{_TAKEN} {'<=' if descending else '>='} ?")
         marks = ", ".join("?" * len(columns))
         conditions.append(f"({', '.join(columns)}) {'<' if descending else '>'} ({marks})")
     order = ", ".join(f"{column} {direction}" for column in columns)
@@ -167,6 +169,8 @@ async def list_children(
         if after is not None and after[0] == part:
             a_key, a_name, a_id = after[1], after[2], after[3]
             cursor = [a_key, a_name, a_id] if len(_SORT_COLUMNS[part][sort]) == 3 else [a_name, a_id]
+            if sort == "taken_at":
+                cursor.insert(0, a_key)
         query = children_query(part, sort, descending, after=bool(cursor), media_type=bool(like))
         rows += await fetcher.fetch_all(query, [parent_id, *like, *cursor, limit + 1 - len(rows)])
         if len(rows) > limit:
