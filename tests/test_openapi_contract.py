@@ -318,6 +318,19 @@ ACCEPTED_REFUSALS: dict[str, tuple[tuple[int, ...], str, list[str]]] = {
         "target given both ways (folder_id with name, and path) or neither are refused; the schema cannot say it",
         ["presignDownload", "presignUpload", "presignThumbnail"],
     ),
+    "not images": (
+        (415, 422),
+        "a thumbnail of a file whose media type is not an image (415) or whose bytes do not decode (422): which "
+        "files are images is state (the run's links and uploads), not schema",
+        [
+            "getThumbnail",
+            "headThumbnail",
+            "getLinkThumbnail",
+            "headLinkThumbnail",
+            "getLinkNodeThumbnail",
+            "headLinkNodeThumbnail",
+        ],
+    ),
     "image sizes": (
         (400,),
         "a width or height above the image_max_output_dimension setting (or outside image_allowed_sizes) is "
