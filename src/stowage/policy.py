@@ -81,15 +81,21 @@ class Restriction(msgspec.Struct, frozen=True):
         elif resource.node_id != self.node_id:
             raise PermissionDenied("This presigned URL is for another file or folder.")
 
-    def check_new_upload(self, kind: str, length: int | None, server_limit: int) -> None:
+    def check_new_upload(self, kind: str, length: int | None, server_limit: int, *, folder_path: bool) -> None:
         """A resumable upload created through this URL: only a tus creation URL creates one, a single
-        upload (joining partial uploads would reach uploads this URL did not create), of a length within
+        upload (joining partial uploads would reach uploads this URL did not create) into the signed
+        folder (a folder path would create folders before anything else is decided), of a length within
         the signed maximum."""
         if self.resumable != "create":
             raise PermissionDenied("This presigned URL does not create resumable uploads.")
         if kind != "single":
             raise PermissionDenied(
                 "A presigned tus URL creates single uploads; concatenation (Upload-Concat) needs a token."
+            )
+        if folder_path:
+            raise PermissionDenied(
+                "A presigned tus URL uploads into its own folder: name no path in Upload-Metadata "
+                "(folder may name that same folder)."
             )
         if length is not None and length > self.size_limit(server_limit):
             limit = self.size_limit(server_limit)

@@ -123,11 +123,12 @@ def signed_method(method: str, path: str = "") -> str:
 def canonical(method: str, path: str, *, expires: int, signer: Signer, constraints: Constraints) -> bytes:
     """The bytes signed: every part that decides what the request may do, unambiguously encoded. A tus
     URL's folder is a ninth element (JSON arrays of different lengths never encode alike, and GET and
-    PUT URLs keep the signatures they always had)."""
+    PUT URLs keep the signatures they always had). The tus endpoint is signed as ``/api/v1/uploads/``
+    with or without its trailing slash (the router treats both alike)."""
     parts: list[object] = [
         SCHEME,
         signed_method(method, path),
-        path,
+        TUS_CREATION_PATH if _TUS_CREATION.match(path) is not None else path,
         expires,
         signer.encode(),
         constraints.on_conflict,

@@ -39,7 +39,9 @@ class SessionService:
         upload of length 0 is recorded at once too."""
         caller = authorize(principal, Action.FILE_WRITE)
         if caller.restriction is not None:  # a presigned tus creation URL: its kind, size and media type
-            caller.restriction.check_new_upload(new.kind, new.length, self.core.max_size)
+            caller.restriction.check_new_upload(
+                new.kind, new.length, self.core.max_size, folder_path=bool((new.target.folder_path or "").strip("/"))
+            )
             self.core.check_media_type(caller, new.target.media_type, declared=True)
         if new.length is not None:
             self._check_size(new.length)
