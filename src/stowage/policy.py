@@ -207,6 +207,7 @@ class Owned(msgspec.Struct, frozen=True):
     grants: tuple[Grant, ...] = ()
     detaches: bool = False  # moving, renaming or deleting the node itself
     upload_id: str | None = None  # a resumable upload (not a node): its id, for a presigned URL's check
+    in_trash: bool = False  # a trashed node: its owner's alone (grants do not reach into the trash)
 
 
 # The credentials a presigned URL may be signed with: a URL signed by another URL or by a share link
@@ -268,9 +269,11 @@ def _granted(principal: Principal, action: Action, resource: Owned) -> None:
     Reading needs a read or read-write grant (a drop link's visitor sees nothing: 404). Writing needs
     read-write, or a drop grant on this very folder. Nobody but the owner moves or deletes a shared
     node itself (only what is inside it), or manages its shares. Without any grant the node does not
-    exist for the caller (404); with one, a refusal says why (403)."""
+    exist for the caller (404); with one, a refusal says why (403). What a read-write recipient deletes
+    goes to the owner's trash, as what the owner deletes: only the owner sees, restores or purges it
+    there (as in Nextcloud), so for everyone else a trashed node does not exist (404)."""
     grants = [g for g in resource.grants if principal.share_id is None or g.share_id == principal.share_id]
-    if not grants:
+    if not grants or resource.in_trash:
         raise NotFound("No such resource.")
     if action in OWNER_ONLY:
         raise PermissionDenied("Only the owner can see and change how this is shared.")
