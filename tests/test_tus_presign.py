@@ -15,12 +15,27 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
+import msgspec
 import pytest
 
 from accounts_helpers import LOGOUT, assert_problem, auth, create_pat, login
 from files_helpers import API, Account, children, download, mkdir, new_account, upload, used_bytes
 from sharing_helpers import share_with
+from stowage.accounts import presign
+from stowage.accounts.presign import Constraints, Presigned, Signer
 from stowage.config import Settings
+from stowage.errors import PayloadTooLarge, PermissionDenied
+from stowage.policy import (
+    Action,
+    CredentialKind,
+    Owned,
+    Principal,
+    Restriction,
+    Role,
+    Scope,
+    authorize,
+    confined_to_upload,
+)
 from test_presign import BASE, relative, with_query
 from tus_helpers import CHUNK_TYPE, TUS, UPLOADS, metadata, upload_row
 
@@ -375,3 +390,105 @@ async def test_minting_checks_its_input(client: httpx.AsyncClient) -> None:
     url = await creation_url(client, alice)
     minted_by_url = await client.post(f"{API}/presign/tus?{urlsplit(url).query}", json={"folder_id": inbox["id"]})
     refused(minted_by_url)
+
+
+# --- the scheme and the policy, without I/O ----------------------------------------------------------
+
+KEY = presign.derive_key("a test secret of at least thirty-two characters")
+SIGNER = Signer(code="s", credential_id="c-1", user_id="u-1")
+UPLOAD_PATH = "/api/v1/uploads/0b8c2f5e-0000-4000-8000-000000000001"
+
+
+def _signed(method: str, path: str, constraints: Constraints) -> Presigned:
+    signature = presign.sign(KEY, method, path, expires=2_000_000_000, signer=SIGNER, constraints=constraints)
+    return Presigned(expires=2_000_000_000, signer=SIGNER, signature=signature, constraints=constraints)
+
+
+def test_a_tus_upload_url_signs_every_method_a_client_resumes_with() -> None:
+    signed = _signed(presign.TUS_METHOD, UPLOAD_PATH, Constraints(folder_id="f-1", max_size=5))
+    for method in ("HEAD", "PATCH", "DELETE", "POST"):
+        presign.verify(KEY, method, UPLOAD_PATH, signed)
+    with pytest.raises(PermissionDenied, match="signature"):
+        presign.verify(KEY, "PATCH", UPLOAD_PATH.replace("0001", "0002"), signed)
+    with pytest.raises(PermissionDenied, match="signature"):  # the folder is signed
+        changed = msgspec.structs.replace(signed, constraints=Constraints(folder_id="f-2", max_size=5))
+        presign.verify(KEY, "PATCH", UPLOAD_PATH, changed)
+    creation = _signed("POST", presign.TUS_CREATION_PATH, Constraints(folder_id="f-1"))
+    presign.verify(KEY, "POST", "/api/v1/uploads", creation)  # with or without the trailing slash
+    with pytest.raises(PermissionDenied, match="signature"):
+        presign.verify(KEY, "PUT", presign.TUS_CREATION_PATH, creation)
+
+
+def test_restrictions_of_tus_urls() -> None:
+    constraints = Constraints(on_conflict="rename", max_size=5, media_type="image/*", folder_id="f-1")
+    creation = presign.restriction_for(
+        "POST", "/api/v1/uploads/", _signed("POST", "/api/v1/uploads/", constraints), CredentialKind.SESSION
+    )
+    assert creation == Restriction(
+        action=Action.FILE_WRITE,
+        node_id="f-1",
+        max_size=5,
+        media_type="image/*",
+        on_conflict="rename",
+        resumable="create",
+        expires=2_000_000_000,
+        signer_kind=CredentialKind.SESSION,
+    )
+    assert creation.for_upload("u-9") == msgspec.structs.replace(creation, resumable="upload", upload_id="u-9")
+    upload_restriction = presign.restriction_for("PATCH", UPLOAD_PATH, _signed("TUS", UPLOAD_PATH, constraints))
+    assert upload_restriction.upload_id == UPLOAD_PATH.rsplit("/", 1)[-1]
+    with pytest.raises(PermissionDenied, match="Only a presigned tus creation URL"):
+        upload_restriction.for_upload("u-9")
+    # The folder parameter belongs to tus URLs only, and tus URLs need it.
+    for method, path in [("GET", "/api/v1/nodes/n-1/content"), ("PUT", "/api/v1/nodes/f-1/children/a")]:
+        with pytest.raises(PermissionDenied, match="tus upload URLs only"):
+            presign.restriction_for(method, path, _signed(method, path, constraints))
+    with pytest.raises(PermissionDenied, match="only GET"):
+        presign.restriction_for("POST", "/api/v1/uploads/", _signed("POST", "/api/v1/uploads/", Constraints()))
+
+
+def _holder(restriction: Restriction) -> Principal:
+    return Principal(
+        user_id="u-1",
+        role=Role.USER,
+        scopes=frozenset({Scope.READ, Scope.WRITE}),
+        kind=CredentialKind.PRESIGNED,
+        credential_id="c-1",
+        restriction=restriction,
+    )
+
+
+def test_the_policy_confines_tus_urls() -> None:
+    creation = Restriction(action=Action.FILE_WRITE, node_id="f-1", max_size=10, resumable="create")
+    holder = _holder(creation)
+    authorize(holder, Action.FILE_WRITE, Owned(owner_id="u-1", node_id="f-1"))
+    with pytest.raises(PermissionDenied, match="another file or folder"):
+        authorize(holder, Action.FILE_WRITE, Owned(owner_id="u-1", node_id="f-2"))
+    with pytest.raises(PermissionDenied, match="another upload"):  # it created none of the existing ones
+        authorize(holder, Action.FILE_WRITE, Owned(owner_id="u-1", upload_id="up-1"))
+    with pytest.raises(PermissionDenied, match="allows only"):
+        authorize(holder, Action.FILE_READ, Owned(owner_id="u-1", node_id="f-1"))
+    creation.check_new_upload("single", 10, 1000, folder_path=False)
+    with pytest.raises(PayloadTooLarge):
+        creation.check_new_upload("single", 11, 1000, folder_path=False)
+    with pytest.raises(PermissionDenied, match="concatenation"):
+        creation.check_new_upload("partial", 1, 1000, folder_path=False)
+    with pytest.raises(PermissionDenied, match="no path"):
+        creation.check_new_upload("single", 1, 1000, folder_path=True)
+    assert creation.size_limit(8) == 8
+    assert creation.size_limit(1000) == 10
+
+    upload_holder = confined_to_upload(holder, "up-1")
+    authorize(upload_holder, Action.FILE_WRITE, Owned(owner_id="u-1", upload_id="up-1"))
+    authorize(upload_holder, Action.FILE_WRITE, Owned(owner_id="u-1", node_id="f-1"))  # recording into its folder
+    with pytest.raises(PermissionDenied, match="another upload"):
+        authorize(upload_holder, Action.FILE_WRITE, Owned(owner_id="u-1", upload_id="up-2"))
+    with pytest.raises(PermissionDenied, match="does not create"):
+        assert upload_holder.restriction is not None
+        upload_holder.restriction.check_new_upload("single", 1, 1000, folder_path=False)
+    # A GET or PUT URL's holder reaches no upload, and a bearer caller is not confined at all.
+    download = _holder(Restriction(action=Action.FILE_WRITE, node_id="f-1", name="a.txt"))
+    with pytest.raises(PermissionDenied, match="another upload"):
+        authorize(download, Action.FILE_WRITE, Owned(owner_id="u-1", upload_id="up-1"))
+    bearer = msgspec.structs.replace(holder, kind=CredentialKind.SESSION, restriction=None)
+    assert confined_to_upload(bearer, "up-1") is bearer
