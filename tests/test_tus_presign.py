@@ -410,8 +410,8 @@ def test_a_tus_upload_url_signs_every_method_a_client_resumes_with() -> None:
         presign.verify(KEY, method, UPLOAD_PATH, signed)
     with pytest.raises(PermissionDenied, match="signature"):
         presign.verify(KEY, "PATCH", UPLOAD_PATH.replace("0001", "0002"), signed)
+    changed = msgspec.structs.replace(signed, constraints=Constraints(folder_id="f-2", max_size=5))
     with pytest.raises(PermissionDenied, match="signature"):  # the folder is signed
-        changed = msgspec.structs.replace(signed, constraints=Constraints(folder_id="f-2", max_size=5))
         presign.verify(KEY, "PATCH", UPLOAD_PATH, changed)
     creation = _signed("POST", presign.TUS_CREATION_PATH, Constraints(folder_id="f-1"))
     presign.verify(KEY, "POST", "/api/v1/uploads", creation)  # with or without the trailing slash
@@ -483,9 +483,10 @@ def test_the_policy_confines_tus_urls() -> None:
     authorize(upload_holder, Action.FILE_WRITE, Owned(owner_id="u-1", node_id="f-1"))  # recording into its folder
     with pytest.raises(PermissionDenied, match="another upload"):
         authorize(upload_holder, Action.FILE_WRITE, Owned(owner_id="u-1", upload_id="up-2"))
+    narrowed = upload_holder.restriction
+    assert narrowed is not None
     with pytest.raises(PermissionDenied, match="does not create"):
-        assert upload_holder.restriction is not None
-        upload_holder.restriction.check_new_upload("single", 1, 1000, folder_path=False)
+        narrowed.check_new_upload("single", 1, 1000, folder_path=False)
     # A GET or PUT URL's holder reaches no upload, and a bearer caller is not confined at all.
     download = _holder(Restriction(action=Action.FILE_WRITE, node_id="f-1", name="a.txt"))
     with pytest.raises(PermissionDenied, match="another upload"):
