@@ -12,8 +12,10 @@ asks ``authorize`` before it touches data. Rules:
   holds a *grant* (a share) on the node or one of its ancestors (``Owned.grants``, see ``_granted``);
 - a share-link bearer (``Principal.share_id``) has no account: it reaches nothing but the subtree
   of its own link's node;
+- a trashed node is its owner's alone: grants do not reach into the trash (``Owned.in_trash``);
 - a presigned URL's holder (``Principal.restriction``) acts as the URL's signer, for the one signed
-  action on the one signed node only (403 for anything else), checked before everything above.
+  action on the one signed node only (403 for anything else), checked before everything above; a tus
+  URL's holder, on the signed folder and only the uploads its creation URL created (``Owned.upload_id``).
 
 This module imports no web framework and does no I/O: callers load the resource, then ask.
 """
