@@ -21,9 +21,9 @@ from stowage.config import Settings
 from stowage.db.base import utcnow
 from stowage.db.direct import DirectTransaction
 from stowage.db.engine import Database
-from stowage.errors import Conflict, NotFound
+from stowage.errors import Conflict, NotFound, UnsupportedMediaType
 from stowage.files.direct_repository import NodeRow
-from stowage.files.media_types import sniff_media_type
+from stowage.files.media_types import media_type_allows, sniff_media_type
 from stowage.files.schemas import NodeOut
 from stowage.files.services import FileServices, UploadOptions
 from stowage.policy import Action, Owned, Principal, authorize
@@ -94,6 +94,24 @@ class UploadCore:
         """The largest upload accepted (tus: ``Tus-Max-Size``): the server's upload limit."""
         return self.deps.settings.max_upload_bytes
 
+    def max_size_for(self, caller: Principal) -> int:
+        """The largest upload this caller may send: the server's limit, or a presigned URL's within it."""
+        if caller.restriction is None:
+            return self.max_size
+        return caller.restriction.size_limit(self.max_size)
+
+    def check_media_type(self, caller: Principal, media_type: str | None, *, declared: bool) -> None:
+        """A presigned URL signed for a media type accepts only that: 415 for another one, as the client
+        declared it (Upload-Metadata, at creation) or as the content turned out (at the recording)."""
+        allowed = caller.restriction.media_type if caller.restriction is not None else None
+        if allowed is None or media_type is None or media_type_allows(allowed, media_type):
+            return
+        said = "declares" if declared else "is"
+        raise UnsupportedMediaType(
+            f"This presigned URL accepts only {allowed}; the upload {said} {media_type}.",
+            extra={"accepted": allowed, "media_type": media_type},
+        )
+
     def expiry(self, now: datetime) -> datetime:
         return now + timedelta(hours=self.deps.settings.upload_expiry_hours)
 
@@ -108,7 +126,7 @@ class UploadCore:
         row = await repository.read(self.db.direct, upload_id)
         if row is None:
             raise NotFound("No such upload.")
-        authorize(principal, action, Owned(owner_id=row.owner_id))
+        authorize(principal, action, Owned(owner_id=row.owner_id, upload_id=row.id))
         if not row.recorded and row.expires_at <= utcnow():
             raise UploadGone("This upload expired before it was finished; start a new one.")
         return row
@@ -149,6 +167,7 @@ class UploadCore:
         assert row.folder_id is not None
         assert row.name is not None
         media_type = await self._media_type(row, info)
+        self.check_media_type(caller, media_type, declared=False)
 
         async def mark(tx: DirectTransaction, node: NodeRow) -> None:
             marked = await repository.mark_recorded(
