@@ -204,3 +204,14 @@ async def test_eviction_under_the_cap_and_gc(settings_env: dict[str, str]) -> No
         assert await fsck_problems(settings) == []
         again = await client.get(thumb(node["id"]), params={"w": 300, "format": "png"}, headers=owner.headers)
         assert again.status_code == 200  # an evicted derivative is simply made again
+
+
+async def test_a_transform_past_its_time_limit_is_503(settings_env: dict[str, str]) -> None:
+    settings = make_settings(settings_env, image_transform_timeout="0.001")
+    async with open_client(settings) as client:
+        owner = await new_account(client, "owner@example.com")
+        node = await upload(client, owner, owner.root_id, "noise.png", samples.encoded_noise(1500, 1000))
+        response = await client.get(thumb(node["id"]), params={"w": 1400, "format": "avif"}, headers=owner.headers)
+        assert_problem(response, 503, "image-timeout", detail_contains="0.001 seconds")
+        assert await derivative_rows(settings) == []
+        assert not list((settings.data_dir / "tmp").iterdir())
