@@ -17,9 +17,10 @@ from sqlalchemy import delete, select
 import image_samples as samples
 from accounts_helpers import database
 from conftest import make_settings
-from files_helpers import API, Account, children, new_account, node_path, sha256_hex, upload
+from files_helpers import API, Account, children, mkdir, new_account, node_path, sha256_hex, upload
 from stowage.config import Settings
 from stowage.db.tables import ImageFacts, Node
+from stowage.maintenance.housekeeping import housekeeping_pass
 from tus_helpers import create, metadata, patch, served, upload_url
 
 # samples.jpeg(): EXIF DateTimeOriginal 2024:05:01 14:03:22 with OffsetTimeOriginal +02:00.
@@ -235,3 +236,24 @@ async def test_facts_go_with_purged_content(settings: Settings) -> None:
         assert (await client.delete(f"{API}/trash/{node['id']}", headers=alice.headers)).status_code == 204
 
         assert await facts_row(settings, content) is None
+
+
+async def test_housekeeping_schedules_images_nobody_listed(settings: Settings) -> None:
+    async with served(settings) as (client, runtime):
+        alice = await new_account(client, "alice@example.com")
+        folder = await mkdir(client, alice, alice.root_id, "Old photos")
+        content = photo("2019:09:09 09:09:09")
+        node = await upload(client, alice, folder["id"], "a.jpg", content)
+        await upload(client, alice, folder["id"], "notes.txt", b"not an image")
+        await runtime.files.facts.idle()
+        await forget_facts(settings)  # as content stored before facts existed, or work a restart lost
+
+        report = await housekeeping_pass(runtime.files, settings)
+        await runtime.files.facts.idle()
+
+        assert report.problems == []
+        row = await facts_row(settings, content)
+        assert row is not None
+        assert row.taken_at == datetime(2019, 9, 9, 9, 9, 9, tzinfo=UTC)
+        assert await node_taken_at(settings, node["id"]) == row.taken_at
+        assert await runtime.files.facts.backfill() == 0  # nothing left to do

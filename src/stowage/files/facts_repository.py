@@ -16,9 +16,13 @@ from datetime import datetime
 from functools import lru_cache
 
 import msgspec
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.db.direct import DirectTransaction, Query, Row, optional_timestamp
+from stowage.db.tables import ImageFacts, Node
 from stowage.files.direct_repository import Fetcher
+from stowage.files.media_types import IMAGE_FACT_TYPES
 from stowage.files.schemas import ImageOut
 
 FACTS_COLUMNS = "width, height, taken_at, placeholder, failure"
@@ -111,3 +115,22 @@ async def copy_taken_at(tx: DirectTransaction, node_id: str, sha256: str) -> Non
     """Give a node the capture time of its (new) content, or NULL when none is known: run in the
     transaction that points the node at that content."""
     await tx.execute(_COPY_TAKEN_AT, (sha256, node_id))
+
+
+async def without_facts(db: AsyncSession, limit: int) -> list[str]:
+    """Contents of live image files that have no facts yet, at most ``limit`` (the hourly backfill: work
+    a restart lost, or content stored before facts existed, in folders nobody listed since). A scan of
+    the live files: run it in an offloaded session."""
+    statement = (
+        select(Node.sha256)
+        .outerjoin(ImageFacts, ImageFacts.sha256 == Node.sha256)
+        .where(
+            Node.kind == "file",
+            Node.trashed_at.is_(None),
+            Node.media_type.in_(IMAGE_FACT_TYPES),
+            ImageFacts.sha256.is_(None),
+        )
+        .distinct()
+        .limit(limit)
+    )
+    return [sha for sha in (await db.scalars(statement)).all() if sha is not None]

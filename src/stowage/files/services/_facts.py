@@ -81,18 +81,26 @@ class FactsService:
     def schedule(self, hashes: Iterable[str]) -> None:
         """Queue contents for their facts, without waiting; ones queued or running already are skipped,
         and what does not fit in the queue is dropped (the next listing that shows it asks again)."""
-        if self._queue is None:
-            self._queue = asyncio.Queue(self._queue_size)
-            self._drainer = asyncio.get_running_loop().create_task(self._drain(self._queue))
         for sha256 in hashes:
             if sha256 in self._queued or sha256 in self._running:
                 continue
+            if self._queue is None:  # started by the first work, in the loop that serves requests
+                self._queue = asyncio.Queue(self._queue_size)
+                self._drainer = asyncio.get_running_loop().create_task(self._drain(self._queue))
             try:
                 self._queue.put_nowait(sha256)
             except asyncio.QueueFull:
                 log.warning("image_facts_queue_full", size=self._queue_size)
                 return
             self._queued.add(sha256)
+
+    async def backfill(self) -> int:
+        """Schedule image contents that have no facts (as many as the queue takes); how many were
+        found. Housekeeping runs it hourly, so nothing stays without facts for long, listed or not."""
+        async with self.db.session(offload=True) as db:
+            missing = await facts_repository.without_facts(db, self._queue_size)
+        self.schedule(missing)
+        return len(missing)
 
     async def _drain(self, queue: asyncio.Queue[str]) -> None:
         while True:
