@@ -12,7 +12,7 @@ from typing import Any
 
 import httpx
 from PIL import Image
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 import image_samples as samples
 from accounts_helpers import database
@@ -293,3 +293,20 @@ async def test_facts_after_multipart_and_presigned_uploads(settings: Settings) -
         assert items["one.jpg"]["image"]["taken_at"] == "2021-03-03T03:03:03Z"
         assert (items["two.png"]["image"]["width"], items["two.png"]["image"]["taken_at"]) == (120, None)
         assert items["three.jpg"]["image"]["taken_at"] == "2022-04-04T04:04:04Z"
+
+
+async def test_a_listing_repairs_a_capture_time_copy_that_lags_its_facts(settings: Settings) -> None:
+    async with served(settings) as (client, runtime):
+        alice = await new_account(client, "alice@example.com")
+        node = await upload(client, alice, alice.root_id, "a.jpg", photo("2018:08:08 08:08:08"))
+        await runtime.files.facts.idle()
+        # As when an upload is recorded while its content's facts are being stored (PostgreSQL): the facts
+        # exist, the node's copy of the capture time does not.
+        async with database(settings) as db, db.transaction() as session:
+            await session.execute(update(Node).where(Node.id == node["id"]).values(taken_at=None))
+
+        listed = by_name(await children(client, alice, alice.root_id))["a.jpg"]
+        await runtime.files.facts.idle()
+
+        assert listed["image"]["taken_at"] == "2018-08-08T08:08:08Z"
+        assert await node_taken_at(settings, node["id"]) == datetime(2018, 8, 8, 8, 8, 8, tzinfo=UTC)
