@@ -80,7 +80,7 @@ class ChunkService:
             )
         self._check_length(row, length, offset, self.core.max_size_for(principal))
         async with self.core.lease(upload_id) as lease:
-            row = await self.core.reload(upload_id)  # the offset as it is now that we hold the upload
+            row = lease.row  # the offset as it is now that we hold the upload
             if offset != row.received_bytes:
                 raise OffsetMismatch(expected=row.received_bytes, got=offset)
             total = row.length if row.length is not None else length
@@ -103,13 +103,13 @@ class ChunkService:
         return UploadState.of(row)
 
     async def _declare_length(self, row: UploadRow, lease: Lease, length: int) -> UploadRow:
-        async with self.db.transaction() as db:
+        async with self.db.direct_transaction() as tx:
             committed = await repository.commit_offset(
-                db, row.id, lease.token, offset=row.received_bytes, length=length, expires_at=row.expires_at
+                tx, row.id, lease.token, offset=row.received_bytes, length=length, expires_at=row.expires_at
             )
-        if not committed:
+        if committed is None:
             raise lease_lost()
-        return await self.core.reload(row.id)
+        return committed
 
     def _check_length(self, row: UploadRow, length: int | None, offset: int, max_size: int) -> None:
         if length is None:
@@ -185,9 +185,9 @@ class ChunkService:
         new_offset = await staging.sync()
         complete = total is not None and new_offset == total
         last = complete and row.kind != "partial"  # the recording still needs the lease
-        async with self.db.transaction() as db:
+        async with self.db.direct_transaction() as tx:
             committed = await repository.commit_offset(
-                db,
+                tx,
                 row.id,
                 lease.token,
                 offset=new_offset,
@@ -195,7 +195,7 @@ class ChunkService:
                 expires_at=self.core.expiry(utcnow()),
                 release=not last,
             )
-        if not committed:
+        if committed is None:
             raise lease_lost()
         lease.released = not last
         if isinstance(stopped, StowageError):
@@ -205,7 +205,7 @@ class ChunkService:
                 f"The chunk stopped before its end; the {new_offset - offset} bytes that arrived are stored "
                 f"(Upload-Offset {new_offset}): resume from there."
             ) from stopped
-        row = await self.core.reload(row.id)
+        row = committed
         if last:
             info = await staging.finish()
             await self.core.record_or_remember(caller, row, info, lease.token)

@@ -48,11 +48,13 @@ class UploadDeps:
 
 
 class Lease:
-    """This request's claim on one upload (see ``uploads.repository``); ``keep`` renews it when due."""
+    """This request's claim on one upload (see ``uploads.repository``); ``keep`` renews it when due.
+    ``row`` is the upload as it was when the lease was taken (no other request can change it since)."""
 
-    def __init__(self, core: UploadCore, upload_id: str, token: str) -> None:
+    def __init__(self, core: UploadCore, row: UploadRow, token: str) -> None:
         self.core = core
-        self.upload_id = upload_id
+        self.row = row
+        self.upload_id = row.id
         self.token = token
         self.released = False  # given up with the offset commit: nothing to release at the end
         self._renewed_at = time.monotonic()
@@ -63,8 +65,8 @@ class Lease:
         if time.monotonic() - self._renewed_at < self.core.lease_seconds / 3:
             return
         until = utcnow() + timedelta(seconds=self.core.lease_seconds)
-        async with self.core.db.transaction() as db:
-            kept = await repository.renew_lease(db, self.upload_id, self.token, until=until)
+        async with self.core.db.direct_transaction() as tx:
+            kept = await repository.renew_lease(tx, self.upload_id, self.token, until=until)
         if not kept:
             raise lease_lost()
         self._renewed_at = time.monotonic()
@@ -121,8 +123,7 @@ class UploadCore:
             check_upload_id(upload_id)
         except ValueError:
             raise NotFound("No such upload.") from None
-        async with self.db.session() as db:
-            row = await repository.get(db, upload_id)
+        row = await repository.read(self.db.direct, upload_id)
         if row is None:
             raise NotFound("No such upload.")
         authorize(principal, action, Owned(owner_id=row.owner_id, upload_id=row.id))
@@ -131,8 +132,7 @@ class UploadCore:
         return row
 
     async def reload(self, upload_id: str) -> UploadRow:
-        async with self.db.session() as db:
-            row = await repository.get(db, upload_id)
+        row = await repository.read(self.db.direct, upload_id)
         if row is None:
             raise NotFound("No such upload (it was terminated meanwhile).")
         return row
@@ -143,22 +143,22 @@ class UploadCore:
         has left) when another request holds it. Released when the block ends, however it ends."""
         token = str(uuid.uuid4())
         now = utcnow()
-        async with self.db.transaction() as db:
+        async with self.db.direct_transaction() as tx:
             won = await repository.take_lease(
-                db, upload_id, token, now=now, until=now + timedelta(seconds=self.lease_seconds)
+                tx, upload_id, token, now=now, until=now + timedelta(seconds=self.lease_seconds)
             )
-            holder_until = None if won else await repository.lease_until(db, upload_id)
-        if not won:
+            holder_until = None if won else await repository.lease_until(tx, upload_id)
+        if won is None:
             if holder_until is None:  # no such row: it was terminated meanwhile
                 raise NotFound("No such upload.")
             raise UploadLocked(retry_after=max(1, math.ceil((holder_until - now).total_seconds())))
-        lease = Lease(self, upload_id, token)
+        lease = Lease(self, won, token)
         try:
             yield lease
         finally:
             if not lease.released:
-                async with self.db.transaction() as db:
-                    await repository.release_lease(db, upload_id, token)
+                async with self.db.direct_transaction() as tx:
+                    await repository.release_lease(tx, upload_id, token)
 
     async def record(self, caller: Principal, row: UploadRow, info: BlobInfo, token: str | None) -> NodeOut:
         """Put the complete upload's content into the tree, marking the upload recorded in the same
@@ -228,9 +228,9 @@ class UploadCore:
         except BaseException:
             if token is not None:
                 with contextlib.suppress(Exception):
-                    async with self.db.transaction() as db:
+                    async with self.db.direct_transaction() as tx:
                         await repository.commit_offset(
-                            db,
+                            tx,
                             row.id,
                             token,
                             offset=info.size,
