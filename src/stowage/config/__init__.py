@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import secrets
+import socket
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -129,6 +130,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     principal_cache_seconds: float = 1.0
     shutdown_timeout: int = 30
 
+    # --- several nodes (docs/deployment.md) ---
+    # This node's name in maintenance records, leases and logs (default: host name and port).
+    node_name: str | None = None
+    # Housekeeping (trash purge, version thinning, gc) runs once per interval in the whole installation,
+    # on whichever node takes the maintenance lease; the lease lapses this long after its holder's last
+    # renewal (renewed every third of it), so a dead holder's work is taken over after that.
+    housekeeping_interval_seconds: int = 3600
+    maintenance_lease_seconds: float = 60.0
+
     # --- derived values -------------------------------------------------------------------------
 
     @property
@@ -141,6 +151,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_node_name(self) -> str:
+        """This node's name: the configured one, or ``<host name>:<port>``."""
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
 
 
 SECRET_FIELDS = frozenset({"secret_key", "metrics_token", "smtp_password"})

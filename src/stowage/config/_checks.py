@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_NODE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
 def _require(condition: bool, name: str, allowed: str, value: object) -> None:
@@ -170,7 +171,19 @@ def validate(s: Settings) -> None:
             "must be an absolute http(s) URL",
             s.public_url,
         )
-    _validate_request_limits(s)
+    for more in (_validate_request_limits, _validate_nodes):
+        more(s)
+
+
+def _validate_nodes(s: Settings) -> None:
+    """Several nodes: a readable node name; housekeeping and lease periods a test and a cluster can use."""
+    if s.node_name is not None:
+        name = s.node_name
+        _require(_NODE_NAME.match(name) is not None, "node_name", "must be 1-100 of A-Z a-z 0-9 . _ : -", name)
+    interval = s.housekeeping_interval_seconds
+    _require(1 <= interval <= 7 * 86400, "housekeeping_interval_seconds", "must be 1 s to 7 days", interval)
+    lease = s.maintenance_lease_seconds
+    _require(1 <= lease <= 3600, "maintenance_lease_seconds", "must be between 1 and 3600 seconds", lease)
 
 
 def _validate_request_limits(s: Settings) -> None:

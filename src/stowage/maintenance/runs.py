@@ -38,6 +38,8 @@ class RunOut(msgspec.Struct):
     duration_seconds: float
     outcome: str
     report: dict[str, Any]
+    # The node that ran it (its ``node_name``; ``/cli`` for a command); null for runs recorded before.
+    node: str | None = None
 
 
 class LastRuns(msgspec.Struct):
@@ -78,6 +80,7 @@ async def record(
     finished_at: datetime,
     outcome: Outcome,
     report: dict[str, Any],
+    node: str | None = None,
 ) -> None:
     async with database.transaction() as db:
         await repository.add_run(
@@ -89,6 +92,7 @@ async def record(
                 finished_at=finished_at,
                 outcome=outcome,
                 report=msgspec.json.encode(report).decode(),
+                node=node,
             ),
         )
 
@@ -103,6 +107,7 @@ def _out(row: MaintenanceRun) -> RunOut:
         duration_seconds=round((row.finished_at - row.started_at).total_seconds(), 3),
         outcome=row.outcome,
         report=msgspec.json.decode(row.report),
+        node=row.node,
     )
 
 
