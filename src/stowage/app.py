@@ -55,6 +55,7 @@ from stowage.protocols.tus.routes import TusController
 from stowage.ratelimit import create_rate_limiter
 from stowage.runtime import Runtime
 from stowage.sharing.services import SharingDeps, SharingServices
+from stowage.system.secret_check import check_shared_secret
 from stowage.system.service import SystemService
 from stowage.uploads.services import UploadDeps, UploadServices
 
@@ -118,6 +119,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                     )
             system = SystemService(database, data_dir)
             await system.initialise()
+            await check_shared_secret(database, secret)
             limiter = create_rate_limiter(settings)
             stack.push_async_callback(limiter.close)
             store = create_blob_store(settings)

@@ -19,6 +19,9 @@ class Instance(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_id: Mapped[str] = mapped_column(String(36), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # A fingerprint (HMAC) of the signing secret the nodes use (``system.secret_check``); None until a
+    # node of this version records it.
+    secret_check: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class User(Base):

@@ -1,4 +1,5 @@
-"""leases: cluster-wide leases (one housekeeping pass at a time) and the node of each maintenance run
+"""leases: cluster-wide leases (one housekeeping pass at a time), the node of each maintenance run, and
+the fingerprint of the nodes' shared secret
 
 Revision ID: 0010
 Revises: 0007 (0008 and 0009 come from other branches; the lead sets down_revision at merge)
@@ -31,9 +32,13 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("maintenance_runs", schema=None) as batch_op:
         batch_op.add_column(sa.Column("node", sa.String(length=200), nullable=True))
+    with op.batch_alter_table("instance", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("secret_check", sa.String(length=64), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("instance", schema=None) as batch_op:
+        batch_op.drop_column("secret_check")
     with op.batch_alter_table("maintenance_runs", schema=None) as batch_op:
         batch_op.drop_column("node")
     op.drop_table("leases")
