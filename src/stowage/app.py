@@ -117,12 +117,19 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                     raise SchemaOutOfDate(
                         f"database schema is at revision {current}, this build needs {head}; run `stowage migrate`"
                     )
-            system = SystemService(database, data_dir)
+            store = create_blob_store(settings)
+            stack.push_async_callback(store.close)
+            await store.start()  # an unreachable bucket or refused credentials stop the start here
+            system = SystemService(
+                database,
+                data_dir,
+                # The data folder is the local store's check already; a bucket gets its own.
+                extra_checks={"blob_store": store.check} if settings.blob_store == "s3" else None,
+            )
             await system.initialise()
             await check_shared_secret(database, secret)
             limiter = create_rate_limiter(settings)
             stack.push_async_callback(limiter.close)
-            store = create_blob_store(settings)
             accounts = AccountServices.build(
                 AccountDeps(
                     settings=settings,
@@ -177,7 +184,12 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 sharing=sharing,
                 uploads=uploads,
             )
-            log.info("started", version=__version__, database="sqlite" if database.is_sqlite else "postgresql")
+            log.info(
+                "started",
+                version=__version__,
+                database="sqlite" if database.is_sqlite else "postgresql",
+                blob_store=store.describe(),
+            )
             if freeze_gc:
                 # What start-up made (modules, routes, settings, clients) lives as long as the worker:
                 # keep the cyclic garbage collector from walking it again in every full collection (a

@@ -34,6 +34,7 @@ LogFormat = Literal["auto", "json", "console"]
 SignupMode = Literal["open", "invite", "closed"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
 VerifyReads = Literal["changed", "always", "off"]
+BlobStoreKind = Literal["local", "s3"]
 
 
 # The request headers of the tus protocol (resumable uploads, ``protocols/tus``).
@@ -130,6 +131,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     principal_cache_seconds: float = 1.0
     shutdown_timeout: int = 30
 
+    # --- blob store: the local data folder (default) or an S3-compatible object store (blobs/s3.py) ---
+    blob_store: BlobStoreKind = "local"
+    s3_endpoint_url: str | None = None  # None: AWS's endpoint for s3_region
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None  # None (both): the default AWS credential chain (env, profile, role)
+    s3_secret_access_key: str | None = None
+    s3_prefix: str = ""  # key prefix inside the bucket, e.g. "stowage/" to share a bucket
+    s3_part_size: int = 8 * 1024 * 1024  # multipart part size: the memory one upload holds (5 MiB-5 GiB)
+    s3_create_bucket: bool = False  # create the bucket at start when it does not exist
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"  # path-style for MinIO/Garage/moto
+    s3_redirect_downloads: bool = False  # 307 whole-file GETs to a presigned object-store URL
+    s3_presign_seconds: int = 300  # lifetime of those object-store URLs
+
     # --- several nodes (docs/deployment.md) ---
     # This node's name in maintenance records, leases and logs (default: host name and port).
     node_name: str | None = None
@@ -158,7 +173,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         return self.node_name or f"{socket.gethostname()}:{self.port}"
 
 
-SECRET_FIELDS = frozenset({"secret_key", "metrics_token", "smtp_password"})
+SECRET_FIELDS = frozenset({"secret_key", "metrics_token", "smtp_password", "s3_secret_access_key"})
 
 
 def _coerce_env(name: str, raw: str, field_type: msgspec.inspect.Type) -> Any:
