@@ -70,9 +70,14 @@ def _require_redis() -> None:
 
 
 @pytest.fixture
-async def cluster(tmp_path: Path, s3_env: dict[str, str]) -> AsyncIterator[Cluster]:
+def services() -> None:
+    """PostgreSQL and Redis are reachable (checked outside the event loop); moto comes with ``s3_env``."""
     require_postgres()
     _require_redis()
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path, s3_env: dict[str, str], services: None) -> AsyncIterator[Cluster]:
     schema = f"t_{secrets.token_hex(6)}"
     shared = {
         **s3_env,
@@ -100,6 +105,11 @@ async def cluster(tmp_path: Path, s3_env: dict[str, str]) -> AsyncIterator[Clust
         yield Cluster(nodes=nodes, clients=clients, schema=schema, env=shared)
 
 
+def _email(name: str) -> str:
+    """A new address each run: the per-account rate limits live in Redis for a window after the test."""
+    return f"{name}-{secrets.token_hex(4)}@example.com"
+
+
 async def _account(client: httpx.AsyncClient, email: str) -> Account:
     pair = await signup(client, email)
     response = await client.get(ROOT, headers=auth(pair["access_token"]))
@@ -122,7 +132,7 @@ def _events(node: ServerProcess, event: str) -> list[dict[str, Any]]:
 
 async def test_two_nodes_behave_as_one_service(cluster: Cluster) -> None:
     a, b = cluster.clients
-    alice = await _account(a, "alice@example.com")
+    alice = await _account(a, _email("alice"))
 
     # --- files: uploaded through one node, listed, downloaded (Range too) and deleted through the other ---
     content = secrets.token_bytes(300_000)
@@ -198,7 +208,7 @@ async def test_two_nodes_behave_as_one_service(cluster: Cluster) -> None:
     assert (await a.get(f"{API}/me", headers=auth(session["access_token"]))).status_code == 401
 
     # --- one rate limit, counted on both nodes (Redis) ---
-    bob = await _account(b, "bob@example.com")
+    bob = await _account(b, _email("bob"))
     statuses = []
     for attempt in range(ACCOUNT_LIMIT + 2):
         client = (a, b)[attempt % 2]
@@ -211,10 +221,10 @@ async def test_two_nodes_behave_as_one_service(cluster: Cluster) -> None:
     link = await create_link(b, bob, shared.json()["id"], password="open sesame")
     statuses = [(await unlock((a, b)[i % 2], link["token"], "wrong")).status_code for i in range(ACCOUNT_LIMIT + 1)]
     assert statuses == [403] * ACCOUNT_LIMIT + [429]
-    assert (await login(a, bob.email, PASSWORD))["access_token"]  # the other account's limit is its own
+    assert (await login(a, alice.email, PASSWORD))["access_token"]  # another account's limit is its own
 
     # --- a quota that holds when both nodes write at once ---
-    carol = await _account(a, "carol@example.com")
+    carol = await _account(a, _email("carol"))
     size = 10_000
     await _sql(cluster, "UPDATE users SET quota_bytes = $1 WHERE id = $2", 10 * size, carol.user_id)
     writes = [
@@ -296,8 +306,9 @@ async def _housekeeping_survives_the_death_of_its_node(cluster: Cluster) -> None
     await _poll(survivor_recorded, within=15)
     # The administrators' view names the node.
     client = cluster.clients[survivor]
-    await _sql(cluster, "UPDATE users SET role = 'admin' WHERE email = 'alice@example.com'")
-    admin = await login(client, "alice@example.com")
+    admin_email = (await _sql(cluster, "SELECT email FROM users ORDER BY created_at LIMIT 1"))[0]["email"]
+    await _sql(cluster, "UPDATE users SET role = 'admin' WHERE email = $1", admin_email)
+    admin = await login(client, admin_email)
     runs = (await client.get(f"{API}/admin/maintenance", headers=auth(admin["access_token"]))).json()
     assert runs["gc"]["trigger"] == "housekeeping"
     assert runs["gc"]["node"] == after["node"]
