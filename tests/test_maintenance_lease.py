@@ -26,6 +26,7 @@ from stowage.maintenance import runs
 from stowage.maintenance.housekeeping import checked_run, housekeeping_if_due, maintenance_lease
 from stowage.maintenance.lease import MAINTENANCE_LEASE, Lease, LeaseLost, run_holding
 from stowage.policy import CredentialKind, Principal, Role, Scope
+from support.server import clean_environ, stowage_command
 
 ADMIN = Principal(
     user_id="admin", role=Role.ADMIN, scopes=frozenset(Scope), kind=CredentialKind.SESSION, credential_id="test"
@@ -280,3 +281,38 @@ def test_the_node_name_defaults_to_host_and_port() -> None:
 
     assert make_settings({}, port="8123").effective_node_name == f"{socket.gethostname()}:8123"
     assert make_settings({}, node_name="node-a").effective_node_name == "node-a"
+
+
+async def test_stowage_gc_started_beside_a_running_pass_says_whom_it_waits_for_then_runs(
+    settings_env: dict[str, str],
+) -> None:
+    """The real command, as an administrator would start it while the servers run."""
+    settings = make_settings(settings_env)
+    async with file_services(settings) as files:
+        busy = Lease(files.deps.database, MAINTENANCE_LEASE, node="node-b", seconds=30)
+        assert await busy.acquire()
+        env = clean_environ({**settings_env, "STOWAGE_NODE_NAME": "node-a", "STOWAGE_LOG_FORMAT": "json"})
+        command = await asyncio.create_subprocess_exec(
+            *stowage_command(), "gc", env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        try:
+            waiting = b""
+            async with asyncio.timeout(30):
+                while b"waiting_for_maintenance_lease" not in waiting:
+                    line = await command.stderr.readline()  # type: ignore[union-attr]
+                    assert line, "stowage gc ended without waiting"
+                    waiting += line
+            assert b"node-b" in waiting
+            assert command.returncode is None  # still waiting
+            assert (await runs.last_runs(files.deps.database, ADMIN)).gc is None
+
+            await busy.release()
+            out, _ = await asyncio.wait_for(command.communicate(), timeout=30)
+        finally:
+            if command.returncode is None:
+                command.kill()
+                await command.wait()
+        assert command.returncode == 0, out
+        recorded = (await runs.last_runs(files.deps.database, ADMIN)).gc
+        assert recorded is not None
+        assert (recorded.trigger, recorded.node) == ("cli", "node-a/cli")
