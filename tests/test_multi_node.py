@@ -6,9 +6,9 @@ consecutive requests of one client to alternating nodes, as a load balancer with
 would: a file uploaded through one is listed, downloaded (with Range) and deleted through the other; a
 tus upload begun on one is finished on the other; a session refreshed elsewhere; a token revoked on one
 is refused by the other within ``principal_cache_seconds``; a rate limit and a quota hold across both;
-and housekeeping runs on one node at a time — the holder of the maintenance lease is killed with
-SIGKILL mid-pass (held there by a table lock the test takes) and the other takes over after the
-lease's expiry, not before.
+a third node with another secret key is refused at start; and housekeeping runs on one node at a
+time — the holder of the maintenance lease is killed with SIGKILL mid-pass (held there by a table lock
+the test takes) and the other takes over after the lease's expiry, not before.
 """
 
 from __future__ import annotations
@@ -238,6 +238,20 @@ async def test_two_nodes_behave_as_one_service(cluster: Cluster) -> None:
     listed = await b.get(node_path(carol.root_id, "/children"), headers=carol.headers, params={"limit": 100})
     assert len(listed.json()["items"]) == 10
 
+    # --- a third node configured with another secret is refused at start, with the reason ---
+    stray = ServerProcess(
+        cluster.nodes[0].workdir.parent / "node-c",
+        env={**cluster.env, "STOWAGE_NODE_NAME": "node-c", "STOWAGE_SECRET_KEY": secrets.token_urlsafe(48)},
+    )
+    try:
+        with pytest.raises(RuntimeError, match="server exited with 1"):
+            await stray.start(timeout=60)
+    finally:
+        stray.kill()
+    refused = _events(stray, "start_refused")
+    assert refused, stray.stderr_text()[-2000:]
+    assert refused[0]["reason"] == "secret_key_mismatch"
+
     await _housekeeping_survives_the_death_of_its_node(cluster)
 
 
@@ -258,23 +272,27 @@ async def _housekeeping_survives_the_death_of_its_node(cluster: Cluster) -> None
             )
             return dict(rows[0]) if rows else None
 
-        async def pass_blocked() -> bool:
-            row = await lease()
-            if row is None or row["acquired_at"].timestamp() < locked_at or row["expires_at"].timestamp() < time.time():
-                return False
-            first.update(row)
-            return True
+        # A pass held by the lock: the same holder keeps a live lease, renewed, for twice its lifetime
+        # (a pass that was under way when the lock was taken may be the one; a free pass takes ~0.1 s).
+        since = time.time()
 
-        await _poll(pass_blocked, within=15)
+        async def pass_blocked() -> bool:
+            nonlocal since
+            row = await lease()
+            if row is None or row["expires_at"].timestamp() <= time.time():
+                first.clear()
+                return False
+            if first.get("holder") != row["holder"] or first.get("acquired_at") != row["acquired_at"]:
+                first.clear()
+                first.update(row)
+                since = time.time()
+                return False
+            return time.time() - since >= 2 * LEASE_SECONDS and row["expires_at"] > first["expires_at"]
+
+        await _poll(pass_blocked, within=30)
         holder = 0 if first["node"] == "node-a" else 1
         survivor = cluster.other(holder)
-        # Held for twice the lease's lifetime: renewed all along by its holder, and no pass elsewhere.
-        await asyncio.sleep(2 * LEASE_SECONDS)
-        held = await lease()
-        assert held is not None
-        assert held["holder"] == first["holder"]
-        assert held["expires_at"] > first["expires_at"]  # renewed
-        assert not [e for e in _events(cluster.nodes[survivor], "housekeeping_started") if _at(e) >= locked_at], (
+        assert not [e for e in _events(cluster.nodes[survivor], "housekeeping_started") if _at(e) >= since], (
             "a second pass started while the lease was held"
         )
 
