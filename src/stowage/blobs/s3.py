@@ -356,7 +356,9 @@ class S3BlobStore(BlobStore):
         check_sha256(sha256)
         return None
 
-    async def presigned_get(self, sha256: str, *, expires_in: int, content_type: str, content_disposition: str) -> str:
+    async def presigned_get(
+        self, sha256: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str | None:
         """A URL the object store answers directly with the blob's bytes for ``expires_in`` seconds, with
         these Content-Type and Content-Disposition (``response-*`` parameters; signed, so not alterable)."""
         client = await self.client()
