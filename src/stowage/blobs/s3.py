@@ -446,8 +446,23 @@ class S3BlobStore(BlobStore):
         if stale:
             await self.delete_keys(stale)
             removed += len(stale)
+        removed += await self._abort_stale_multipart(client, cutoff)
+        return removed
+
+    async def _abort_stale_multipart(self, client: S3Client, cutoff: float) -> int:
+        """Abort the unfinished multipart uploads under ``tmp/`` whose last part is older than ``cutoff``.
+        A server without ListMultipartUploads (s3rver) keeps them: an operator's lifecycle rule
+        (AbortIncompleteMultipartUpload) must then collect them — see docs/operations.md."""
+        removed = 0
         paginator = client.get_paginator("list_multipart_uploads")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.temp_prefix):
+        try:
+            pages = [page async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.temp_prefix)]
+        except ClientError as exc:
+            if error_code(exc) != "NotImplemented":
+                raise
+            log.warning("s3_list_multipart_uploads_not_implemented", bucket=self.bucket)
+            return 0
+        for page in pages:
             for upload in page.get("Uploads", []):
                 last = upload["Initiated"].timestamp()
                 parts = await client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])
