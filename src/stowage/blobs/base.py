@@ -255,6 +255,15 @@ class BlobStore(Protocol):
         check_sha256(sha256)
         return False
 
+    async def presigned_get(
+        self, sha256: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str | None:
+        """A URL where the client can fetch the whole blob itself for ``expires_in`` seconds, answered with
+        these headers; None when the store has no such URLs (local, memory)."""
+        del expires_in, content_type, content_disposition
+        check_sha256(sha256)
+        return None
+
     # --- lifecycle: the application's lifespan starts and closes the store ---------------------------
 
     async def start(self) -> None:

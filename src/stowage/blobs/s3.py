@@ -10,8 +10,8 @@ Layout, under the configured ``prefix``:
 
 Nothing is kept on local disk: several Stowage nodes share one bucket. Reads stream ``GetObject``
 (ranged when asked) in chunks of the requested size; the integrity check before serving
-(``ensure_intact``) costs one ``HEAD``: the content is re-hashed only when its ETag, size or
-modification time differ from what this process last verified or wrote.
+(``ensure_intact``) costs one ``HEAD``: the content is re-hashed only when its ETag or size differ
+from what this process last verified or wrote (a write of other bytes always changes the ETag).
 """
 
 from __future__ import annotations
@@ -65,12 +65,14 @@ _BLOB_KEY = re.compile(r"blobs/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})")
 
 log = get_logger("stowage.blobs")
 
-# What a HEAD tells about an object: changed content changes at least one of them.
-ObjectFingerprint = tuple[str, int, float]
+# An object's ETag and size: any write of other content changes the ETag (S3 gives every PUT,
+# completed multipart upload and copy of different bytes a different one), and a write's own answer
+# carries it, so what this process wrote is known without asking again.
+ObjectFingerprint = tuple[str, int]
 
 
 def _fingerprint(head: Any) -> ObjectFingerprint:
-    return (str(head["ETag"]), int(head["ContentLength"]), head["LastModified"].timestamp())
+    return (str(head["ETag"]), int(head["ContentLength"]))
 
 
 class _Verified:
@@ -172,14 +174,11 @@ class S3BlobStore(BlobStore):
         """Publish a small blob whose bytes are in memory with one PUT (atomic: all or nothing)."""
         client = await self.client()
         answer = await client.put_object(Bucket=self.bucket, Key=self.blob_key(info.sha256), Body=data)
-        await self._record_written(info.sha256, answer)
+        self._record_written(info, str(answer["ETag"]))
 
-    async def _record_written(self, sha256: str, answer: Any) -> None:
+    def _record_written(self, info: BlobInfo, etag: str) -> None:
         """Remember that we wrote these exact bytes (hashed on the way in): no re-hash on the first read."""
-        del answer  # a PUT's answer has the ETag but not the time; one HEAD gives the full fingerprint
-        with contextlib.suppress(ClientError):
-            head = await (await self.client()).head_object(Bucket=self.bucket, Key=self.blob_key(sha256))
-            self.verified.record(sha256, _fingerprint(head))
+        self.verified.record(info.sha256, (etag, info.size))
 
     async def copy_into_place(self, source_key: str, info: BlobInfo) -> None:
         """Server-side copy of a completed temporary object to the blob's key (no bytes through us)."""
@@ -187,12 +186,13 @@ class S3BlobStore(BlobStore):
         key = self.blob_key(info.sha256)
         source = {"Bucket": self.bucket, "Key": source_key}
         if info.size <= COPY_OBJECT_LIMIT:
-            await client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)  # type: ignore[arg-type]
+            answer = await client.copy_object(Bucket=self.bucket, Key=key, CopySource=source)  # type: ignore[arg-type]
+            etag = str(answer["CopyObjectResult"]["ETag"])
         else:
-            await self._copy_in_parts(source_key, key, info.size)
-        await self._record_written(info.sha256, None)
+            etag = await self._copy_in_parts(source_key, key, info.size)
+        self._record_written(info, etag)
 
-    async def _copy_in_parts(self, source_key: str, key: str, size: int) -> None:
+    async def _copy_in_parts(self, source_key: str, key: str, size: int) -> str:
         """Copy an object over 5 GiB (CopyObject's limit) as a multipart upload of ``UploadPartCopy`` ranges."""
         client = await self.client()
         upload_id = (await client.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
@@ -210,12 +210,13 @@ class S3BlobStore(BlobStore):
                     CopySourceRange=f"bytes={start}-{end}",
                 )
                 parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
-            await client.complete_multipart_upload(
+            completed = await client.complete_multipart_upload(
                 Bucket=self.bucket,
                 Key=key,
                 UploadId=upload_id,
                 MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
             )
+            return str(completed["ETag"])
         except BaseException:
             with contextlib.suppress(ClientError):
                 await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
@@ -242,9 +243,10 @@ class S3BlobStore(BlobStore):
                     return False
             except BlobNotFound:
                 return False
+        etag = str(head["ETag"])
         if time.time() - head["LastModified"].timestamp() > REFRESH_AFTER_SECONDS and info.size <= COPY_OBJECT_LIMIT:
             try:
-                await client.copy_object(
+                answer = await client.copy_object(
                     Bucket=self.bucket,
                     Key=key,
                     CopySource={"Bucket": self.bucket, "Key": key},
@@ -255,7 +257,8 @@ class S3BlobStore(BlobStore):
                 if is_not_found(exc):
                     return False  # removed just now by gc: publish ours
                 raise
-        await self._record_written(info.sha256, None)
+            etag = str(answer["CopyObjectResult"]["ETag"])
+        self._record_written(info, etag)
         return True
 
     # --- staging (resumable uploads): ``blobs/s3_staging.py`` -----------------------------------------
@@ -356,7 +359,9 @@ class S3BlobStore(BlobStore):
         check_sha256(sha256)
         return None
 
-    async def presigned_get(self, sha256: str, *, expires_in: int, content_type: str, content_disposition: str) -> str:
+    async def presigned_get(
+        self, sha256: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str | None:
         """A URL the object store answers directly with the blob's bytes for ``expires_in`` seconds, with
         these Content-Type and Content-Disposition (``response-*`` parameters; signed, so not alterable)."""
         client = await self.client()
@@ -444,8 +449,23 @@ class S3BlobStore(BlobStore):
         if stale:
             await self.delete_keys(stale)
             removed += len(stale)
+        removed += await self._abort_stale_multipart(client, cutoff)
+        return removed
+
+    async def _abort_stale_multipart(self, client: S3Client, cutoff: float) -> int:
+        """Abort the unfinished multipart uploads under ``tmp/`` whose last part is older than ``cutoff``.
+        A server without ListMultipartUploads (s3rver) keeps them: an operator's lifecycle rule
+        (AbortIncompleteMultipartUpload) must then collect them — see docs/operations.md."""
+        removed = 0
         paginator = client.get_paginator("list_multipart_uploads")
-        async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.temp_prefix):
+        try:
+            pages = [page async for page in paginator.paginate(Bucket=self.bucket, Prefix=self.temp_prefix)]
+        except ClientError as exc:
+            if error_code(exc) != "NotImplemented":
+                raise
+            log.warning("s3_list_multipart_uploads_not_implemented", bucket=self.bucket)
+            return 0
+        for page in pages:
             for upload in page.get("Uploads", []):
                 last = upload["Initiated"].timestamp()
                 parts = await client.list_parts(Bucket=self.bucket, Key=upload["Key"], UploadId=upload["UploadId"])

@@ -129,7 +129,7 @@ class S3BlobWriter(SpoolingWriter):
                 )
             )
         except ClientError as exc:
-            if error_code(exc) == NO_SUCH_UPLOAD:
+            if error_code(exc) == NO_SUCH_UPLOAD or not await self._upload_exists(key, upload_id):
                 self.multipart_id = None
                 raise FileNotFoundError(f"the multipart upload of {key} was removed as stale before commit") from exc
             raise
@@ -137,6 +137,18 @@ class S3BlobWriter(SpoolingWriter):
         self._completed = True
         await self._remote(lambda: store.copy_into_place(key, info))
         await self._discard()
+
+    async def _upload_exists(self, key: str, upload_id: str | None) -> bool:
+        """Whether the multipart upload is still open (some servers answer a completion of an aborted
+        upload with a 500 rather than NoSuchUpload; listing its parts tells)."""
+        client = await self._store.client()
+        try:
+            await client.list_parts(Bucket=self._store.bucket, Key=key, UploadId=upload_id or "", MaxParts=1)
+        except ClientError as exc:
+            if error_code(exc) == NO_SUCH_UPLOAD:
+                return False
+            raise
+        return True
 
     async def _discard(self) -> None:
         self._buffer = bytearray()
