@@ -316,3 +316,20 @@ async def test_stowage_gc_started_beside_a_running_pass_says_whom_it_waits_for_t
         recorded = (await runs.last_runs(files.deps.database, ADMIN)).gc
         assert recorded is not None
         assert (recorded.trigger, recorded.node) == ("cli", "node-a/cli")
+
+
+async def test_the_admin_view_names_the_node_running_a_job_now(settings_env: dict[str, str]) -> None:
+    settings = make_settings(settings_env)
+    async with file_services(settings) as files:
+        db = files.deps.database
+        assert (await runs.last_runs(db, ADMIN)).running is None
+        busy = Lease(db, MAINTENANCE_LEASE, node="node-b", seconds=30)
+        assert await busy.acquire()
+
+        running = (await runs.last_runs(db, ADMIN)).running
+
+        assert running is not None
+        assert running.node == "node-b"
+        assert running.since <= datetime.now(UTC) < running.lease_expires_at
+        await busy.release()
+        assert (await runs.last_runs(db, ADMIN)).running is None
