@@ -74,7 +74,7 @@ async def housekeeping_pass(
 async def _pass_due(database: Database, settings: Settings) -> bool:
     """No recorded housekeeping run started within the interval (a pass that died recorded nothing)."""
     async with database.session() as db:
-        last = await repository.last_started(db, "housekeeping")
+        last = await repository.last_started(db, "gc", "housekeeping")
     return last is None or last <= datetime.now(UTC) - timedelta(seconds=settings.housekeeping_interval_seconds)
 
 

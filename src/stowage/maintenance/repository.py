@@ -28,9 +28,15 @@ async def last_run(db: AsyncSession, kind: str) -> MaintenanceRun | None:
     )
 
 
-async def last_started(db: AsyncSession, trigger: str) -> datetime | None:
-    """When the newest run with this trigger started (the housekeeping schedule counts from it)."""
-    return await db.scalar(select(func.max(MaintenanceRun.started_at)).where(MaintenanceRun.trigger == trigger))
+async def last_started(db: AsyncSession, kind: str, trigger: str) -> datetime | None:
+    """When the newest run of this kind and trigger started (the housekeeping schedule counts from it).
+    Walks the (kind, id) index from the newest row, so the table's age does not matter."""
+    return await db.scalar(
+        select(MaintenanceRun.started_at)
+        .where(MaintenanceRun.kind == kind, MaintenanceRun.trigger == trigger)
+        .order_by(MaintenanceRun.id.desc())
+        .limit(1)
+    )
 
 
 async def recent_runs(db: AsyncSession, limit: int) -> Sequence[MaintenanceRun]:
