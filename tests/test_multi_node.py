@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import httpx
@@ -38,7 +39,8 @@ from tus_helpers import TUS, UPLOADS, metadata, patch, upload_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 
-REDIS_URL = os.environ.get("STOWAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0").rsplit("/", 1)[0] + "/14"
+# The test's Redis server, database 14: the nodes' rate-limit keys stay apart from other tests' keys.
+REDIS_URL = urlsplit(os.environ.get("STOWAGE_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"))._replace(path="/14").geturl()
 LEASE = "maintenance"
 LEASE_SECONDS = 2.0
 ACCOUNT_LIMIT = 4  # sign-in attempts per account (and password attempts per share link) per window
