@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,13 +16,14 @@ from litestar.testing import AsyncTestClient
 from conftest import make_settings
 from files_helpers import TRASH, download, new_account, node_path, read_zip, sha256_hex, upload
 from stowage.app import create_app
-from stowage.blobs import create_blob_store
+from stowage.blobs import create_blob_store, s3_location
 from stowage.blobs.s3 import BlobStoreUnavailable, S3BlobStore
 from stowage.config import Settings
 from stowage.db.engine import Database
 from stowage.maintenance.fsck import fsck
 from stowage.maintenance.fsck_report import CORRUPT_BLOB, MISSING_BLOB
 from support.s3_blobs import s3_delete_object, s3_overwrite, s3_temp_count
+from support.server import ServerProcess
 from tus_helpers import new_upload, offset_of, patch
 
 MIB = 1024 * 1024
@@ -171,3 +173,44 @@ def _b64(text: str) -> str:
     import base64
 
     return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.slow
+async def test_stowage_serve_with_two_workers_on_the_bucket(
+    tmp_path: Path, settings_env: dict[str, str], s3_env: dict[str, str], s3_endpoint: str
+) -> None:
+    """The real ``stowage serve`` command, two Granian workers, blob_store=s3: a tus upload whose chunks
+    may land on either worker, a plain upload, ranged and whole downloads; nothing in the data folder's
+    blobs; the stop closes the S3 client cleanly."""
+    env = {k: v for k, v in settings_env.items() if k != "STOWAGE_DATA_DIR"}
+    server = ServerProcess(tmp_path / "server", env={**env, **s3_env}, args=("--workers", "2"))
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as http:
+            alice = await new_account(http, "alice@example.com")
+            content = os.urandom(6 * MIB + 5)
+            url = await new_upload(http, alice, len(content), meta=f"filename {_b64('served.bin')}")
+            for offset in range(0, len(content), 2 * MIB):
+                sent = await patch(http, alice, url, offset, content[offset : offset + 2 * MIB])
+                assert sent.status_code == 204, sent.text
+            small = await upload(http, alice, alice.root_id, "small.txt", b"small and plain")
+            listing = await http.get(node_path(alice.root_id, "/children"), headers=alice.headers)
+            node = next(item for item in listing.json()["items"] if item["name"] == "served.bin")
+            for _ in range(4):  # several requests, so both workers serve some
+                assert (await download(http, alice, node["id"])).content == content
+            ranged = await download(http, alice, small["id"], Range="bytes=6-8")
+            assert ranged.status_code == 206
+            assert ranged.content == b"and"
+            ready = await http.get("/readyz")
+            assert ready.json()["checks"]["blob_store"]["ok"] is True
+    finally:
+        assert await server.stop() == 0
+    assert not (server.data_dir / "blobs").exists()
+    assert "Unclosed" not in server.stderr_text()
+    check = S3BlobStore(s3_location(make_settings({**settings_env, **s3_env})))
+    try:
+        assert sorted([sha async for sha in check.iter_hashes()]) == sorted(
+            [sha256_hex(content), sha256_hex(b"small and plain")]
+        )
+    finally:
+        await check.close()

@@ -233,3 +233,64 @@ async def test_a_64_mib_blob_streams_in_bounded_memory(store: S3BlobStore) -> No
     assert readback.hexdigest() == info.sha256
     # Two 5 MiB parts (one filling, one in flight) plus the HTTP client's buffers.
     assert peak - baseline < 40 * MIB, f"RSS grew by {(peak - baseline) / MIB:.1f} MiB"
+
+
+async def test_a_staging_hashed_here_is_published_by_server_side_copies(
+    store: S3BlobStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks this process wrote (and hashed) are not read back to finish the upload: one chunk is copied,
+    several (each at least 5 MiB but the last) are joined by UploadPartCopy."""
+    client = await store.client()
+    reads: list[str] = []
+    real_get = client.get_object
+
+    async def counting_get(**kwargs: object) -> object:
+        reads.append(str(kwargs["Key"]))
+        return await real_get(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(client, "get_object", counting_get)
+    for data, cut in ((os.urandom(MIB), 0), (os.urandom(2 * PART + 77), PART + 38)):
+        upload_id = str(uuid.uuid4())
+        staging = await store.open_staging(upload_id)
+        await staging.append(data[:cut])
+        await staging.sync()  # a PATCH ends: the hash state is kept for the next one
+        await staging.close()
+        resumed = await store.open_staging(upload_id)
+        await resumed.append(data[cut:])
+        info = await resumed.finish()
+        assert info == BlobInfo(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+    assert [key for key in reads if "/staging/" in f"/{key}"] == []
+    monkeypatch.undo()
+    assert len([h async for h in store.iter_hashes()]) == 2
+    for sha in [h async for h in store.iter_hashes()]:
+        assert await store.verify(sha)
+    assert await store.staged_uploads() == {}
+
+
+async def test_small_chunks_or_chunks_from_another_node_are_read_back(s3_endpoint: str) -> None:
+    first = s3_store_for(s3_endpoint, part_size=PART)
+    await first.start()
+    second = S3BlobStore(first.location, part_size=PART)
+    try:
+        small = os.urandom(3 * MIB)
+        upload_id = str(uuid.uuid4())
+        for offset in range(0, len(small), MIB):  # three 1 MiB PATCHes: too small to join by copies
+            staging = await first.open_staging(upload_id)
+            await staging.append(small[offset : offset + MIB])
+            await staging.sync()
+            await staging.close()
+        info = await (await first.open_staging(upload_id)).finish()
+        assert info.sha256 == hashlib.sha256(small).hexdigest()
+
+        other = os.urandom(PART + 5)
+        upload_id = str(uuid.uuid4())
+        staging = await first.open_staging(upload_id)
+        await staging.append(other)
+        await staging.sync()
+        await staging.close()
+        info = await (await second.open_staging(upload_id)).finish()  # no hash state on this node
+        assert info.sha256 == hashlib.sha256(other).hexdigest()
+        assert await first.verify(info.sha256)
+    finally:
+        await first.close()
+        await second.close()

@@ -71,4 +71,5 @@ __all__ = [
     "check_sha256",
     "check_upload_id",
     "create_blob_store",
+    "s3_location",
 ]

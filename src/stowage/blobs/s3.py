@@ -48,7 +48,8 @@ from stowage.blobs.base import (
     check_sha256,
     check_upload_id,
 )
-from stowage.blobs.s3_staging import S3Staging, concatenate, scan_staging
+from stowage.blobs.s3_copy import copy_pieces, ranges_of
+from stowage.blobs.s3_staging import S3Staging, StagingHashes, concatenate, scan_staging
 from stowage.blobs.s3_writer import S3BlobWriter
 from stowage.observability.logging import get_logger
 
@@ -122,6 +123,7 @@ class S3BlobStore(BlobStore):
         self.part_size = part_size
         self._holder = ClientHolder(location)
         self.verified = _Verified(VERIFIED_CACHE_SIZE)
+        self.staging_hashes = StagingHashes()
 
     # --- the connection ----------------------------------------------------------------------------
 
@@ -193,34 +195,17 @@ class S3BlobStore(BlobStore):
         self._record_written(info, etag)
 
     async def _copy_in_parts(self, source_key: str, key: str, size: int) -> str:
-        """Copy an object over 5 GiB (CopyObject's limit) as a multipart upload of ``UploadPartCopy`` ranges."""
-        client = await self.client()
-        upload_id = (await client.create_multipart_upload(Bucket=self.bucket, Key=key))["UploadId"]
+        """Copy an object over 5 GiB (CopyObject's limit) as ``UploadPartCopy`` ranges; return the ETag."""
         step = max(self.part_size, 512 * 1024 * 1024)
-        try:
-            parts: list[dict[str, Any]] = []
-            for number, start in enumerate(range(0, size, step), start=1):
-                end = min(start + step, size) - 1
-                answer = await client.upload_part_copy(
-                    Bucket=self.bucket,
-                    Key=key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    CopySource={"Bucket": self.bucket, "Key": source_key},
-                    CopySourceRange=f"bytes={start}-{end}",
-                )
-                parts.append({"PartNumber": number, "ETag": answer["CopyPartResult"]["ETag"]})
-            completed = await client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},  # type: ignore[typeddict-item]
-            )
-            return str(completed["ETag"])
-        except BaseException:
-            with contextlib.suppress(ClientError):
-                await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-            raise
+        return await copy_pieces(await self.client(), self.bucket, key, ranges_of(source_key, size, step))
+
+    async def copy_parts_into_place(self, sources: Sequence[str], info: BlobInfo) -> None:
+        """Join whole objects (a resumable upload's chunks: each at least 5 MiB but the last) into the blob's
+        key by server-side part copies."""
+        etag = await copy_pieces(
+            await self.client(), self.bucket, self.blob_key(info.sha256), [(s, None) for s in sources]
+        )
+        self._record_written(info, etag)
 
     async def refresh_if_stored(self, info: BlobInfo) -> bool:
         """Dedup: True when intact content with this digest and size is stored (re-hashed first unless this
@@ -271,6 +256,7 @@ class S3BlobStore(BlobStore):
         return await concatenate(self, check_upload_id(upload_id), [check_upload_id(part) for part in parts])
 
     async def discard_staging(self, upload_id: str) -> None:
+        self.staging_hashes.forget(check_upload_id(upload_id))
         await self.delete_prefix(self.staging_prefix(upload_id))
 
     async def staged_uploads(self) -> dict[str, float]:

@@ -18,6 +18,8 @@ memory is needed to resume.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +34,49 @@ if TYPE_CHECKING:
 
 OFFSET_DIGITS = 20
 READ_CHUNK = 1024 * 1024
+MIN_PART_SIZE = 5 * 1024 * 1024  # S3's smallest multipart part (all but the last)
 
 
 class Chunk(msgspec.Struct, frozen=True):
     key: str
     offset: int
     size: int
+    etag: str = ""
+
+
+# The chunks as they were when a hash state was kept: the same keys with the same ETags hold the same bytes.
+ChunksFingerprint = tuple[tuple[str, str], ...]
+
+
+def fingerprint(chunks: Sequence[Chunk]) -> ChunksFingerprint:
+    return tuple((chunk.key, chunk.etag) for chunk in chunks)
+
+
+class StagingHashes:
+    """The SHA-256 state of each upload's durable chunks in this process, with the chunks' keys and ETags
+    then (least recently used out first). The next request for the upload that reaches this process
+    continues it; ``finish`` then knows the digest without reading the chunks back, and publishes them by
+    server-side copies. A state is used only while the listing shows exactly those chunks, so chunks
+    another node wrote or rewrote are re-read, never trusted."""
+
+    def __init__(self, capacity: int = 1024) -> None:
+        self._capacity = capacity
+        self._states: OrderedDict[str, tuple[ChunksFingerprint, Any]] = OrderedDict()
+
+    def keep(self, upload_id: str, at: ChunksFingerprint, hasher: Any) -> None:
+        self._states[upload_id] = (at, hasher.copy())
+        self._states.move_to_end(upload_id)
+        while len(self._states) > self._capacity:
+            self._states.popitem(last=False)
+
+    def resume(self, upload_id: str, now: ChunksFingerprint) -> Any:
+        kept = self._states.get(upload_id)
+        if kept is None or kept[0] != now:
+            return None
+        return kept[1].copy()
+
+    def forget(self, upload_id: str) -> None:
+        self._states.pop(upload_id, None)
 
 
 def chunk_key(store: S3BlobStore, upload_id: str, offset: int) -> str:
@@ -59,7 +98,7 @@ async def list_chunks(store: S3BlobStore, upload_id: str) -> tuple[list[Chunk], 
             continue
         offset = int(name)
         if offset == expected and not strays:
-            chunks.append(Chunk(key=key, offset=offset, size=int(entry["Size"])))
+            chunks.append(Chunk(key=key, offset=offset, size=int(entry["Size"]), etag=str(entry.get("ETag", ""))))
             expected += int(entry["Size"])
         else:
             strays.append(key)
@@ -77,10 +116,14 @@ class S3Staging:
         self._durable = 0  # bytes in chunk objects
         self._buffer = bytearray()
         self._closed = False
+        self._hasher: Any = None  # the hash of the durable chunks, when known
 
     async def open(self) -> S3Staging:
         self._chunks, self._strays = await list_chunks(self._store, self.upload_id)
         self._durable = sum(chunk.size for chunk in self._chunks)
+        self._hasher = self._store.staging_hashes.resume(self.upload_id, fingerprint(self._chunks))
+        if self._hasher is None and self._durable == 0:
+            self._hasher = hashlib.sha256()
         return self
 
     def _check_open(self) -> None:
@@ -93,14 +136,19 @@ class S3Staging:
     async def _put(self, offset: int, data: bytes) -> Chunk:
         key = chunk_key(self._store, self.upload_id, offset)
         client = await self._store.client()
-        await client.put_object(Bucket=self._store.bucket, Key=key, Body=data)
-        return Chunk(key=key, offset=offset, size=len(data))
+        answer = await client.put_object(Bucket=self._store.bucket, Key=key, Body=data)
+        return Chunk(key=key, offset=offset, size=len(data), etag=str(answer["ETag"]))
 
     async def _flush(self) -> None:
         if not self._buffer:
             return
         data, self._buffer = bytes(self._buffer), bytearray()
+        hasher = None
+        if self._hasher is not None:
+            hasher = self._hasher.copy()  # the kept state advances only once the chunk is stored
+            hasher.update(data)
         chunk = await self._put(self._durable, data)
+        self._hasher = hasher
         if self._chunks and self._chunks[-1].offset == chunk.offset:
             self._chunks[-1] = chunk  # an empty chunk at this offset was replaced
         else:
@@ -119,6 +167,8 @@ class S3Staging:
             # A new upload with no byte yet: an empty chunk makes it exist (listed, joinable when empty).
             self._chunks.append(await self._put(0, b""))
         await self._flush()
+        if self._hasher is not None:
+            self._store.staging_hashes.keep(self.upload_id, fingerprint(self._chunks), self._hasher)
         return self._durable
 
     async def truncate(self, size: int) -> None:
@@ -131,6 +181,9 @@ class S3Staging:
             await self._flush()
             return
         self._buffer = bytearray()
+        # The hash cannot be taken back: it is known again only from scratch (or by re-reading).
+        self._hasher = hashlib.sha256() if size == 0 else None
+        self._store.staging_hashes.forget(self.upload_id)
         doomed = [chunk.key for chunk in self._chunks if chunk.offset >= size] + self._strays
         cut = next((c for c in self._chunks if c.offset < size < c.offset + c.size), None)
         # Delete first, then rewrite the cut chunk: a crash in between leaves more bytes staged (the
@@ -158,6 +211,13 @@ class S3Staging:
 
     async def finish(self) -> BlobInfo:
         await self.sync()
+        self._store.staging_hashes.forget(self.upload_id)
+        if self._hasher is not None:
+            info = BlobInfo(sha256=self._hasher.hexdigest(), size=self._durable)
+            if await publish_by_copy(self._store, info, self._chunks):
+                await self._store.discard_staging(self.upload_id)
+                await self.close()
+                return info
         client = await self._store.client()
         async with self._store.writer() as writer:
             for chunk in self._chunks:
@@ -220,3 +280,23 @@ async def scan_staging(store: S3BlobStore) -> dict[str, float]:
             upload_id = check_upload_id(name)
             found[upload_id] = max(found.get(upload_id, 0.0), entry["LastModified"].timestamp())
     return found
+
+
+async def publish_by_copy(store: S3BlobStore, info: BlobInfo, chunks: Sequence[Chunk]) -> bool:
+    """Publish staged chunks whose digest is known without their bytes passing through this process:
+    nothing to do when intact content with that digest is stored (dedup); one ``CopyObject`` for a single
+    chunk; a multipart upload of ``UploadPartCopy`` parts when every chunk but the last is at least 5 MiB
+    (S3's smallest part). False when neither applies (many small chunks): the caller streams them."""
+    if await store.refresh_if_stored(info):
+        return True
+    parts = [chunk for chunk in chunks if chunk.size > 0]
+    if len(parts) <= 1:
+        source = parts[0].key if parts else None
+        if source is None:
+            return False  # the empty blob: one PUT through the writer
+        await store.copy_into_place(source, info)
+        return True
+    if any(chunk.size < MIN_PART_SIZE for chunk in parts[:-1]):
+        return False
+    await store.copy_parts_into_place([chunk.key for chunk in parts], info)
+    return True
