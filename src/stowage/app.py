@@ -30,6 +30,7 @@ from stowage.api.authn import authenticate_first
 from stowage.api.cors import cors_config, install_problem_cors, list_every_method
 from stowage.api.files import NodesController
 from stowage.api.hot_reads import HotReads
+from stowage.api.images import LinkThumbnailsController, ThumbnailsController
 from stowage.api.maintenance import SystemAdminController
 from stowage.api.openapi_document import openapi_config
 from stowage.api.presign import PresignController
@@ -49,6 +50,7 @@ from stowage.errors import RequestHeadersTooLarge
 from stowage.files.services import FileDeps, FileServices
 from stowage.mail.mailer import create_mailer
 from stowage.maintenance.housekeeping import housekeeping_loop
+from stowage.media.services import ThumbnailService
 from stowage.observability.logging import configure_logging, get_logger
 from stowage.observability.metrics import Metrics, flush_every
 from stowage.observability.middleware import ObservabilityMiddleware
@@ -140,6 +142,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 )
             )
             files = FileServices.build(FileDeps(settings=settings, database=database, store=store))
+            stack.push_async_callback(files.facts.close)  # image facts computed in the background
             sharing = SharingServices.build(
                 SharingDeps(
                     settings=settings,
@@ -182,6 +185,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 presign=PresignService(accounts.deps, accounts.auth, files.tree),
                 sharing=sharing,
                 uploads=uploads,
+                media=ThumbnailService(database, store, settings, data_dir),
             )
             log.info(
                 "started",
@@ -215,6 +219,8 @@ def build_litestar(settings: Settings, metrics: Metrics | None, *, freeze_gc: bo
         AdminController,
         SystemAdminController,
         NodesController,
+        ThumbnailsController,
+        LinkThumbnailsController,
         VersionsController,
         TrashController,
         SearchController,

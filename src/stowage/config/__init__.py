@@ -47,6 +47,7 @@ DEFAULT_CORS_ALLOW_HEADERS = (
     "Content-Digest",
     "X-Content-SHA256",
     "X-Modified-At",
+    "X-Strip-GPS",
     "X-Request-ID",
     "If-Match",
     "If-None-Match",
@@ -92,6 +93,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     version_keep_last: int = 10
     version_thinning: str = DEFAULT_SCHEDULE
     verify_reads: VerifyReads = "changed"
+
+    # --- image facts: size, capture time, placeholder (files/services/_facts.py, docs/api.md) ----
+    # Images waiting for their facts in each worker process (beyond it, a later listing schedules them),
+    # and how many are computed at once in each.
+    image_facts_queue: int = 10_000
+    image_facts_concurrency: int = 1
+    # Seconds a file's metadata request waits for missing facts before answering without them (0: never).
+    image_facts_wait_seconds: float = 2.0
+    # Store uploaded images without their GPS position (the bytes as sent are not kept; default off).
+    strip_gps_on_upload: bool = False
+
     trusted_proxies: tuple[str, ...] = ()
 
     redis_url: str | None = None
@@ -143,6 +155,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"  # path-style for MinIO/Garage/moto
     s3_redirect_downloads: bool = False  # 307 whole-file GETs to a presigned object-store URL
     s3_presign_seconds: int = 300  # lifetime of those object-store URLs
+
+    # --- images: thumbnails and transforms (src/stowage/images, docs/api.md "Images") -------------
+    # Inputs larger than these are refused (422) from the file size and the header, before decoding.
+    image_max_input_pixels: int = 100_000_000
+    image_max_input_bytes: int = 100 * 1024 * 1024
+    # The largest width or height a derivative may have, and (when not empty) the only sizes allowed.
+    image_max_output_dimension: int = 4096
+    image_allowed_sizes: tuple[int, ...] = ()
+    # Seconds one transform may take (then 503), and how many run at once in each worker.
+    image_transform_timeout: float = 20.0
+    image_concurrency: int = 2
+    # Total bytes of cached derivatives; least recently used ones are evicted past it (at least 1 MiB).
+    image_cache_max_bytes: int = 1024**3
 
     # --- derived values -------------------------------------------------------------------------
 

@@ -171,8 +171,64 @@ def validate(s: Settings) -> None:
             "must be an absolute http(s) URL",
             s.public_url,
         )
-    for group in (_validate_request_limits, _validate_s3):
-        group(s)
+    _validate_limits(s)
+
+
+def _validate_limits(s: Settings) -> None:
+    _validate_request_limits(s)
+    _validate_images(s)
+    _validate_image_facts(s)
+    _validate_s3(s)
+
+
+def _validate_images(s: Settings) -> None:
+    """The abuse limits of image transforms (``stowage.images``)."""
+    _require(s.image_max_input_pixels >= 1, "image_max_input_pixels", "must be at least 1", s.image_max_input_pixels)
+    _require(s.image_max_input_bytes >= 1, "image_max_input_bytes", "must be at least 1", s.image_max_input_bytes)
+    _require(
+        16 <= s.image_max_output_dimension <= 16384,
+        "image_max_output_dimension",
+        "must be between 16 and 16384",
+        s.image_max_output_dimension,
+    )
+    _require(
+        all(1 <= size <= s.image_max_output_dimension for size in s.image_allowed_sizes),
+        "image_allowed_sizes",
+        "must be sizes between 1 and image_max_output_dimension",
+        s.image_allowed_sizes,
+    )
+    _require(
+        0 < s.image_transform_timeout <= 600,
+        "image_transform_timeout",
+        "must be more than 0 and at most 600 seconds",
+        s.image_transform_timeout,
+    )
+    _require(1 <= s.image_concurrency <= 64, "image_concurrency", "must be between 1 and 64", s.image_concurrency)
+    _require(
+        s.image_cache_max_bytes >= 1024 * 1024,
+        "image_cache_max_bytes",
+        "must be at least 1 MiB (1048576)",
+        s.image_cache_max_bytes,
+    )
+
+
+def _validate_image_facts(s: Settings) -> None:
+    """The bounds of the image facts' background work (``files/services/_facts.py``)."""
+    _require(
+        1 <= s.image_facts_queue <= 1_000_000, "image_facts_queue", "must be between 1 and 1000000", s.image_facts_queue
+    )
+    _require(
+        1 <= s.image_facts_concurrency <= 64,
+        "image_facts_concurrency",
+        "must be between 1 and 64",
+        s.image_facts_concurrency,
+    )
+    _require(
+        0 <= s.image_facts_wait_seconds <= 60,
+        "image_facts_wait_seconds",
+        "must be between 0 and 60 seconds",
+        s.image_facts_wait_seconds,
+    )
 
 
 def _validate_s3(s: Settings) -> None:

@@ -18,9 +18,11 @@ What is checked (``Problem.kind``):
   live and trashed (repair: set it to that sum).
 * ``duplicate_root`` — a user with more than one root folder (files under all but one are unreachable by
   path; not repairable automatically).
-* ``orphan_blob`` — a blob file without a row, last touched longer ago than ``grace_seconds`` (repair:
-  delete the file). Younger ones are not reported: they belong to uploads in flight (the write path
-  publishes the file before the transaction that records it) or to killed uploads that ``gc`` collects.
+* ``orphan_blob`` — a blob file without a row (neither ``blobs`` nor a cached image derivative in
+  ``image_derivatives`` names it), last touched longer ago than ``grace_seconds`` (repair: delete the
+  file; this is also how evicted derivatives leave the disk). Younger ones are not reported: they belong
+  to uploads in flight (the write path publishes the file before the transaction that records it) or to
+  killed uploads that ``gc`` collects.
 
 Everything is read in keyset pages of ``PAGE_SIZE`` rows, each page in its own short read session and
 with one statement, so the check runs in bounded memory and sees a consistent snapshot of each page
@@ -453,7 +455,7 @@ class _Checker:
 
     async def _check_orphan_batch(self, hashes: list[str]) -> None:
         async with self.db.session(offload=True) as db:
-            known = set((await db.scalars(select(Blob.sha256).where(Blob.sha256.in_(hashes)))).all())
+            known = await repository.named_blobs(db, hashes)
         cutoff = self._cutoff()
         for sha in hashes:
             if sha in known:

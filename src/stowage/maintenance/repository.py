@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stowage.db.tables import Blob, MaintenanceRun, Node, User, Version
+from stowage.db.tables import Blob, ImageDerivative, MaintenanceRun, Node, User, Version
 
 
 async def add_run(db: AsyncSession, run: MaintenanceRun) -> None:
@@ -78,7 +78,17 @@ def true_usage() -> Any:
 
 
 async def blob_row_exists(db: AsyncSession, sha: str) -> bool:
-    return await db.scalar(select(Blob.sha256).where(Blob.sha256 == sha)) is not None
+    """Whether a row names this blob file: a ``blobs`` row, or a cached image derivative's."""
+    if await db.scalar(select(Blob.sha256).where(Blob.sha256 == sha)) is not None:
+        return True
+    return await db.scalar(select(ImageDerivative.sha256).where(ImageDerivative.sha256 == sha).limit(1)) is not None
+
+
+async def named_blobs(db: AsyncSession, hashes: Sequence[str]) -> set[str]:
+    """Which of ``hashes`` a row names (``blobs``, or a cached image derivative): the files gc must keep."""
+    known = set((await db.scalars(select(Blob.sha256).where(Blob.sha256.in_(hashes)))).all())
+    known.update((await db.scalars(select(ImageDerivative.sha256).where(ImageDerivative.sha256.in_(hashes)))).all())
+    return known
 
 
 async def lock_blob(db: AsyncSession, sha: str) -> int | None:
