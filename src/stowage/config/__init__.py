@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import secrets
+import socket
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -142,6 +143,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     principal_cache_seconds: float = 1.0
     shutdown_timeout: int = 30
 
+    # --- images: thumbnails and transforms (src/stowage/images, docs/api.md "Images") -------------
+    # Inputs larger than these are refused (422) from the file size and the header, before decoding.
+    image_max_input_pixels: int = 100_000_000
+    image_max_input_bytes: int = 100 * 1024 * 1024
+    # The largest width or height a derivative may have, and (when not empty) the only sizes allowed.
+    image_max_output_dimension: int = 4096
+    image_allowed_sizes: tuple[int, ...] = ()
+    # Seconds one transform may take (then 503), and how many run at once in each worker.
+    image_transform_timeout: float = 20.0
+    image_concurrency: int = 2
+    # Total bytes of cached derivatives; least recently used ones are evicted past it (at least 1 MiB).
+    image_cache_max_bytes: int = 1024**3
+
     # --- blob store: the local data folder (default) or an S3-compatible object store (blobs/s3.py) ---
     blob_store: BlobStoreKind = "local"
     s3_endpoint_url: str | None = None  # None: AWS's endpoint for s3_region
@@ -156,18 +170,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     s3_redirect_downloads: bool = False  # 307 whole-file GETs to a presigned object-store URL
     s3_presign_seconds: int = 300  # lifetime of those object-store URLs
 
-    # --- images: thumbnails and transforms (src/stowage/images, docs/api.md "Images") -------------
-    # Inputs larger than these are refused (422) from the file size and the header, before decoding.
-    image_max_input_pixels: int = 100_000_000
-    image_max_input_bytes: int = 100 * 1024 * 1024
-    # The largest width or height a derivative may have, and (when not empty) the only sizes allowed.
-    image_max_output_dimension: int = 4096
-    image_allowed_sizes: tuple[int, ...] = ()
-    # Seconds one transform may take (then 503), and how many run at once in each worker.
-    image_transform_timeout: float = 20.0
-    image_concurrency: int = 2
-    # Total bytes of cached derivatives; least recently used ones are evicted past it (at least 1 MiB).
-    image_cache_max_bytes: int = 1024**3
+    # --- several nodes (docs/deployment.md) ---
+    # This node's name in maintenance records, leases and logs (default: host name and port).
+    node_name: str | None = None
+    # Housekeeping (trash purge, version thinning, gc) runs once per interval in the whole installation,
+    # on whichever node takes the maintenance lease; the lease lapses this long after its holder's last
+    # renewal (renewed every third of it), so a dead holder's work is taken over after that.
+    housekeeping_interval_seconds: int = 3600
+    maintenance_lease_seconds: float = 60.0
 
     # --- derived values -------------------------------------------------------------------------
 
@@ -181,6 +191,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def effective_node_name(self) -> str:
+        """This node's name: the configured one, or ``<host name>:<port>``."""
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
 
 
 SECRET_FIELDS = frozenset({"secret_key", "metrics_token", "smtp_password", "s3_secret_access_key"})

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_NODE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
 def _require(condition: bool, name: str, allowed: str, value: object) -> None:
@@ -171,14 +172,8 @@ def validate(s: Settings) -> None:
             "must be an absolute http(s) URL",
             s.public_url,
         )
-    _validate_limits(s)
-
-
-def _validate_limits(s: Settings) -> None:
-    _validate_request_limits(s)
-    _validate_images(s)
-    _validate_image_facts(s)
-    _validate_s3(s)
+    for group in (_validate_request_limits, _validate_images, _validate_image_facts, _validate_s3, _validate_nodes):
+        group(s)
 
 
 def _validate_images(s: Settings) -> None:
@@ -279,6 +274,17 @@ def _validate_s3(s: Settings) -> None:
         "must be between 1 second and 7 days (the longest a SigV4 presigned URL lives)",
         s.s3_presign_seconds,
     )
+
+
+def _validate_nodes(s: Settings) -> None:
+    """Several nodes: a readable node name; housekeeping and lease periods a test and a cluster can use."""
+    if s.node_name is not None:
+        name = s.node_name
+        _require(_NODE_NAME.match(name) is not None, "node_name", "must be 1-100 of A-Z a-z 0-9 . _ : -", name)
+    interval = s.housekeeping_interval_seconds
+    _require(1 <= interval <= 7 * 86400, "housekeeping_interval_seconds", "must be 1 s to 7 days", interval)
+    lease = s.maintenance_lease_seconds
+    _require(1 <= lease <= 3600, "maintenance_lease_seconds", "must be between 1 and 3600 seconds", lease)
 
 
 def _validate_request_limits(s: Settings) -> None:
