@@ -3,8 +3,7 @@
 The object key is the content's SHA-256, known only once the last byte is in. So:
 
 * **Small blobs** (everything fits in one part, ``part_size``, 8 MiB by default) stay in memory and
-  are sent with one ``PutObject`` straight to their final key at commit, no copy (up to 1 MiB without
-  even a ``HEAD`` first: rewriting identical bytes under their own name is harmless).
+  are sent with one ``PutObject`` straight to their final key at commit — one request, no copy.
 * **Big blobs** go out as a multipart upload to a temporary key ``<prefix>tmp/upload-<random>``: a
   part is sent each time ``part_size`` bytes have arrived, while the next part fills (one part in
   flight, so memory stays at about two parts per upload). At commit the upload is completed, copied
@@ -36,8 +35,6 @@ if TYPE_CHECKING:
     from stowage.blobs.s3 import S3BlobStore
 
 T = TypeVar("T")
-# Up to this size a blob is PUT even if it may be stored already (see ``_publish``).
-PUT_WITHOUT_CHECK_BYTES = 1024 * 1024
 
 
 class S3BlobWriter(SpoolingWriter):
@@ -111,10 +108,7 @@ class S3BlobWriter(SpoolingWriter):
         store = self._store
         if self.multipart_id is None:
             data, self._buffer = bytes(self._buffer), bytearray()
-            # A small blob is PUT without asking first: under its content's name, rewriting the same bytes
-            # changes nothing but the object's time (which gc's grace period wants anyway) and heals a
-            # damaged copy — one request instead of a HEAD and a PUT. Bigger ones check before sending.
-            if info.size > PUT_WITHOUT_CHECK_BYTES and await store.refresh_if_stored(info):
+            if await store.refresh_if_stored(info):
                 return
             await self._remote(lambda: store.put_blob(info, data))
             return
