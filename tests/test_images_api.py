@@ -18,6 +18,7 @@ from accounts_helpers import assert_problem, database, open_client
 from conftest import make_settings
 from files_helpers import (
     Account,
+    blob_file,
     blob_files,
     collect_garbage,
     fsck_problems,
@@ -215,3 +216,20 @@ async def test_a_transform_past_its_time_limit_is_503(settings_env: dict[str, st
         assert_problem(response, 503, "image-timeout", detail_contains="0.001 seconds")
         assert await derivative_rows(settings) == []
         assert not list((settings.data_dir / "tmp").iterdir())
+
+
+async def test_a_lost_derivative_file_is_made_again(
+    client: httpx.AsyncClient, owner: Account, settings: Settings
+) -> None:
+    """A derivative whose blob file went missing (removed by hand, a restore without it) is rendered
+    again, from this worker's memory of it and from its row alike — never a 500."""
+    node = await upload(client, owner, owner.root_id, "a.jpg", samples.jpeg())
+    params = {"w": 30, "format": "png"}
+    first = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+    digest = first.headers["etag"].strip('"')
+    blob_file(settings, digest).unlink()
+    again = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+    assert again.status_code == 200, again.text
+    assert again.content == first.content
+    assert blob_file(settings, digest).exists()
+    assert [row[2] for row in await derivative_rows(settings)] == [digest]
