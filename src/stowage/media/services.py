@@ -92,15 +92,21 @@ class ThumbnailService:
         self._slots = asyncio.Semaphore(settings.image_concurrency)
         self._inflight: dict[tuple[str, str], asyncio.Future[DerivativeRow]] = {}
         self._memo: dict[tuple[str, str], tuple[float, DerivativeRow]] = {}
+        self._params: dict[tuple[TransformRequest, bool], TransformParams] = {}
 
     def parameters(self, content: FileContent, request: TransformRequest) -> TransformParams:
-        """Validate the request for this content: 415 for a non-image type, 400 for bad parameters."""
+        """Validate the request for this content: 415 for a non-image type, 400 for bad parameters
+        (valid ones are memoised: a grid asks the same few parameters over and over)."""
+        alpha = content.media_type in _ALPHA_TYPES
+        known = self._params.get((request, alpha))
+        if known is not None and content.media_type.startswith("image/"):
+            return known
         if not content.media_type.startswith("image/"):
             raise UnsupportedMediaType(
                 f"{content.name!r} is {content.media_type}, not an image: only images have thumbnails.",
                 extra={"media_type": content.media_type},
             )
-        return normalise(
+        params = normalise(
             width=request.width,
             height=request.height,
             fit=request.fit,
@@ -108,8 +114,12 @@ class ThumbnailService:
             format=request.format,
             accept=request.accept,
             limits=self.limits,
-            has_alpha=content.media_type in _ALPHA_TYPES,
+            has_alpha=alpha,
         )
+        if len(self._params) >= 1024:
+            self._params.clear()
+        self._params[(request, alpha)] = params
+        return params
 
     async def open(self, opened: tuple[FileContent, ContentSource], request: TransformRequest) -> Derivative:
         """The derivative of content the caller was allowed to open: from the cache, or rendered now."""
