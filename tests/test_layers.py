@@ -32,7 +32,7 @@ MAY_IMPORT: dict[str, set[str]] = {
     # Shared HTTP: header syntax, download planning, responses. No domain, no front end.
     "http": {"errors", "blobs"},
     # Domain packages: services, repositories, schemas.
-    "files": _FOUNDATION | _INFRASTRUCTURE,
+    "files": _FOUNDATION | _INFRASTRUCTURE | {"images"},  # image facts and GPS removal use the pure library
     "accounts": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # deleting an account releases its files
     "system": _FOUNDATION | {"db"},
     "maintenance": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # gc also spares cached image derivatives

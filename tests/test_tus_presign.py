@@ -169,6 +169,17 @@ async def test_creation_with_upload_and_termination(client: httpx.AsyncClient) -
     assert [item["name"] for item in await children(client, alice, alice.root_id)] == ["b.txt"]
 
 
+async def test_an_empty_upload_is_a_file_at_once(client: httpx.AsyncClient) -> None:
+    alice = await new_account(client, "alice@example.com")
+    inbox = await mkdir(client, alice, alice.root_id, "inbox")
+    url = await creation_url(client, alice, folder_id=inbox["id"])
+    created = await create(client, url, 0, meta=metadata(filename="empty.txt"))
+    upload_url = location(created)
+    assert created.headers["stowage-node-id"] == upload_id_of(upload_url)
+    assert [(item["name"], item["size"]) for item in await children(client, alice, inbox["id"])] == [("empty.txt", 0)]
+    assert (await head(client, upload_url)).headers["upload-offset"] == "0"
+
+
 async def head_with_body(client: httpx.AsyncClient, url: str) -> httpx.Response:
     """HEAD has no body; a POST overriding it shows the problem."""
     return await client.post(url, headers={**TUS, "X-HTTP-Method-Override": "HEAD"})

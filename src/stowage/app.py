@@ -135,6 +135,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 )
             )
             files = FileServices.build(FileDeps(settings=settings, database=database, store=store))
+            stack.push_async_callback(files.facts.close)  # image facts computed in the background
             sharing = SharingServices.build(
                 SharingDeps(
                     settings=settings,

@@ -126,7 +126,7 @@ def signed_method(method: str, path: str = "") -> str:
     """The method class a signature covers: HEAD is a GET without the body (a GET URL answers both), and
     every request to one tus upload is ``TUS`` (a tus client resumes with HEAD, PATCH or DELETE, or a
     POST overriding one of them)."""
-    if _TUS_UPLOAD.match(path) is not None:
+    if path.startswith(TUS_CREATION_PATH) and _TUS_UPLOAD.match(path) is not None:  # (a GET skips the regex)
         return TUS_METHOD
     return "GET" if method == "HEAD" else method
 

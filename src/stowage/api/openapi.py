@@ -179,6 +179,12 @@ UPLOAD_HEADERS = [
         "The file's modification time, ISO 8601 such as 2026-05-01T12:00:00Z (no offset = UTC), for sync "
         "clients; another value is a 400.",
     ),
+    _request_header(
+        "X-Strip-GPS",
+        "true: store an image without its GPS position (the bytes as sent are not kept); false: as sent. "
+        "Without it, the server's strip_gps_on_upload decides.",
+        enum=["true", "false"],
+    ),
 ]
 # Every request header the API documents, for CORS (``api.cors``) and for the contract test.
 DOCUMENTED_REQUEST_HEADERS = tuple(

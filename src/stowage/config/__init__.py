@@ -46,6 +46,7 @@ DEFAULT_CORS_ALLOW_HEADERS = (
     "Content-Digest",
     "X-Content-SHA256",
     "X-Modified-At",
+    "X-Strip-GPS",
     "X-Request-ID",
     "If-Match",
     "If-None-Match",
@@ -91,6 +92,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     version_keep_last: int = 10
     version_thinning: str = DEFAULT_SCHEDULE
     verify_reads: VerifyReads = "changed"
+
+    # --- image facts: size, capture time, placeholder (files/services/_facts.py, docs/api.md) ----
+    # Images waiting for their facts in each worker process (beyond it, a later listing schedules them),
+    # and how many are computed at once in each.
+    image_facts_queue: int = 10_000
+    image_facts_concurrency: int = 1
+    # Seconds a file's metadata request waits for missing facts before answering without them (0: never).
+    image_facts_wait_seconds: float = 2.0
+    # Store uploaded images without their GPS position (the bytes as sent are not kept; default off).
+    strip_gps_on_upload: bool = False
+
     trusted_proxies: tuple[str, ...] = ()
 
     redis_url: str | None = None

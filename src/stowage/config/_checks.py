@@ -176,6 +176,7 @@ def validate(s: Settings) -> None:
 def _validate_limits(s: Settings) -> None:
     _validate_request_limits(s)
     _validate_images(s)
+    _validate_image_facts(s)
 
 
 def _validate_images(s: Settings) -> None:
@@ -206,6 +207,25 @@ def _validate_images(s: Settings) -> None:
         "image_cache_max_bytes",
         "must be at least 1 MiB (1048576)",
         s.image_cache_max_bytes,
+    )
+
+
+def _validate_image_facts(s: Settings) -> None:
+    """The bounds of the image facts' background work (``files/services/_facts.py``)."""
+    _require(
+        1 <= s.image_facts_queue <= 1_000_000, "image_facts_queue", "must be between 1 and 1000000", s.image_facts_queue
+    )
+    _require(
+        1 <= s.image_facts_concurrency <= 64,
+        "image_facts_concurrency",
+        "must be between 1 and 64",
+        s.image_facts_concurrency,
+    )
+    _require(
+        0 <= s.image_facts_wait_seconds <= 60,
+        "image_facts_wait_seconds",
+        "must be between 0 and 60 seconds",
+        s.image_facts_wait_seconds,
     )
 
 

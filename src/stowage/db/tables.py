@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, false, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from stowage.db.base import Base, UTCDateTime, search_key
@@ -173,6 +186,9 @@ class Node(Base):
     properties: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     # Server time the current content was stored (files only): the order of "recent files".
     uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The capture time of the current content (``image_facts.taken_at``), copied here so the listing
+    # sort ``taken_at`` is one index range (migration 0009); NULL for everything else.
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     @validates("name")
     def _fold_name(self, _key: str, value: str) -> str:
@@ -218,9 +234,47 @@ class Node(Base):
                 ("type", ("media_type",)),
             )
         ),
+        # Photos by capture time, falling back to the modification time (listing sort ``taken_at``).
+        Index(
+            "ix_nodes_live_children_taken",
+            "parent_id",
+            "kind",
+            func.coalesce(text("taken_at"), text("modified_at")),
+            "name",
+            "id",
+            sqlite_where=text("trashed_at IS NULL"),
+            postgresql_where=text("trashed_at IS NULL"),
+        ),
+        # The nodes showing a content, whose ``taken_at`` its facts fill in once computed.
+        Index("ix_nodes_sha256", "sha256"),
         Index("ix_nodes_owner_id_trashed_at", "owner_id", "trashed_at"),
         Index("ix_nodes_owner_id_uploaded_at", "owner_id", "uploaded_at"),
         Index("ix_nodes_owner_id_starred", "owner_id", sqlite_where=text("starred"), postgresql_where=text("starred")),
+    )
+
+
+class ImageFacts(Base):
+    """What an image's content is: its displayed size, capture time and placeholder, keyed by the content's
+    SHA-256 — facts belong to content, so every file showing it (any user's: deduplication) shares them.
+
+    ``failure`` marks content that is not a readable image (not an image, truncated, too large, too slow):
+    such a row has no size and is never computed again. Rows go with their blob row (a purge).
+    """
+
+    __tablename__ = "image_facts"
+
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # EXIF DateTimeOriginal (with OffsetTimeOriginal when present, else read as UTC).
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A BlurHash string for drawing a blurred preview before the thumbnail arrives.
+    placeholder: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    failure: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("failure IS NOT NULL OR (width IS NOT NULL AND height IS NOT NULL)", name="size_or_failure"),
     )
 
 

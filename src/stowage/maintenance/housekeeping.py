@@ -2,7 +2,8 @@
 
 Each housekeeping pass purges trash past its retention (never earlier), thins old versions by the
 retention policy, removes upload spools abandoned for a day and resumable uploads past their expiry
-(with their staged bytes), and collects garbage: blob files without
+(with their staged bytes), schedules image facts that are missing (``FactsService.backfill``), and
+collects garbage: blob files without
 a row, older than the grace period, with a metadata-only consistency pass that repairs what is safe to
 repair. The pass is recorded as a ``gc`` run (trigger ``housekeeping``) for the admin endpoint.
 """
@@ -43,6 +44,7 @@ async def housekeeping_pass(
             "versions_thinned": await files.versions.apply_retention_everywhere(),
             "temp_files_removed": await files.deps.store.remove_stale_temp(STALE_TEMP_SECONDS),
             "uploads_expired": await expire_uploads() if expire_uploads is not None else 0,
+            "image_facts_scheduled": await files.facts.backfill(),
         }
         return await fsck(database, files.deps.store, rehash=False, repair=True), counts
 

@@ -108,6 +108,7 @@ class VisitorService:
         if unlocked and link.permission != Permission.DROP:
             authorize(link_principal(link.id), Action.FILE_READ, self._root_access(link))
             node = shared_node_out(link.file_row(), link.sha256)
+            node.image = await self.tree.image_for(node.media_type, link.sha256) or msgspec.UNSET
         left = None if link.max_downloads is None else max(link.max_downloads - link.download_count, 0)
         return LinkInfo(
             mode="drop" if link.permission == Permission.DROP else "read",
@@ -167,7 +168,9 @@ class VisitorService:
 
     async def node(self, visit: Visit, node_id: str) -> SharedNodeOut:
         row = await self.tree.load_row(visit.principal, node_id, Action.FILE_READ)
-        return shared_node_out(row, row.sha256)
+        node = shared_node_out(row, row.sha256)
+        node.image = await self.tree.image_for(row.media_type, row.sha256) or msgspec.UNSET
+        return node
 
     async def children(
         self,
@@ -192,6 +195,7 @@ class VisitorService:
                 media_type=n.media_type,
                 etag=n.etag,
                 modified_at=n.modified_at,
+                image=n.image,
             )
             for n in page.items
         ]
