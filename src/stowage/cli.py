@@ -232,9 +232,13 @@ def _run_maintenance(
         try:
             await migrations.upgrade(database)
             store = create_blob_store(settings)
-            report, removed = await checked_run(
-                database, store, kind=kind, rehash=rehash, repair=repair, grace_seconds=grace_seconds
-            )
+            try:
+                await store.start()
+                report, removed = await checked_run(
+                    database, store, kind=kind, rehash=rehash, repair=repair, grace_seconds=grace_seconds
+                )
+            finally:
+                await store.close()
         finally:
             await database.dispose()
         for problem in report.problems:

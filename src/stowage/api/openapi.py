@@ -368,6 +368,11 @@ def _download_responses() -> dict[str, OpenAPIResponse | Reference]:
             content=binary,
         ),
         "304": OpenAPIResponse(description="Not modified (If-None-Match or If-Modified-Since).", headers=validators),
+        "307": OpenAPIResponse(
+            description="With s3_redirect_downloads: fetch the whole file from the object store at Location "
+            "(a presigned URL valid for s3_presign_seconds).",
+            headers={**validators, "Location": _header("A presigned object-store URL.", pattern=r"^https?://")},
+        ),
     }
 
 

@@ -32,6 +32,9 @@ class Instance(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_id: Mapped[str] = mapped_column(String(36), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # A fingerprint (HMAC) of the signing secret the nodes use (``system.secret_check``); None until a
+    # node of this version records it.
+    secret_check: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class User(Base):
@@ -319,8 +322,27 @@ class MaintenanceRun(Base):
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)
     # JSON document: counters, and the problems found and repaired (capped, see ``maintenance.runs``).
     report: Mapped[str] = mapped_column(Text, nullable=False)
+    # Which node ran it (``Settings.effective_node_name``; a CLI run adds ``/cli``). None: recorded before 0010.
+    node: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     __table_args__ = (Index("ix_maintenance_runs_kind_id", "kind", "id"),)
+
+
+class Lease(Base):
+    """A named lease that at most one process of the whole installation holds at a time (``maintenance.lease``).
+
+    Taken with a conditional UPDATE (free or expired) or, for a name never taken, an INSERT that does
+    nothing on conflict; renewed by its holder while it works. A holder that dies stops renewing and
+    loses the lease at ``expires_at``. Released leases keep their last holder for the record.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), nullable=False)  # unique per holding process
+    node: Mapped[str] = mapped_column(String(200), nullable=False)  # the node's name, for people
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class Upload(Base):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from stowage import images
 from stowage.blobs import BlobInfo, BlobStore
-from stowage.blobs.local import TEMP_PREFIX, TEMP_SUFFIX
+from stowage.blobs.local_removal import TEMP_PREFIX, TEMP_SUFFIX
 from stowage.errors import UnprocessableContent
 
 COPY_CHUNK = 256 * 1024

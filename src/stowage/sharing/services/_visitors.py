@@ -51,8 +51,9 @@ class Visit(msgspec.Struct, frozen=True):
 
 def counts_as_download(method: str, status: int, start: int) -> bool:
     """A download, for a link's limit: a GET that sends the content from its first byte (a whole file,
-    or the first range of a player's requests). HEAD, 304 and later ranges of the same file are free."""
-    return method == "GET" and status in (200, 206) and start == 0
+    or the first range of a player's requests, or a redirect to the object store that sends the whole
+    file). HEAD, 304 and later ranges of the same file are free."""
+    return method == "GET" and status in (200, 206, 307) and start == 0
 
 
 class VisitorService:
