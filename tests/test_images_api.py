@@ -233,3 +233,24 @@ async def test_a_lost_derivative_file_is_made_again(
     assert again.content == first.content
     assert blob_file(settings, digest).exists()
     assert [row[2] for row in await derivative_rows(settings)] == [digest]
+
+
+async def test_thumbnails_on_the_s3_blob_store(settings_env: dict[str, str], s3_env: dict[str, str]) -> None:
+    """With blobs in S3 (no local files) the original is copied to a temporary file to be decoded, the
+    derivative is stored in the bucket, and the next request is served from the cache like any file."""
+    settings = make_settings({**settings_env, **s3_env})
+    async with open_client(settings) as client:
+        owner = await new_account(client, "owner@example.com")
+        node = await upload(client, owner, owner.root_id, "rotated.jpg", samples.jpeg(orientation=6))
+        params = {"w": 40, "format": "png"}
+        first = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+        assert first.status_code == 200, first.text
+        assert picture(first).size == (40, 60)
+        again = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+        assert again.content == first.content
+        assert again.headers["etag"] == first.headers["etag"]
+        assert [row[2] for row in await derivative_rows(settings)] == [first.headers["etag"].strip('"')]
+        assert not list((settings.data_dir / "tmp").iterdir()), "the temporary copy of the original is gone"
+        bomb = await upload(client, owner, owner.root_id, "bomb.png", samples.png_bomb())
+        refused = await client.get(thumb(bomb["id"]), params=params, headers=owner.headers)
+        assert_problem(refused, 422, "image-too-large")
