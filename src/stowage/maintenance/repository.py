@@ -85,3 +85,8 @@ async def lock_blob(db: AsyncSession, sha: str) -> int | None:
     """Lock a blob row (``FOR UPDATE``) and return its refcount, or None when there is no row."""
     refcount: int | None = await db.scalar(select(Blob.refcount).where(Blob.sha256 == sha).with_for_update())
     return refcount
+
+
+async def count_blob_rows(db: AsyncSession) -> int:
+    """How many blob rows there are: the length of fsck's blob pass (its progress bar's total)."""
+    return int(await db.scalar(select(func.count()).select_from(Blob)) or 0)
