@@ -93,12 +93,13 @@ async def _snapshot_database(settings: Settings, destination: Path) -> DatabaseE
                 engine="sqlite", file=await asyncio.to_thread(_entry, destination, SQLITE_FILE), revision=revision
             )
         target = destination / POSTGRES_FILE
-        revision, *_counted = await _postgres.dump(url, settings.database_schema, target, blob_list)
+        dumped = await _postgres.dump(url, settings.database_schema, target, blob_list)
     return DatabaseEntry(
         engine="postgresql",
         file=await asyncio.to_thread(_entry, destination, POSTGRES_FILE),
-        revision=revision,
+        revision=dumped.revision,
         schema=settings.database_schema,
+        extensions=dumped.extensions,
     )
 
 

@@ -47,6 +47,9 @@ class DatabaseEntry(msgspec.Struct, frozen=True):
     file: FileEntry
     revision: str | None  # the Alembic revision of the snapshot
     schema: str | None = None  # PostgreSQL: the schema that was dumped (None: the whole database)
+    # PostgreSQL: extensions (name, schema) the database had; a dump of one schema leaves them out
+    # (``pg_trgm`` lives in ``public``), so the restore creates them first.
+    extensions: list[tuple[str, str]] = msgspec.field(default_factory=list)
 
 
 class BlobsEntry(msgspec.Struct, frozen=True):

@@ -13,7 +13,7 @@ import asyncio
 import os
 import shutil
 from pathlib import Path
-from typing import TextIO
+from typing import NamedTuple, TextIO
 
 import asyncpg
 from sqlalchemy.engine import make_url
@@ -56,11 +56,13 @@ async def _run(command: list[str], env: dict[str, str]) -> None:
         raise BackupError(f"{Path(command[0]).name} failed (exit {process.returncode}): {detail}")
 
 
-async def dump(database_url: str, schema: str | None, target: Path, blob_list: TextIO) -> tuple[str | None, int, int]:
-    """Dump the database (custom format) and list its blobs, both from one snapshot.
+class Dumped(NamedTuple):
+    revision: str | None  # the snapshot's Alembic revision
+    extensions: list[tuple[str, str]]  # (name, schema) of each extension but the built-in plpgsql
 
-    Returns the snapshot's Alembic revision, the blob count and their bytes.
-    """
+
+async def dump(database_url: str, schema: str | None, target: Path, blob_list: TextIO) -> Dumped:
+    """Dump the database (custom format) and list its blobs (``BLOB_QUERY``), both from one snapshot."""
     pg_dump = _tool("pg_dump")
     target.parent.mkdir(parents=True, exist_ok=True)
     connection = await asyncpg.connect(_dsn(database_url))
@@ -73,21 +75,23 @@ async def dump(database_url: str, schema: str | None, target: Path, blob_list: T
                 command.append(f"--schema={schema}")
             await _run([*command, f"--file={target}", f"--dbname={url}"], env)
             revision = await connection.fetchval(f"SELECT version_num FROM {_table(schema, 'alembic_version')}")  # noqa: S608 - schema from settings, quoted
-            count = total = 0
+            extensions = await connection.fetch(
+                "SELECT e.extname, n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                "WHERE e.extname <> 'plpgsql' ORDER BY e.extname"
+            )
             query = BLOB_QUERY.format(blobs=_table(schema, "blobs"), versions=_table(schema, "versions"))
             async for sha, size, referenced in connection.cursor(query, prefetch=1000):
                 blob_list.write(f"{sha} {size} {int(bool(referenced))}\n")
-                count += 1
-                total += int(size)
     finally:
         await connection.close()
-    return (None if revision is None else str(revision)), count, total
+    return Dumped(None if revision is None else str(revision), [(str(n), str(s)) for n, s in extensions])
 
 
-async def check_empty_target(database_url: str, schema: str | None) -> None:
+async def prepare_target(database_url: str, schema: str | None, extensions: list[tuple[str, str]]) -> None:
     """Refuse a database (or schema) that already holds tables; drop the named schema if it is empty.
 
-    A dump of one schema creates that schema itself, so an existing empty one is removed first.
+    A dump of one schema creates that schema itself, so an existing empty one is removed first, and
+    leaves out the database's extensions, which are created here (that needs a privileged role).
     """
     connection = await asyncpg.connect(_dsn(database_url))
     try:
@@ -97,6 +101,11 @@ async def check_empty_target(database_url: str, schema: str | None) -> None:
             raise BackupError(f"{where} already holds {tables} tables: restore only into an empty database")
         if schema:
             await connection.execute(f'DROP SCHEMA IF EXISTS "{schema}"')
+            for name, where in extensions:
+                try:
+                    await connection.execute(f'CREATE EXTENSION IF NOT EXISTS "{name}" SCHEMA "{where}"')
+                except asyncpg.PostgresError as exc:
+                    raise BackupError(f"cannot create the extension {name} the backup needs: {exc}") from exc
     finally:
         await connection.close()
 

@@ -41,7 +41,7 @@ async def restore(settings: Settings, source: Path, progress: Progress) -> Manif
     if settings.is_sqlite:
         await asyncio.to_thread(_sqlite.check_empty_target, _sqlite.sqlite_path(url))
     else:
-        await _postgres.check_empty_target(url, settings.database_schema)
+        await _postgres.prepare_target(url, settings.database_schema, manifest.database.extensions)
 
     progress.start("restore: checking", None)
     await asyncio.to_thread(_verify, source, manifest.database.file)
