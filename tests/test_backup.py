@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from accounts_helpers import auth, login, signup
-from conftest import POSTGRES_URL
+from conftest import POSTGRES_URL, require_tool
 from files_helpers import ROOT, Account, child_path, children, node_path
 from support.server import ServerProcess, clean_environ, running_server, stowage_command, wait_until
 
@@ -111,6 +111,9 @@ async def every_file(client: httpx.AsyncClient, token: str) -> dict[str, tuple[s
 async def test_backup_while_uploading_then_restore_into_an_empty_installation(
     backend: str, settings_env: dict[str, str], tmp_path: Path
 ) -> None:
+    if backend == "postgresql":
+        require_tool("pg_dump", package="postgresql-client")
+        require_tool("pg_restore", package="postgresql-client")
     source = ServerProcess(tmp_path / "source", env=settings_env)
     await source.start()
     expected: dict[str, bytes] = {}
