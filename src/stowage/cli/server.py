@@ -109,6 +109,8 @@ def serve(
         respawn_failed_workers=True,
         workers_kill_timeout=settings.shutdown_timeout,
         websockets=False,
+        ssl_cert=settings.tls_cert_file.resolve() if settings.tls_cert_file else None,
+        ssl_key=settings.tls_key_file.resolve() if settings.tls_key_file else None,
     )
     server.serve()
 

@@ -129,6 +129,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     principal_cache_seconds: float = 1.0
     shutdown_timeout: int = 30
 
+    # --- TLS served by Stowage itself (operator's kit) ---------------------------------------------
+    # Usually TLS ends at the reverse proxy (deploy/nginx, deploy/Caddyfile) and these stay unset.
+    # Set both to have `stowage serve` (Granian) speak HTTPS directly: PEM files, the key unencrypted.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
     # --- derived values -------------------------------------------------------------------------
 
     @property
