@@ -16,6 +16,7 @@ import pytest
 
 from stowage.blobs import BlobStore, LocalBlobStore, MemoryBlobStore
 from stowage.blobs._fs import fingerprint
+from stowage.blobs.local_staging import IOV_MAX, write_all_at
 
 DATA = bytes(range(256)) * 40 + b"tail"
 
@@ -253,3 +254,17 @@ async def test_local_truncation_forgets_the_hash_state(tmp_path: Path) -> None:
     await staging.append(DATA[500:])
     info = await staging.finish()
     assert info.sha256 == hashlib.sha256(DATA).hexdigest()
+
+
+def test_write_all_at_writes_every_piece_in_order(tmp_path: Path) -> None:
+    """More pieces than one pwritev takes, empty ones among them, at an offset into the file."""
+    pieces = [bytes([i % 251]) * (i % 7) for i in range(IOV_MAX * 2 + 5)]
+    path = tmp_path / "target"
+    path.write_bytes(b"head")
+    fd = os.open(path, os.O_RDWR)
+    try:
+        end = write_all_at(fd, pieces, 4)
+    finally:
+        os.close(fd)
+    assert end == 4 + sum(map(len, pieces))
+    assert path.read_bytes() == b"head" + b"".join(pieces)

@@ -111,8 +111,25 @@ async def test_oversized_request_headers_are_refused(start_server: StartServer) 
         afterwards = await client.get("/healthz")
 
     assert fits.status_code == 200
-    assert too_big.status_code in {400, 431}
+    problem = assert_problem(too_big, 431, "request-headers-too-large")
+    assert problem["limit"] == limit
+    assert str(limit) in problem["detail"]
     assert afterwards.status_code == 200  # the server keeps serving
+
+
+async def test_headers_past_the_read_buffer_are_refused_by_the_http_server(start_server: StartServer) -> None:
+    """Above the HTTP server's read buffer (1 MiB) the request never reaches the application."""
+    server = await start_server({})
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        try:
+            refused: httpx.Response | None = await client.get("/healthz", headers={"X-Padding": "a" * (2 << 20)})
+        except httpx.HTTPError:
+            refused = None  # the connection closed instead of an answer: refused too
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:
+        afterwards = await client.get("/healthz")
+
+    assert refused is None or refused.status_code in {400, 431}
+    assert afterwards.status_code == 200
 
 
 async def test_sigterm_stops_the_server_cleanly(start_server: StartServer) -> None:

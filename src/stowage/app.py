@@ -33,7 +33,7 @@ from stowage.api.hot_reads import HotReads
 from stowage.api.maintenance import SystemAdminController
 from stowage.api.openapi_document import openapi_config
 from stowage.api.presign import PresignController
-from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body
+from stowage.api.problems import EXCEPTION_HANDLERS, PROBLEM_MEDIA_TYPE, internal_error_body, problem_message
 from stowage.api.requests import StowageRequest
 from stowage.api.search import SearchController
 from stowage.api.share_links import ShareLinksController
@@ -45,6 +45,7 @@ from stowage.blobs import create_blob_store
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret, load_settings
 from stowage.db import migrate
 from stowage.db.engine import Database
+from stowage.errors import RequestHeadersTooLarge
 from stowage.files.services import FileDeps, FileServices
 from stowage.mail.mailer import create_mailer
 from stowage.maintenance.housekeeping import housekeeping_loop
@@ -259,7 +260,16 @@ def observed(inner: Any, settings: Settings, metrics: Metrics | None) -> Observa
         page_policies={"/docs": DOCS_CSP},
         body_idle_timeout=settings.body_idle_timeout,
         last_resort=(PROBLEM_MEDIA_TYPE, internal_error_body),
+        header_limit=(settings.max_request_header_bytes, headers_too_large),
     )
+
+
+def headers_too_large(limit: int, sent: int, path: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    """The 431 problem for a request whose headers exceed ``max_request_header_bytes``."""
+    error = RequestHeadersTooLarge(
+        f"The request headers are {sent} bytes; this server accepts at most {limit}.", extra={"limit": limit}
+    )
+    return problem_message(error, instance=path)
 
 
 def litestar_of(app: ObservabilityMiddleware) -> Litestar:

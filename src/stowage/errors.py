@@ -81,6 +81,13 @@ class PayloadTooLarge(StowageError):
     title = "The request body is too large"
 
 
+class RequestHeadersTooLarge(StowageError):
+    """The request's header section is larger than ``max_request_header_bytes``."""
+
+    code = "request-headers-too-large"
+    title = "The request headers are too large"
+
+
 class RequestTimeout(StowageError):
     """The client stopped sending the request body before it was complete."""
 

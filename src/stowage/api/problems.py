@@ -97,6 +97,7 @@ STATUS_BY_ERROR: dict[type[errors.StowageError], int] = {
     errors.RequestTimeout: 408,
     errors.PayloadTooLarge: 413,
     errors.UnsupportedMediaType: 415,
+    errors.RequestHeadersTooLarge: 431,
     errors.RangeNotSatisfiable: 416,
     errors.QuotaExceeded: 507,
     errors.InsufficientStorage: 507,

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range, do not wait
+IOV_MAX = 1024  # buffers per pwritev call (POSIX's minimum is 16; Linux allows 1024)
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -59,13 +60,29 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
+def write_all_at(fd: int, pieces: list[bytes], position: int) -> int:
+    """Write ``pieces`` one after the other at ``position`` (``pwritev``, resumed after a short write);
+    returns the position after them."""
+    views = [memoryview(piece) for piece in pieces if piece]
+    while views:
+        done = os.pwritev(fd, views[:IOV_MAX], position)
+        position += done
+        while views and done >= len(views[0]):
+            done -= len(views[0])
+            views.pop(0)
+        if views and done:
+            views[0] = views[0][done:]
+    return position
+
+
 class LocalStaging:
     """One resumable upload's bytes in ``<root>/staging/<upload id>`` (mode 0600), appended across requests.
 
-    Appended chunks are gathered in memory up to the store's spool buffer and written with one
-    worker-thread call per buffer, which runs while the next buffer fills (one write in flight at a
-    time); each write also asks the kernel to start writing the range back (``sync_file_range`` where
-    the platform has it), so the ``fsync`` in ``sync`` finds little left to do.
+    Appended chunks are gathered in memory (as a list: never copied into one buffer) up to the store's
+    spool buffer and written with one worker-thread call (one ``pwritev``) per buffer, which runs while
+    the next buffer fills (one write in flight at a time); each write also asks the kernel to start
+    writing the range back (``sync_file_range`` where the platform has it), so the ``fsync`` in ``sync``
+    finds little left to do.
     The bytes are hashed as they are written (in the writer thread), and the hash state of the synced
     bytes is kept in this process (``HashStates``) with the file's fingerprint: the next request for the
     upload that reaches this process continues it. ``finish`` uses it when it covers every byte and the
@@ -80,7 +97,10 @@ class LocalStaging:
         self._store = store
         self._path = store.staging_path(upload_id)
         self._buffer_bytes = buffer_bytes
-        self._buffer = bytearray()
+        # Appended chunks not yet handed to the writer thread, kept as they came (no copy into one
+        # buffer: the thread hashes each and writes them all with one ``pwritev``).
+        self._pieces: list[bytes] = []
+        self._buffered = 0
         self._fd: int | None = None
         self._written = 0  # bytes in the file: the worker thread's write position
         self._size = 0  # bytes staged, as this handle's callers see them (file + in flight + buffer)
@@ -137,7 +157,7 @@ class LocalStaging:
     async def truncate(self, size: int) -> None:
         if size < 0 or size > self._size:
             raise ValueError(f"cannot truncate {self.upload_id} to {size}: {self._size} bytes are staged")
-        data, self._buffer = self._buffer, bytearray()
+        data = self._take_pieces()
 
         def cut() -> None:
             fd = self._require_fd()
@@ -154,16 +174,17 @@ class LocalStaging:
         self._size = size
 
     async def append(self, chunk: bytes) -> None:
-        self._buffer += chunk
+        self._pieces.append(chunk)
+        self._buffered += len(chunk)
         self._size += len(chunk)
-        if len(self._buffer) >= self._buffer_bytes:
+        if self._buffered >= self._buffer_bytes:
             await self._drain()
-            data, self._buffer = self._buffer, bytearray()
+            data = self._take_pieces()
             fd = self._require_fd()
             self._pending = asyncio.ensure_future(asyncio.to_thread(self._write_sync, fd, data))
 
     async def sync(self) -> int:
-        data, self._buffer = self._buffer, bytearray()
+        data = self._take_pieces()
 
         def flush() -> None:
             fd = self._require_fd()
@@ -176,17 +197,17 @@ class LocalStaging:
         await self._call(flush)
         return self._size
 
-    def _write_sync(self, fd: int, data: bytes | bytearray) -> None:
+    def _take_pieces(self) -> list[bytes]:
+        pieces, self._pieces, self._buffered = self._pieces, [], 0
+        return pieces
+
+    def _write_sync(self, fd: int, pieces: list[bytes]) -> None:
         if self._hasher is not None:
-            self._hasher.update(data)  # releases the GIL for large buffers
-        view = memoryview(data)
-        start = position = self._written
-        while view:
-            done = os.pwrite(fd, view, position)
-            view = view[done:]
-            position += done
-        self._written = position
-        start_writeback(fd, start, position - start)
+            for piece in pieces:
+                self._hasher.update(piece)  # releases the GIL for large pieces
+        start = self._written
+        self._written = write_all_at(fd, pieces, start)
+        start_writeback(fd, start, self._written - start)
 
     def _require_fd(self) -> int:
         if self._fd is None:
@@ -224,7 +245,7 @@ class LocalStaging:
         return info
 
     async def close(self) -> None:
-        self._buffer = bytearray()
+        self._take_pieces()
         pending, self._pending = self._pending, None
         if pending is not None:
             if not pending.done():

@@ -37,6 +37,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# The answer to headers over the limit: (limit, bytes sent, path) -> (status, headers, body).
+HeaderRefusal = Callable[[int, int, str], tuple[int, list[tuple[bytes, bytes]], bytes]]
 
 UNMATCHED_ROUTE = "<unmatched>"
 DEFAULT_BODY_IDLE_TIMEOUT = 60.0
@@ -65,11 +67,16 @@ class ObservabilityMiddleware:
         page_policies: Mapping[str, str] | None = None,
         body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT,
         last_resort: tuple[str, Callable[[], bytes]] = ("text/plain; charset=utf-8", lambda: b"Internal Server Error"),
+        header_limit: tuple[int, HeaderRefusal] | None = None,
     ) -> None:
         """``last_resort`` is the media type and body of the 500 sent when the application fails
         before answering: the front end's error format (problem+json for REST), given by ``app.py``
-        so this layer needs no front end."""
+        so this layer needs no front end. ``header_limit`` is the most bytes of request headers (names
+        and values) a request may send, and the answer (status, headers, body) to one that sends more:
+        the HTTP server's own limit is its read buffer, which is larger so that bodies arrive in big
+        pieces (see ``cli.serve``)."""
         self.app = app
+        self.header_limit = header_limit
         self.last_resort_type = last_resort[0].encode()
         self.last_resort_body = last_resort[1]
         self.metrics = metrics
@@ -87,7 +94,7 @@ class ObservabilityMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        offered_id, may_have_body = _request_facts(scope)
+        offered_id, may_have_body, header_bytes = _request_facts(scope)
         request_id = context.accept_request_id(offered_id)
         request_context = context.RequestContext(request_id=request_id)
         token = context.set_current(request_context)
@@ -132,30 +139,37 @@ class ObservabilityMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, counting_receive, decorating_send)
+            if self.header_limit is not None and header_bytes > self.header_limit[0]:
+                await self._refuse_headers(scope, header_bytes, decorating_send)
+            else:
+                await self.app(scope, counting_receive, decorating_send)
         except Exception:
             error_log.exception("unhandled_exception_outside_framework", path=scope.get("path"))
-            if not state["started"]:
-                body = self.last_resort_body()
-                await decorating_send(
-                    {
-                        "type": "http.response.start",
-                        "status": 500,
-                        "headers": [
-                            (b"content-type", self.last_resort_type),
-                            (b"content-length", str(len(body)).encode()),
-                        ],
-                    }
-                )
-                await decorating_send({"type": "http.response.body", "body": body, "more_body": False})
-            else:
+            if state["started"]:
                 # Headers (maybe part of the body) are out: the only honest move left is to abort
                 # the connection, so the client cannot mistake a truncated body for a whole one.
                 state["aborted"] = True
                 raise
+            await self._last_resort(decorating_send)
         finally:
             self._record(scope, state, time.perf_counter() - started, request_context.user_id)
             context.reset_current(token)
+
+    async def _last_resort(self, send: Send) -> None:
+        """The 500 for a failure before any answer started."""
+        body = self.last_resort_body()
+        headers = [(b"content-type", self.last_resort_type), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 500, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
+
+    async def _refuse_headers(self, scope: Scope, header_bytes: int, send: Send) -> None:
+        """431 for a request whose headers pass the HTTP server's buffer but not our limit; the body (if
+        any) is not read, so the answer closes the connection (``decorating_send`` adds the header)."""
+        assert self.header_limit is not None
+        limit, refusal = self.header_limit
+        status, headers, body = refusal(limit, header_bytes, scope.get("path", ""))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body, "more_body": False})
 
     def _record(self, scope: Scope, state: dict[str, Any], duration: float, user_id: str | None) -> None:
         """The request's access-log line and metrics."""
@@ -228,13 +242,16 @@ class ObservabilityMiddleware:
         return result, declared_length
 
 
-def _request_facts(scope: Scope) -> tuple[str | None, bool]:
+def _request_facts(scope: Scope) -> tuple[str | None, bool, int]:
     """One pass over the request headers (ASGI names them in lower case): the ``X-Request-ID`` offered,
-    and whether the request can carry a body — HTTP/1.x declares it (RFC 9112 §6.3); HTTP/2 may not."""
+    whether the request can carry a body — HTTP/1.x declares it (RFC 9112 §6.3); HTTP/2 may not — and
+    the bytes of the header names and values."""
     offered: str | None = None
     framed = False
     has_body = False
+    size = 0
     for name, value in scope.get("headers", ()):
+        size += len(name) + len(value)
         if name == b"x-request-id":
             try:
                 offered = value.decode("ascii")
@@ -247,7 +264,7 @@ def _request_facts(scope: Scope) -> tuple[str | None, bool]:
             has_body = has_body or value.strip() != b"0"
     if not has_body and not framed:
         has_body = scope.get("http_version") not in _PERSISTENT_HTTP1
-    return offered, has_body
+    return offered, has_body, size
 
 
 def _with_connection_close(headers: Any) -> list[tuple[bytes, bytes]]:
