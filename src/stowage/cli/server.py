@@ -12,6 +12,8 @@ import typer
 from stowage.cli._common import ConfigOption, YesOption, confirm_destructive, load
 from stowage.config import Settings, ensure_data_dir, load_or_create_secret
 
+HTTP1_READ_BUFFER_BYTES = 1024 * 1024
+
 
 def migrate(
     config: ConfigOption = None,
@@ -102,7 +104,10 @@ def serve(
         # uvloop: the event loop in C (the pure-Python loop showed in the profile of every small request).
         loop=Loops.uvloop,
         workers=settings.workers,
-        http1_settings=HTTP1Settings(max_buffer_size=settings.max_request_header_bytes),
+        # The read buffer bounds both the header section and each body piece handed to the app: a
+        # larger one brings an 8 MiB upload in ~25 pieces instead of 128 (a fifth less CPU per upload).
+        # The header limit itself is checked by the outermost middleware (431).
+        http1_settings=HTTP1Settings(max_buffer_size=max(HTTP1_READ_BUFFER_BYTES, settings.max_request_header_bytes)),
         http2_settings=HTTP2Settings(max_headers_size=settings.max_request_header_bytes),
         log_dictconfig=logging_dict_config(settings),
         log_access=False,
