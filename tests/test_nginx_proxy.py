@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from conftest import require_tool
-from support.server import ServerProcess, free_port
+from support.server import ServerProcess, free_port, wait_until
 
 pytestmark = pytest.mark.slow
 CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "stowage.conf"
@@ -124,7 +124,12 @@ def files_in(folder: Path) -> list[Path]:
 async def proxied(tmp_path: Path, data_dir: Path) -> AsyncIterator[tuple[ServerProcess, httpx.AsyncClient, Path]]:
     server = ServerProcess(
         tmp_path / "stowage",
-        env={"STOWAGE_DATA_DIR": str(data_dir), "STOWAGE_TRUSTED_PROXIES": "127.0.0.1/32"},
+        env={
+            "STOWAGE_DATA_DIR": str(data_dir),
+            "STOWAGE_TRUSTED_PROXIES": "127.0.0.1/32",
+            "STOWAGE_LOG_FORMAT": "json",
+            "STOWAGE_LOG_LEVEL": "info",
+        },
     )
     await server.start()
     try:
@@ -188,7 +193,7 @@ async def test_a_large_upload_streams_through_without_buffering(
 async def test_forwarded_for_is_honoured_through_trusted_proxies(
     proxied: tuple[ServerProcess, httpx.AsyncClient, Path],
 ) -> None:
-    _server, client, _prefix = proxied
+    server, client, _prefix = proxied
     # The client claims to be someone else: nginx appends the real peer, and Stowage takes the last
     # address that is not a trusted proxy, so the claim is ignored.
     token, _root = await signed_up(client, **{"X-Forwarded-For": "203.0.113.7"})
@@ -197,6 +202,9 @@ async def test_forwarded_for_is_honoured_through_trusted_proxies(
 
     assert sessions.status_code == 200, sessions.text
     assert [item["ip"] for item in sessions.json()] == [CLIENT_ADDRESS]
+    await wait_until(lambda: any(r.get("path") == "/api/v1/me/sessions" for r in server.log_records()))
+    logged = [r for r in server.log_records() if r.get("path") in {"/api/v1/auth/signup", "/api/v1/me/sessions"}]
+    assert [r["client"] for r in logged] == [CLIENT_ADDRESS, CLIENT_ADDRESS]  # the access log, too
 
 
 async def test_whole_and_range_downloads_are_intact(proxied: tuple[ServerProcess, httpx.AsyncClient, Path]) -> None:
