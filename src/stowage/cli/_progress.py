@@ -9,7 +9,10 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class Tracker(Protocol):
@@ -41,16 +44,16 @@ class _RichTracker:
             console=Console(stderr=True),
             transient=True,
         )
-        self._task: object | None = None
+        self._task: TaskID | None = None
 
     def start(self, description: str, total: int | None) -> None:
         if self._task is not None:
-            self._progress.remove_task(self._task)  # type: ignore[arg-type]
+            self._progress.remove_task(self._task)
         self._task = self._progress.add_task(description, total=total)
 
     def advance(self, amount: int = 1) -> None:
         if self._task is not None:
-            self._progress.advance(self._task, amount)  # type: ignore[arg-type]
+            self._progress.advance(self._task, amount)
 
     def __enter__(self) -> _RichTracker:
         self._progress.start()

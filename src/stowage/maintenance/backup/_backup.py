@@ -49,9 +49,14 @@ async def backup(settings: Settings, destination: Path, progress: Progress) -> M
 
     progress.start("backup: database", None)
     database = await _snapshot_database(settings, destination)
+    store = blob_store_kind(settings)
     count, total = _count(destination / BLOB_LIST)
-    progress.start("backup: blobs", count)
-    collected = await asyncio.to_thread(_copy_blobs, data_dir, destination, progress)
+    collected = 0
+    if store == "local":
+        progress.start("backup: blobs", count)
+        collected = await asyncio.to_thread(_copy_blobs, data_dir, destination, progress)
+    else:
+        count = total = 0  # the objects stay in the store (its versioning and replication keep them)
     secret = await asyncio.to_thread(_copy_secret, settings, data_dir, destination)
     blob_list = await asyncio.to_thread(_entry, destination, BLOB_LIST)
     manifest = Manifest(
@@ -59,13 +64,18 @@ async def backup(settings: Settings, destination: Path, progress: Progress) -> M
         stowage_version=__version__,
         created_at=datetime.now(UTC),
         database=database,
-        blobs=BlobsEntry(count=count - collected, bytes=total, list=blob_list),
+        blobs=BlobsEntry(count=count - collected, bytes=total, list=blob_list, store=store),
         secret=secret,
         blobs_collected_meanwhile=collected,
     )
     await asyncio.to_thread(_files.fsync_tree, destination)
     await asyncio.to_thread(write_manifest, destination, manifest)
     return manifest
+
+
+def blob_store_kind(settings: Settings) -> str:
+    """Which blob store the settings choose ("local" when the release has no choice)."""
+    return str(getattr(settings, "blob_store", "local"))
 
 
 def _prepare(settings: Settings, destination: Path) -> tuple[Path, Path]:

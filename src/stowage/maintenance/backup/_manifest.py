@@ -53,9 +53,11 @@ class DatabaseEntry(msgspec.Struct, frozen=True):
 
 
 class BlobsEntry(msgspec.Struct, frozen=True):
-    count: int
+    count: int  # blob files in the backup (0 when the blobs stay in an object store)
     bytes: int
     list: FileEntry  # blobs.txt
+    # "local": the files are in blobs/; any other store (s3) keeps them itself and blobs/ is empty.
+    store: str = "local"
 
 
 class Manifest(msgspec.Struct, frozen=True):

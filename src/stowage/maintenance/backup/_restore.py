@@ -19,7 +19,7 @@ from alembic.util import CommandError
 from stowage.config import SECRET_FILE_NAME, Settings
 from stowage.db.migrate import alembic_config
 from stowage.maintenance.backup import _files, _postgres, _sqlite
-from stowage.maintenance.backup._backup import Progress
+from stowage.maintenance.backup._backup import Progress, blob_store_kind
 from stowage.maintenance.backup._manifest import BLOB_LIST, BLOBS, BackupError, FileEntry, Manifest, read_manifest
 
 
@@ -33,6 +33,11 @@ async def restore(settings: Settings, source: Path, progress: Progress) -> Manif
         raise BackupError(
             f"the backup holds a {manifest.database.engine} database but the settings name {engine}: "
             "restore onto the same engine (moving between engines is not supported)"
+        )
+    if manifest.blobs.store != blob_store_kind(settings):
+        raise BackupError(
+            f"the backup's blobs are in the {manifest.blobs.store} store but the settings choose "
+            f"{blob_store_kind(settings)}: point the installation at the same kind of store"
         )
     data_dir = await asyncio.to_thread(settings.data_dir.resolve)
     if not await asyncio.to_thread(_files.is_empty_dir, data_dir):
@@ -50,8 +55,9 @@ async def restore(settings: Settings, source: Path, progress: Progress) -> Manif
         await asyncio.to_thread(_verify, source, manifest.secret)
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
 
-    progress.start("restore: blobs", manifest.blobs.count)
-    await asyncio.to_thread(_copy_blobs, source, data_dir, progress)
+    if manifest.blobs.store == "local":
+        progress.start("restore: blobs", manifest.blobs.count)
+        await asyncio.to_thread(_copy_blobs, source, data_dir, progress)
     if manifest.secret is not None and settings.secret_key is None:
         await asyncio.to_thread(
             _files.copy_hashed, source / manifest.secret.path, data_dir / SECRET_FILE_NAME, mode=0o600
