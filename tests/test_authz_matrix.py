@@ -133,6 +133,7 @@ MATRIX: dict[tuple[str, str], Rule] = {
     # presigned URLs: a GET URL needs only reading the file (a read-only token may mint one)
     ("POST", "/api/v1/nodes/{node_id:str}/presign"): OWNED,
     ("POST", "/api/v1/presign/upload"): SELF_WRITE,
+    ("POST", "/api/v1/presign/tus"): SELF_WRITE,
     ("GET", "/api/v1/nodes/{node_id:str}/content"): OWNED,
     ("PUT", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,
     ("POST", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,  # POST = PUT, for Expo's uploadAsync
@@ -229,6 +230,7 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("POST", "/api/v1/nodes/{node_id:str}/copy"): 201,
     ("POST", "/api/v1/nodes/{node_id:str}/presign"): 200,
     ("POST", "/api/v1/presign/upload"): 200,
+    ("POST", "/api/v1/presign/tus"): 200,
     ("GET", "/api/v1/nodes/{node_id:str}/content"): 200,
     ("PUT", "/api/v1/nodes/{node_id:str}/content"): 200,
     ("POST", "/api/v1/nodes/{node_id:str}/content"): 200,
@@ -681,6 +683,9 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
     async def upload_url_target(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
         return {}, {"folder_id": await root_of(cast, who), "name": unique("presigned") + ".txt"}
 
+    async def tus_url_target(cast: Cast, who: str) -> tuple[dict[str, str], Any]:
+        return {}, {"folder_id": await root_of(cast, who), "max_size": 1000}
+
     def tus(**headers: str) -> dict[str, str]:
         return {"Tus-Resumable": "1.0.0", **headers}
 
@@ -749,6 +754,7 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
         ("POST", "/api/v1/nodes/{node_id:str}/copy"): copy_into_owner_root,
         ("POST", "/api/v1/nodes/{node_id:str}/presign"): on_node("file", lambda: {}, fresh_target=False),
         ("POST", "/api/v1/presign/upload"): in_own_tree(upload_url_target),
+        ("POST", "/api/v1/presign/tus"): in_own_tree(tus_url_target),
         ("GET", "/api/v1/nodes/{node_id:str}/content"): on_node("file", fresh_target=False),
         ("PUT", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),
         ("POST", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),

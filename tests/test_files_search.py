@@ -38,7 +38,7 @@ from stowage.config import Settings
 from stowage.db import migrate
 from stowage.db.base import search_key
 from stowage.db.engine import Database
-from stowage.db.tables import Change, Node, User
+from stowage.db.tables import Change, Node, Share, User
 from stowage.files.schemas import SearchQuery, SortKey
 from stowage.files.services import FileDeps, FileServices
 from stowage.policy import CredentialKind, Principal, Role, Scope
@@ -980,6 +980,39 @@ async def test_query_plans_use_the_search_indexes(settings: Settings, backend: s
         assert "kind=?)" not in plan, plan  # no walk over the folders
         if backend == "sqlite":
             assert "ix_nodes_owner_id_trashed_at" in plan, plan
+
+        # Shared with the caller too (scope=all): the caller's nodes by the owner index, the shares by the
+        # grantee index, the shared subtree by the walk over folders — never a scan of every node.
+        now = datetime.now(UTC)
+        async with db.transaction() as session:
+            shared = await session.scalar(select(Node.id).where(Node.owner_id == users[1], Node.name == "folder 00"))
+            await session.execute(
+                insert(Share),
+                [
+                    {
+                        "id": str(uuid.uuid4()),
+                        "node_id": shared,
+                        "owner_id": users[1],
+                        "kind": "user",
+                        "grantee_user_id": users[0],
+                        "permission": "read",
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                ],
+            )
+        if backend == "postgresql":
+            await _postgres(settings, "ANALYZE shares")
+        _, page, plan = await plan_of(
+            files.search.search(principal, SearchQuery(text="needle", scope="all"), cursor=None, limit=5)
+        )
+        assert [i.name for i in page.items] == ["Needle.txt", "Needle.txt"]
+        assert len({i.id for i in page.items}) == 2  # the caller's own and the shared one
+        assert "SCAN nodes\n" not in plan + "\n", plan
+        assert "Seq Scan on nodes" not in plan, plan
+        if backend == "sqlite":
+            assert "ix_shares_grantee_user_id" in plan, plan
+            assert "(parent_id=? AND kind=?)" in plan, plan
 
         # Sanity: the rows are all there, so the plans above were made for a table of this size.
         async with db.session() as session:

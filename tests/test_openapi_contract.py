@@ -308,7 +308,7 @@ ACCEPTED_REFUSALS: dict[str, tuple[tuple[int, ...], str, list[str]]] = {
         (400,),
         "a lifetime beyond the presign_max_seconds setting, a max_size beyond max_upload_bytes, and an upload "
         "target given both ways (folder_id with name, and path) or neither are refused; the schema cannot say it",
-        ["presignDownload", "presignUpload"],
+        ["presignDownload", "presignUpload", "presignTus"],
     ),
     "cursors": (
         (400,),
@@ -398,10 +398,11 @@ TUS_REJECTED = ["400", "401", "403", "404", "405", "406", "409", "412", "415", "
 SCHEMATHESIS_HOOKS = Path(__file__).parent / "support" / "schemathesis_hooks.py"
 
 
-# The fuzzer holds no presigned URL: a request carrying the presign query of downloadFile, headFile or
-# uploadToFolder is refused with 403 whatever else it sends (any change to a presigned URL is), so such
-# cases would only hide the routes' own logic from the run. They are left out here; tests/test_presign.py
-# and tests/test_hot_reads.py send real and tampered presigned URLs.
+# The fuzzer holds no presigned URL: a request carrying the presign query of downloadFile, headFile,
+# uploadToFolder or the tus operations is refused with 403 whatever else it sends (any change to a
+# presigned URL is), so such cases would only hide the routes' own logic from the run. They are left out
+# here; tests/test_presign.py, tests/test_hot_reads.py and tests/test_tus_presign.py send real and
+# tampered presigned URLs.
 PRESIGN_HOOKS = """
 import runpy
 
@@ -411,7 +412,7 @@ import schemathesis
 runpy.run_path({shared!r})
 
 PRESIGN = ("X-Stowage-Expires", "X-Stowage-Credential", "X-Stowage-Signature", "X-Stowage-Max-Size",
-           "X-Stowage-Media-Type")
+           "X-Stowage-Media-Type", "X-Stowage-Folder")
 
 
 @schemathesis.hook

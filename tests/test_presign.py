@@ -220,17 +220,19 @@ def test_any_changed_character_of_the_query_is_refused(position: int, replacemen
 
 
 def test_restrictions_follow_the_url() -> None:
-    download = presign.restriction_for("HEAD", PATH, Constraints())
+    download = presign.restriction_for("HEAD", PATH, _presigned())
     assert download == Restriction(action=Action.FILE_READ, node_id="n-1")
     upload = presign.restriction_for(
-        "PUT", "/api/v1/nodes/f-1/children/a.png", Constraints(on_conflict="fail", max_size=5, media_type="image/png")
+        "PUT",
+        "/api/v1/nodes/f-1/children/a.png",
+        _presigned(constraints=Constraints(on_conflict="fail", max_size=5, media_type="image/png")),
     )
     assert upload == Restriction(
         action=Action.FILE_WRITE, node_id="f-1", name="a.png", max_size=5, media_type="image/png", on_conflict="fail"
     )
     for method, path in [("GET", "/api/v1/nodes/n-1"), ("PUT", PATH), ("POST", "/api/v1/nodes/f/children/a")]:
-        with pytest.raises(PermissionDenied, match="only GET a file's content or PUT one new file"):
-            presign.restriction_for(method, path, Constraints())
+        with pytest.raises(PermissionDenied, match="only GET a file's content, PUT one new file"):
+            presign.restriction_for(method, path, _presigned())
 
 
 @pytest.mark.parametrize("kind", list(CredentialKind))

@@ -134,3 +134,14 @@ def test_a_grant_holds_for_its_link_and_password_until_it_expires() -> None:
     assert not grant_is_valid(secret, f"{version}.{share}.{later}.{mac}", "share-1", "$argon2id$hash-1", now)
     for broken in (None, "", "g1.share-1", f"g2.{share}.{expires}.{mac}", f"{version}.{share}.soon.{mac}"):
         assert not grant_is_valid(secret, broken, "share-1", "$argon2id$hash-1", now)
+
+
+def test_the_trash_is_the_owners_alone() -> None:
+    """What a read_write recipient deleted is a 404 for them (restore, purge), and not for the owner."""
+    trashed = Owned(
+        owner_id="alice", node_id="n1", grants=(grant(Permission.READ_WRITE, root_id="top"),), in_trash=True
+    )
+    for action in (Action.FILE_READ, Action.FILE_WRITE):
+        with pytest.raises(NotFound):
+            authorize(user(), action, trashed)
+    assert authorize(user("alice"), Action.FILE_WRITE, trashed).user_id == "alice"

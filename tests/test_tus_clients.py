@@ -22,6 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 from tusclient import client as tus_client
+from tusclient.exceptions import TusCommunicationError
 
 from accounts_helpers import PASSWORD
 from conftest import require_capability, require_tool
@@ -106,6 +107,40 @@ async def test_an_upload_resumes_from_the_stored_offset_after_a_restart(
         assert await downloaded(second.base_url, token, url.rsplit("/", 1)[-1]) == DATA
     finally:
         await second.stop(timeout=15)
+
+
+async def test_tuspy_with_only_a_presigned_creation_url(server: ServerProcess) -> None:
+    """The client holds nothing but the creation URL: no header at all. It creates the upload, sends two
+    chunks, and a second client resumes it from the Location alone (HEAD, then PATCH), with checksums."""
+    token = await account_token(server.base_url)
+    async with httpx.AsyncClient(base_url=server.base_url, timeout=30) as client:
+        minted = await client.post(
+            "/api/v1/presign/tus",
+            json={"path": "/", "max_size": len(DATA), "expires_in": 600},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert minted.status_code == 200, minted.text
+    creation_url = minted.json()["url"]
+    tus = tus_client.TusClient(creation_url)  # no headers
+    first = tus.uploader(
+        file_stream=io.BytesIO(DATA),
+        chunk_size=1024 * 1024,
+        metadata={"filename": "presigned.bin"},
+        upload_checksum=True,
+    )
+    for _ in range(2):
+        await asyncio.to_thread(first.upload_chunk)
+    upload_url: str = first.url
+    assert "X-Stowage-Signature=" in upload_url
+    resumed = tus.uploader(file_stream=io.BytesIO(DATA), url=upload_url, chunk_size=1024 * 1024, upload_checksum=True)
+    assert await asyncio.to_thread(resumed.get_offset) == 2 * 1024 * 1024
+    await asyncio.to_thread(resumed.upload)
+    node_id = upload_url.split("?", maxsplit=1)[0].rsplit("/", 1)[-1]
+    assert await downloaded(server.base_url, token, node_id) == DATA
+    # A tampered upload URL is refused (tuspy asks the offset as it opens an upload URL).
+    broken = upload_url.replace("Max-Size=", "Max-Size=1")
+    with pytest.raises(TusCommunicationError, match="403"):
+        await asyncio.to_thread(tus.uploader, file_stream=io.BytesIO(DATA), url=broken)
 
 
 async def trickle(started: asyncio.Event, release: asyncio.Event) -> AsyncIterator[bytes]:

@@ -12,8 +12,10 @@ asks ``authorize`` before it touches data. Rules:
   holds a *grant* (a share) on the node or one of its ancestors (``Owned.grants``, see ``_granted``);
 - a share-link bearer (``Principal.share_id``) has no account: it reaches nothing but the subtree
   of its own link's node;
+- a trashed node is its owner's alone: grants do not reach into the trash (``Owned.in_trash``);
 - a presigned URL's holder (``Principal.restriction``) acts as the URL's signer, for the one signed
-  action on the one signed node only (403 for anything else), checked before everything above.
+  action on the one signed node only (403 for anything else), checked before everything above; a tus
+  URL's holder, on the signed folder and only the uploads its creation URL created (``Owned.upload_id``).
 
 This module imports no web framework and does no I/O: callers load the resource, then ask.
 """
@@ -21,10 +23,11 @@ This module imports no web framework and does no I/O: callers load the resource,
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 import msgspec
 
-from stowage.errors import NotFound, PermissionDenied, Unauthenticated
+from stowage.errors import NotFound, PayloadTooLarge, PermissionDenied, Unauthenticated
 
 
 class Scope(StrEnum):
@@ -49,7 +52,13 @@ class Restriction(msgspec.Struct, frozen=True):
     """The one operation a presigned URL allows: ``action`` on the node ``node_id`` (the file to read,
     or the folder to upload into) and, for an upload, only the file ``name`` there, at most ``max_size``
     bytes of content of ``media_type`` (``type/subtype`` or ``type/*``). The signer's own rights still
-    apply on top (``authorize`` checks them as for the signer)."""
+    apply on top (``authorize`` checks them as for the signer).
+
+    A tus URL (``resumable``) writes into the folder ``node_id`` too: a creation URL (``"create"``)
+    creates single uploads there (any name, unless ``on_conflict`` says how a taken one is handled), an
+    upload URL (``"upload"``) acts on the one upload ``upload_id`` and records it into that folder.
+    ``expires`` and ``signer_kind`` (how the signer signed) let a creation hand out its upload's URL
+    signed exactly like itself."""
 
     action: Action
     node_id: str
@@ -57,13 +66,56 @@ class Restriction(msgspec.Struct, frozen=True):
     max_size: int | None = None
     media_type: str | None = None
     on_conflict: str | None = None  # an upload's signed conflict policy: only "replace" may replace
+    resumable: Literal["create", "upload"] | None = None
+    upload_id: str | None = None
+    expires: int | None = None
+    signer_kind: CredentialKind | None = None
 
     def check(self, action: Action, resource: Owned | None) -> None:
-        """Refuse anything but the signed action on the signed node (a resource must name its node)."""
+        """Refuse anything but the signed action on the signed node or upload (a resource must name it)."""
         if action is not self.action:
             raise PermissionDenied(f"This presigned URL allows only {self.action.value}, not {action.value}.")
-        if resource is not None and resource.node_id != self.node_id:
+        if resource is None:
+            return
+        if resource.upload_id is not None:
+            if resource.upload_id != self.upload_id:
+                raise PermissionDenied("This presigned URL is for another upload.")
+        elif resource.node_id != self.node_id:
             raise PermissionDenied("This presigned URL is for another file or folder.")
+
+    def check_new_upload(self, kind: str, length: int | None, server_limit: int, *, folder_path: bool) -> None:
+        """A resumable upload created through this URL: only a tus creation URL creates one, a single
+        upload (joining partial uploads would reach uploads this URL did not create) into the signed
+        folder (a folder path would create folders before anything else is decided), of a length within
+        the signed maximum."""
+        if self.resumable != "create":
+            raise PermissionDenied("This presigned URL does not create resumable uploads.")
+        if kind != "single":
+            raise PermissionDenied(
+                "A presigned tus URL creates single uploads; concatenation (Upload-Concat) needs a token."
+            )
+        if folder_path:
+            raise PermissionDenied(
+                "A presigned tus URL uploads into its own folder: name no path in Upload-Metadata "
+                "(folder may name that same folder)."
+            )
+        if length is not None and length > self.size_limit(server_limit):
+            limit = self.size_limit(server_limit)
+            raise PayloadTooLarge(
+                f"This presigned URL accepts uploads of at most {limit} bytes; this one has {length}.",
+                extra={"max_size": limit},
+            )
+
+    def size_limit(self, server_limit: int) -> int:
+        """The largest upload this URL allows: the signed maximum within the server's."""
+        return server_limit if self.max_size is None else min(server_limit, self.max_size)
+
+    def for_upload(self, upload_id: str) -> Restriction:
+        """A tus creation URL's restriction narrowed to the one upload it just created (what its
+        ``Location`` allows): the same folder, limits, expiry and signer."""
+        if self.resumable != "create":
+            raise PermissionDenied("Only a presigned tus creation URL hands out an upload URL.")
+        return msgspec.structs.replace(self, resumable="upload", upload_id=upload_id)
 
     def check_name(self, name: str) -> None:
         """An upload's file name must be the signed one."""
@@ -156,6 +208,8 @@ class Owned(msgspec.Struct, frozen=True):
     node_id: str | None = None
     grants: tuple[Grant, ...] = ()
     detaches: bool = False  # moving, renaming or deleting the node itself
+    upload_id: str | None = None  # a resumable upload (not a node): its id, for a presigned URL's check
+    in_trash: bool = False  # a trashed node: its owner's alone (grants do not reach into the trash)
 
 
 # The credentials a presigned URL may be signed with: a URL signed by another URL or by a share link
@@ -170,6 +224,14 @@ def authorize_signing(principal: Principal | None, action: Action) -> Principal:
     if principal.kind not in SIGNING_KINDS:
         raise PermissionDenied("Presigned URLs are minted with a session or a personal access token.")
     return authorize(principal, action)
+
+
+def confined_to_upload(principal: Principal, upload_id: str) -> Principal:
+    """The caller, for the upload it has just created: unchanged, or — for a presigned tus creation URL
+    — narrowed to that one upload (``Restriction.for_upload``), as its upload URL will be."""
+    if principal.restriction is None:
+        return principal
+    return msgspec.structs.replace(principal, restriction=principal.restriction.for_upload(upload_id))
 
 
 def require_principal(principal: Principal | None) -> Principal:
@@ -209,9 +271,11 @@ def _granted(principal: Principal, action: Action, resource: Owned) -> None:
     Reading needs a read or read-write grant (a drop link's visitor sees nothing: 404). Writing needs
     read-write, or a drop grant on this very folder. Nobody but the owner moves or deletes a shared
     node itself (only what is inside it), or manages its shares. Without any grant the node does not
-    exist for the caller (404); with one, a refusal says why (403)."""
+    exist for the caller (404); with one, a refusal says why (403). What a read-write recipient deletes
+    goes to the owner's trash, as what the owner deletes: only the owner sees, restores or purges it
+    there (as in Nextcloud), so for everyone else a trashed node does not exist (404)."""
     grants = [g for g in resource.grants if principal.share_id is None or g.share_id == principal.share_id]
-    if not grants:
+    if not grants or resource.in_trash:
         raise NotFound("No such resource.")
     if action in OWNER_ONLY:
         raise PermissionDenied("Only the owner can see and change how this is shared.")

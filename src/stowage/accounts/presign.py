@@ -9,15 +9,22 @@ new file into one folder — until it expires. It is the server's own URL for th
     /api/v1/nodes/<folder id>/children/<name>?on_conflict=fail&X-Stowage-Max-Size=10485760
         &X-Stowage-Media-Type=image/*&X-Stowage-Expires=…&X-Stowage-Credential=…&X-Stowage-Signature=…
 
+A tus URL pair does the same for a resumable upload: the *creation URL* (``POST /api/v1/uploads/``
+with ``X-Stowage-Folder``, the folder every upload it creates goes into) answers each creation with a
+``Location`` that is itself presigned for that one upload (``/api/v1/uploads/<upload id>``, same
+signer, expiry and constraints). An upload URL is signed for the method class ``TUS`` — HEAD, PATCH,
+DELETE and a POST with ``X-HTTP-Method-Override`` alike, since a tus client resumes with whichever it
+needs — and for nothing but that upload's path.
+
 The signature is HMAC-SHA256, under a key derived from the instance secret for this purpose only
 (``derive_key``), over every part that decides what the request may do (``canonical``): the method
 (HEAD is signed as GET), the request path (which names the node, and for uploads the folder and the
 file name), the expiry (absolute Unix time), the signer (``Signer``: the user and the credential
 that minted the URL, so revoking that credential or disabling the user ends the URL too) and the
-upload constraints (``on_conflict``, maximum size, media type). The parts are encoded as one JSON
-array, so no choice of values can make two different requests sign alike. Signatures are compared
-in constant time. Anything changed — a part, a constraint dropped or added, the signature itself —
-fails verification.
+upload constraints (``on_conflict``, maximum size, media type, and for tus the folder). The parts
+are encoded as one JSON array, so no choice of values can make two different requests sign alike.
+Signatures are compared in constant time. Anything changed — a part, a constraint dropped or added,
+the signature itself — fails verification.
 """
 
 from __future__ import annotations
@@ -33,7 +40,7 @@ from urllib.parse import quote, unquote_plus
 import msgspec
 
 from stowage.errors import PermissionDenied
-from stowage.policy import Action, Restriction
+from stowage.policy import Action, CredentialKind, Restriction
 
 # The key is HMAC(secret, label): knowing presigned URLs tells nothing about the token-signing key,
 # and a new scheme gets a new label.
@@ -45,14 +52,18 @@ CREDENTIAL = "X-Stowage-Credential"
 SIGNATURE = "X-Stowage-Signature"
 MAX_SIZE = "X-Stowage-Max-Size"
 MEDIA_TYPE = "X-Stowage-Media-Type"
+FOLDER = "X-Stowage-Folder"
 ON_CONFLICT = "on_conflict"
 # Every query parameter the scheme reads; any of them in a request's query makes it a presigned request.
-PRESIGN_PARAMETERS = frozenset({EXPIRES, CREDENTIAL, SIGNATURE, MAX_SIZE, MEDIA_TYPE})
+PRESIGN_PARAMETERS = frozenset({EXPIRES, CREDENTIAL, SIGNATURE, MAX_SIZE, MEDIA_TYPE, FOLDER})
 MARKER = b"X-Stowage-"  # a cheap test on the raw query string before parsing it
 
 SIGNATURE_LENGTH = 43  # 32 bytes, base64url without padding
 MAX_MEDIA_TYPE = 255
 CredentialCode = Literal["s", "p"]  # a session, or a personal access token
+# The method class of every request to one tus upload (HEAD, PATCH, DELETE, POST with a method override).
+TUS_METHOD = "TUS"
+TUS_CREATION_PATH = "/api/v1/uploads/"
 
 INVALID = "This presigned URL is not valid"
 
@@ -77,11 +88,13 @@ class Signer(msgspec.Struct, frozen=True):
 
 
 class Constraints(msgspec.Struct, frozen=True):
-    """What an upload URL allows; all None for a download URL."""
+    """What an upload URL allows; all None for a download URL. ``folder_id`` only for tus URLs: the
+    folder the uploads go into (a PUT URL names its folder in its path)."""
 
     on_conflict: str | None = None
     max_size: int | None = None
     media_type: str | None = None
+    folder_id: str | None = None
 
 
 class Presigned(msgspec.Struct, frozen=True):
@@ -98,25 +111,33 @@ def derive_key(secret: str) -> bytes:
     return hmac.new(secret.encode("utf-8"), KEY_LABEL, hashlib.sha256).digest()
 
 
-def signed_method(method: str) -> str:
-    """HEAD is a GET without the body: a GET URL answers both."""
+def signed_method(method: str, path: str = "") -> str:
+    """The method class a signature covers: HEAD is a GET without the body (a GET URL answers both), and
+    every request to one tus upload is ``TUS`` (a tus client resumes with HEAD, PATCH or DELETE, or a
+    POST overriding one of them)."""
+    if path.startswith(TUS_CREATION_PATH) and _TUS_UPLOAD.match(path) is not None:  # (a GET skips the regex)
+        return TUS_METHOD
     return "GET" if method == "HEAD" else method
 
 
 def canonical(method: str, path: str, *, expires: int, signer: Signer, constraints: Constraints) -> bytes:
-    """The bytes signed: every part that decides what the request may do, unambiguously encoded."""
-    return msgspec.json.encode(
-        [
-            SCHEME,
-            signed_method(method),
-            path,
-            expires,
-            signer.encode(),
-            constraints.on_conflict,
-            constraints.max_size,
-            constraints.media_type,
-        ]
-    )
+    """The bytes signed: every part that decides what the request may do, unambiguously encoded. A tus
+    URL's folder is a ninth element (JSON arrays of different lengths never encode alike, and GET and
+    PUT URLs keep the signatures they always had). The tus endpoint is signed as ``/api/v1/uploads/``
+    with or without its trailing slash (the router treats both alike)."""
+    parts: list[object] = [
+        SCHEME,
+        signed_method(method, path),
+        TUS_CREATION_PATH if _TUS_CREATION.match(path) is not None else path,
+        expires,
+        signer.encode(),
+        constraints.on_conflict,
+        constraints.max_size,
+        constraints.media_type,
+    ]
+    if constraints.folder_id is not None:
+        parts.append(constraints.folder_id)
+    return msgspec.json.encode(parts)
 
 
 def sign(key: bytes, method: str, path: str, *, expires: int, signer: Signer, constraints: Constraints) -> str:
@@ -148,6 +169,8 @@ def query(expires: int, signer: Signer, constraints: Constraints, signature: str
         parts.append((MAX_SIZE, str(constraints.max_size)))
     if constraints.media_type is not None:
         parts.append((MEDIA_TYPE, constraints.media_type))
+    if constraints.folder_id is not None:
+        parts.append((FOLDER, constraints.folder_id))
     parts += [(EXPIRES, str(expires)), (CREDENTIAL, signer.encode()), (SIGNATURE, signature)]
     return "&".join(f"{name}={quote(value, safe='*/')}" for name, value in parts)
 
@@ -224,13 +247,16 @@ def parse(query_string: bytes | str) -> Presigned | None:
             on_conflict=found.get(ON_CONFLICT),
             max_size=_integer(found, MAX_SIZE, required=False),
             media_type=found.get(MEDIA_TYPE),
+            folder_id=found.get(FOLDER),
         ),
     )
 
 
-# The two requests a presigned URL can make (paths as the server sees them: percent-decoded).
+# The requests a presigned URL can make (paths as the server sees them: percent-decoded).
 _DOWNLOAD = re.compile(r"\A/api/v1/nodes/([^/]+)/content\Z")
 _UPLOAD = re.compile(r"\A/api/v1/nodes/([^/]+)/children/([^/]+)\Z")
+_TUS_CREATION = re.compile(r"\A/api/v1/uploads/?\Z")
+_TUS_UPLOAD = re.compile(r"\A/api/v1/uploads/([^/]+)\Z")
 
 
 def download_path(node_id: str) -> str:
@@ -243,9 +269,21 @@ def upload_path(folder_id: str, name: str) -> str:
     return f"/api/v1/nodes/{folder_id}/children/{name}"
 
 
-def restriction_for(method: str, path: str, constraints: Constraints) -> Restriction:
-    """What a verified presigned request may do: read the one file, or write the one new file."""
-    method = signed_method(method)
+def tus_upload_path(upload_id: str) -> str:
+    """The path a tus upload URL signs (the ``Location`` its creation answered)."""
+    return f"/api/v1/uploads/{upload_id}"
+
+
+def restriction_for(
+    method: str, path: str, presigned: Presigned, signer_kind: CredentialKind | None = None
+) -> Restriction:
+    """What a verified presigned request may do: read the one file, write the one new file, create tus
+    uploads in the one folder, or continue the one tus upload. ``signer_kind`` (the signer's credential
+    kind) is kept in a tus creation's restriction: the upload URL it hands out is signed the same way."""
+    constraints = presigned.constraints
+    method = signed_method(method, path)
+    if constraints.folder_id is not None:
+        return _tus_restriction(method, path, presigned, signer_kind)
     if method == "GET" and (download := _DOWNLOAD.match(path)) is not None and constraints == Constraints():
         return Restriction(action=Action.FILE_READ, node_id=download.group(1))
     if method == "PUT" and (upload := _UPLOAD.match(path)) is not None:
@@ -257,7 +295,34 @@ def restriction_for(method: str, path: str, constraints: Constraints) -> Restric
             media_type=constraints.media_type,
             on_conflict=constraints.on_conflict,
         )
-    raise PermissionDenied(f"{INVALID}: presigned URLs only GET a file's content or PUT one new file.")
+    raise PermissionDenied(
+        f"{INVALID}: presigned URLs only GET a file's content, PUT one new file, or create and continue tus uploads."
+    )
+
+
+def _tus_restriction(method: str, path: str, presigned: Presigned, signer_kind: CredentialKind | None) -> Restriction:
+    """A tus creation URL creates single uploads in its folder; an upload URL continues its one upload."""
+    constraints = presigned.constraints
+    assert constraints.folder_id is not None
+    resumable: Literal["create", "upload"]
+    upload_id = None
+    if method == "POST" and _TUS_CREATION.match(path) is not None:
+        resumable = "create"
+    elif method == TUS_METHOD and (upload := _TUS_UPLOAD.match(path)) is not None:
+        resumable, upload_id = "upload", upload.group(1)
+    else:
+        raise PermissionDenied(f"{INVALID}: {FOLDER} belongs to tus upload URLs only.")
+    return Restriction(
+        action=Action.FILE_WRITE,
+        node_id=constraints.folder_id,
+        max_size=constraints.max_size,
+        media_type=constraints.media_type,
+        on_conflict=constraints.on_conflict,
+        resumable=resumable,
+        upload_id=upload_id,
+        expires=presigned.expires,
+        signer_kind=signer_kind,
+    )
 
 
 def _required(found: Mapping[str, str], name: str) -> str:

@@ -225,9 +225,21 @@ class PresignUploadRequest(msgspec.Struct, forbid_unknown_fields=True):
     expires_in: ExpiresIn | None = None
 
 
+class PresignTusRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The folder a tus creation URL uploads into (``folder_id`` or ``path``), and its limits per upload."""
+
+    folder_id: NodeId | None = None
+    path: Annotated[str, msgspec.Meta(min_length=1, max_length=16384)] | None = None
+    max_size: Annotated[int, msgspec.Meta(ge=1, description="Largest upload, in bytes (413 above).")] | None = None
+    media_type: MediaTypePattern | None = None
+    on_conflict: Literal["fail", "rename", "replace"] = "fail"
+    expires_in: ExpiresIn | None = None
+
+
 class PresignedUrl(msgspec.Struct):
-    """A URL that makes one request without a token, until ``expires_at``."""
+    """A URL that makes one request without a token, until ``expires_at`` (a tus creation URL: POST
+    creates uploads, each continued at the presigned ``Location`` it answers)."""
 
     url: str
-    method: Literal["GET", "PUT"]
+    method: Literal["GET", "PUT", "POST"]
     expires_at: datetime

@@ -1,9 +1,10 @@
-"""REST endpoints that mint presigned URLs: a GET URL for one file, a PUT URL for one new file.
+"""REST endpoints that mint presigned URLs: a GET URL for one file, a PUT URL for one new file, a tus
+creation URL for resumable uploads into one folder.
 
 The URLs themselves are the ordinary content routes plus a query (``accounts.presign``): the file's
 ``GET /api/v1/nodes/{id}/content`` (also answered by the hot-read lane) and the raw upload
-``PUT /api/v1/nodes/{folder}/children/{name}``. They are absolute: under ``public_url`` when it is set
-(behind a proxy), else under the address this request reached.
+``PUT /api/v1/nodes/{folder}/children/{name}``, and tus's ``POST /api/v1/uploads/``. They are absolute:
+under ``public_url`` when it is set (behind a proxy), else under the address this request reached.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from litestar import Controller, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
 
-from stowage.accounts.schemas import PresignDownloadRequest, PresignedUrl, PresignUploadRequest
+from stowage.accounts.schemas import PresignDownloadRequest, PresignedUrl, PresignTusRequest, PresignUploadRequest
 from stowage.api.deps import BEARER, Req
 from stowage.api.openapi import operation
 
@@ -55,6 +56,22 @@ class PresignController(Controller):
     )
     async def presign_upload(self, request: Req, data: JSONBody[PresignUploadRequest]) -> PresignedUrl:
         return await request.runtime.presign.upload(request.principal, data, url_base(request))
+
+    @post(
+        "/presign/tus",
+        status_code=HTTP_200_OK,
+        summary="A presigned tus creation URL: resumable uploads into one folder without a token",
+        description="Say which folder: folder_id or path. Give the URL to a tus client as its endpoint, with "
+        "no Authorization header: each POST creates an upload in that folder (Upload-Metadata may name the "
+        "file, and the folder only if it is this one) and answers a Location presigned for that upload alone, "
+        "so HEAD, PATCH and DELETE need no header either. Single uploads only (no Upload-Concat); an upload over "
+        "max_size answers 413, a media type other than media_type (declared in Upload-Metadata, or sniffed "
+        "from the content at the end) 415. Both URLs stop working at expires_at, or when the credential that "
+        "minted them is revoked. Needs the write scope, on the folder (its owner or a read-write share).",
+        **operation("presignTus", conflicts=True, writes=False, errors=(404,)),
+    )
+    async def presign_tus(self, request: Req, data: JSONBody[PresignTusRequest]) -> PresignedUrl:
+        return await request.runtime.presign.tus_creation(request.principal, data, url_base(request))
 
 
 __all__ = ["PresignController", "url_base"]

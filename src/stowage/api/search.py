@@ -14,7 +14,7 @@ from stowage.api.deps import BEARER, Cursor, Limit, Req
 from stowage.api.files import Order, Sort
 from stowage.api.openapi import operation
 from stowage.errors import FieldError, InvalidInput
-from stowage.files.schemas import MAX_QUERY_LENGTH, Category, NodePage, SearchQuery
+from stowage.files.schemas import MAX_QUERY_LENGTH, Category, NodePage, SearchQuery, SearchScope
 
 # A date, or a date and time with an optional offset: what the parameters accept (and publish).
 ISO_MOMENT = (
@@ -52,7 +52,9 @@ class SearchController(Controller):
         **operation("search", conflicts=True, errors=(404,)),
         summary="Find files and folders by name and filters, everywhere or below a folder",
         description="`q` matches anywhere in the name, ignoring case (Unicode case folding). All given "
-        "criteria must hold. Sorted and keyset-paginated like folder listings (folders first).",
+        "criteria must hold. Sorted and keyset-paginated like folder listings (folders first). `scope` adds "
+        "what other users share with you (a share's node and everything below it); a revoked, expired or "
+        "trashed share stops matching on the next request.",
     )
     async def search(
         self,
@@ -73,6 +75,14 @@ class SearchController(Controller):
             str | None, QueryParameter(pattern=ISO_MOMENT, description="Exclusive, ISO 8601 (no offset = UTC)")
         ] = None,
         starred: Annotated[bool | None, QueryParameter()] = None,
+        search_scope: Annotated[  # "scope" is a name Litestar reserves for the ASGI scope
+            SearchScope | None,
+            QueryParameter(
+                name="scope",
+                description="Without folder_id: own (default) searches your tree; shared, what other users share "
+                "with you (user shares, not links); all, both as one sorted list. Not with folder_id (400).",
+            ),
+        ] = None,
         sort: Sort = "name",
         order: Order = "asc",
         cursor: Cursor = None,
@@ -91,6 +101,7 @@ class SearchController(Controller):
             starred=starred,
             sort=sort,
             descending=order == "desc",
+            scope=search_scope,
         )
         return await request.files.search.search(request.principal, query, cursor=cursor, limit=limit)
 

@@ -242,6 +242,10 @@ class LocalStaging:
             fsync_dir(final.parent)
             self._store.verified.record(info.sha256, fingerprint(final.stat()))
         fsync_dir(self._path.parent)
+        # Closed here, in the worker thread: when the content was stored already, this closes the last
+        # reference to the unlinked file and the kernel frees its blocks then (~40 ms for 256 MiB).
+        self._fd = None
+        close_quietly(fd)
         return info
 
     async def close(self) -> None:

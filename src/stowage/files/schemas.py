@@ -170,6 +170,9 @@ class VersionList(msgspec.Struct):
 MAX_QUERY_LENGTH = 255
 
 
+SearchScope = Literal["own", "shared", "all"]
+
+
 @dataclass(frozen=True, slots=True)
 class SearchQuery:
     """What to look for; every given criterion must hold. ``text`` matches anywhere in the name."""
@@ -186,9 +189,13 @@ class SearchQuery:
     starred: bool | None = None
     sort: SortKey = "name"
     descending: bool = False
+    # Without ``folder_id``: the caller's own tree, what other users share with them, or both.
+    scope: SearchScope | None = None
 
     def check(self) -> None:
         errors: list[FieldError] = []
+        if self.folder_id is not None and self.scope is not None:
+            errors.append(FieldError(field="query.scope", message="not with folder_id (a folder is its own scope)"))
         if self.text is not None and len(self.text) > MAX_QUERY_LENGTH:
             errors.append(FieldError(field="query.q", message=f"at most {MAX_QUERY_LENGTH} characters"))
         if self.min_size is not None and self.max_size is not None and self.min_size > self.max_size:

@@ -9,6 +9,10 @@ Query plans relied on (checked by ``tests/test_files_search.py`` with EXPLAIN on
   the planner prefers when the text is selective.
 * **In a subtree**: a recursive CTE collects the live *folders* below the start (walking an index on
   ``(parent_id, kind, …)``), and matches are the live nodes whose parent is one of them.
+* **Shared with the caller** (``scope=shared`` or ``all``): the live user shares granted to the caller
+  (``ix_shares_grantee_user_id``), then a recursive CTE over the live folders below them as above; a
+  match is a shared node itself or a live node whose parent is in that set (or, for ``all``, one of the
+  caller's own nodes).
 * **Recent files**: ``ix_nodes_owner_id_uploaded_at``, read backwards: the newest uploads come
   first without sorting.
 * **Starred**: on PostgreSQL the partial index ``ix_nodes_owner_id_starred`` holds only starred rows (the
@@ -24,9 +28,10 @@ from typing import Any
 
 from sqlalchemy import Select, and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from stowage.db.base import search_key
-from stowage.db.tables import Node
+from stowage.db.tables import Node, Share
 from stowage.files import repository
 from stowage.files.schemas import Category, SearchQuery, SortKey
 
@@ -61,12 +66,22 @@ async def search(
     below_folder_id: str | None,
     after: tuple[Any, ...] | None,
     limit: int,
+    shared_with: str | None = None,
+    own: bool = True,
+    now: datetime | None = None,
 ) -> list[Node]:
-    """One page of the owner's live nodes matching ``query``: below a folder (not a root), or everywhere."""
+    """One page of the owner's live nodes matching ``query``: below a folder (not a root), or everywhere;
+    with ``shared_with`` (a user id) also — or, without ``own``, only — every live node shared with that
+    user (``_shared_with``), ordered and paged as one set."""
     if below_folder_id is not None:
         statement = select(Node).where(
             Node.parent_id.in_(select(_live_folders_below(below_folder_id).c.id)), Node.trashed_at.is_(None)
         )
+    elif shared_with is not None:
+        assert now is not None
+        shared = _shared_with(shared_with, now)
+        mine = and_(Node.owner_id == owner_id, Node.parent_id.is_not(None))
+        statement = select(Node).where(Node.trashed_at.is_(None), or_(mine, shared) if own else shared)
     else:  # everywhere, or below a root folder: the same set, without walking the tree
         statement = select(Node).where(
             Node.owner_id == owner_id, Node.trashed_at.is_(None), Node.parent_id.is_not(None)
@@ -90,6 +105,34 @@ async def recent_files(
         )
     statement = statement.order_by(Node.uploaded_at.desc(), Node.id.desc()).limit(limit)
     return (await db.scalars(statement)).all()
+
+
+def _shared_with(user_id: str, now: datetime) -> Any:
+    """The condition "shared with ``user_id``": the node of a live share with the user (not revoked, not
+    expired, the node not in the trash — the conditions ``files.grant_repository`` grants by), or a node
+    whose parent is that node or a live folder below it. Links are not the user's: they are not counted.
+    Read on every search, so a revoked share stops matching at once."""
+    root = aliased(Node)
+    roots = (
+        select(Share.node_id)
+        .join(root, root.id == Share.node_id)
+        .where(
+            Share.kind == "user",
+            Share.grantee_user_id == user_id,
+            Share.revoked_at.is_(None),
+            or_(Share.expires_at.is_(None), Share.expires_at > now),
+            root.trashed_at.is_(None),
+            root.owner_id != user_id,
+        )
+    )
+    tree = roots.cte("shared_folders", recursive=True)
+    folder = aliased(Node)
+    tree = tree.union(
+        select(folder.id)
+        .join(tree, folder.parent_id == tree.c.node_id)
+        .where(folder.kind == "folder", folder.trashed_at.is_(None))
+    )
+    return or_(Node.id.in_(roots), Node.parent_id.in_(select(tree.c.node_id)))
 
 
 def _live_folders_below(root_id: str) -> Any:

@@ -2,9 +2,10 @@
 
 The lease is a row lock that outlives a transaction and works across processes and machines: a
 request claims an upload with one conditional UPDATE (``take_lease``: the token is set only when no
-live lease exists, so the row count says who won) and every later write of that request names its
-token, so a request whose lease ran out can change nothing. On SQLite the writer lock and on
-PostgreSQL the row lock make the UPDATE atomic.
+live lease exists, and the row it returns says who won) and every later write of that request names
+its token, so a request whose lease ran out can change nothing. On SQLite the writer lock and on
+PostgreSQL the row lock make the UPDATE atomic. The statements a chunk makes are hand-written
+(``db.direct``); creating, finishing and cleaning up uploads use the ORM.
 """
 
 from __future__ import annotations
@@ -14,34 +15,14 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import delete, insert, or_, select, update
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from stowage.db.direct import DirectTransaction, Query
+from stowage.db.direct import DirectTransaction, Query, Row, optional_timestamp, timestamp
 from stowage.db.tables import Upload
+from stowage.files.direct_repository import Fetcher
 from stowage.uploads.schemas import UploadRow
-
-
-def _row(upload: Upload) -> UploadRow:
-    return UploadRow(
-        id=upload.id,
-        owner_id=upload.owner_id,
-        kind=cast("Any", upload.kind),
-        length=upload.length,
-        received_bytes=upload.received_bytes,
-        folder_id=upload.folder_id,
-        name=upload.name,
-        media_type=upload.media_type,
-        on_conflict=cast("Any", upload.on_conflict),
-        upload_metadata=upload.upload_metadata,
-        concat_parts=tuple(json.loads(upload.concat_parts)) if upload.concat_parts else (),
-        created_at=upload.created_at,
-        expires_at=upload.expires_at,
-        completed_at=upload.completed_at,
-        node_id=upload.node_id,
-        sha256=upload.sha256,
-    )
 
 
 def _count(result: Any) -> int:
@@ -71,52 +52,79 @@ async def insert_upload(db: AsyncSession, row: UploadRow) -> None:
     )
 
 
-async def get(db: AsyncSession, upload_id: str) -> UploadRow | None:
-    found = await db.scalar(select(Upload).where(Upload.id == upload_id))
-    return None if found is None else _row(found)
+# --- the PATCH path, in hand-written SQL (``db.direct``): a chunk makes two write transactions and no
+# ORM round trip, which cost more CPU than the rest of an 8 MiB chunk's bookkeeping together.
+
+_COLUMNS = (
+    "id, owner_id, kind, length, received_bytes, folder_id, name, media_type, on_conflict, upload_metadata, "
+    "concat_parts, created_at, expires_at, completed_at, node_id, sha256"
+)
+_BY_ID = Query(f"SELECT {_COLUMNS} FROM uploads WHERE id = ?")  # noqa: S608
+_LEASE_FREE = "(lock_token IS NULL OR locked_until IS NULL OR locked_until < ?)"
+_TAKE_LEASE = Query(
+    f"UPDATE uploads SET lock_token = ?, locked_until = ? WHERE id = ? AND {_LEASE_FREE} RETURNING {_COLUMNS}"  # noqa: S608
+)
+_LEASE_UNTIL = Query("SELECT locked_until FROM uploads WHERE id = ?")
+_RENEW_LEASE = Query("UPDATE uploads SET locked_until = ? WHERE id = ? AND lock_token = ?")
+_RELEASE_LEASE = Query("UPDATE uploads SET lock_token = NULL, locked_until = NULL WHERE id = ? AND lock_token = ?")
+_OFFSET = "received_bytes = ?, length = ?, expires_at = ?, sha256 = ?"
+_MINE = f"WHERE id = ? AND lock_token = ? RETURNING {_COLUMNS}"
+_COMMIT_OFFSET = Query(f"UPDATE uploads SET {_OFFSET} {_MINE}")  # noqa: S608
+_COMMIT_OFFSET_RELEASE = Query(f"UPDATE uploads SET {_OFFSET}, lock_token = NULL, locked_until = NULL {_MINE}")  # noqa: S608
 
 
-async def get_many(db: AsyncSession, upload_ids: Iterable[str]) -> dict[str, UploadRow]:
-    ids = list(upload_ids)
-    found = (await db.scalars(select(Upload).where(Upload.id.in_(ids)))).all()
-    return {upload.id: _row(upload) for upload in found}
-
-
-async def take_lease(db: AsyncSession, upload_id: str, token: str, *, now: datetime, until: datetime) -> bool:
-    """Claim the upload for one request: True when no other live lease holds it (then this one does)."""
-    result = await db.execute(
-        update(Upload)
-        .where(
-            Upload.id == upload_id,
-            or_(Upload.lock_token.is_(None), Upload.locked_until.is_(None), Upload.locked_until < now),
-        )
-        .values(lock_token=token, locked_until=until)
+def _from_columns(r: Row) -> UploadRow:
+    return UploadRow(
+        id=r[0],
+        owner_id=r[1],
+        kind=r[2],
+        length=r[3],
+        received_bytes=r[4],
+        folder_id=r[5],
+        name=r[6],
+        media_type=r[7],
+        on_conflict=r[8],
+        upload_metadata=r[9],
+        concat_parts=tuple(json.loads(r[10])) if r[10] else (),
+        created_at=timestamp(r[11]),
+        expires_at=timestamp(r[12]),
+        completed_at=optional_timestamp(r[13]),
+        node_id=r[14],
+        sha256=r[15],
     )
-    return _count(result) == 1
 
 
-async def renew_lease(db: AsyncSession, upload_id: str, token: str, *, until: datetime) -> bool:
+async def read(fetcher: Fetcher, upload_id: str) -> UploadRow | None:
+    """The upload, read without the ORM (the PATCH and HEAD paths)."""
+    found = await fetcher.fetch_one(_BY_ID, (upload_id,))
+    return None if found is None else _from_columns(found)
+
+
+async def take_lease(
+    tx: DirectTransaction, upload_id: str, token: str, *, now: datetime, until: datetime
+) -> UploadRow | None:
+    """Claim the upload for one request: the row as it is now when no other live lease held it (then
+    this one does), else None."""
+    found = await tx.fetch_all(_TAKE_LEASE, (token, tx.timestamp(until), upload_id, tx.timestamp(now)))
+    return _from_columns(found[0]) if found else None
+
+
+async def renew_lease(tx: DirectTransaction, upload_id: str, token: str, *, until: datetime) -> bool:
     """Extend a lease this request holds; False when it was lost (it ran out and another took it)."""
-    result = await db.execute(
-        update(Upload).where(Upload.id == upload_id, Upload.lock_token == token).values(locked_until=until)
-    )
-    return _count(result) == 1
+    return await tx.execute(_RENEW_LEASE, (tx.timestamp(until), upload_id, token)) == 1
 
 
-async def release_lease(db: AsyncSession, upload_id: str, token: str) -> None:
-    await db.execute(
-        update(Upload)
-        .where(Upload.id == upload_id, Upload.lock_token == token)
-        .values(lock_token=None, locked_until=None)
-    )
+async def release_lease(tx: DirectTransaction, upload_id: str, token: str) -> None:
+    await tx.execute(_RELEASE_LEASE, (upload_id, token))
 
 
-async def lease_until(db: AsyncSession, upload_id: str) -> datetime | None:
-    return await db.scalar(select(Upload.locked_until).where(Upload.id == upload_id))
+async def lease_until(tx: DirectTransaction, upload_id: str) -> datetime | None:
+    found = await tx.fetch_one(_LEASE_UNTIL, (upload_id,))
+    return None if found is None else optional_timestamp(found[0])
 
 
 async def commit_offset(
-    db: AsyncSession,
+    tx: DirectTransaction,
     upload_id: str,
     token: str,
     *,
@@ -125,15 +133,15 @@ async def commit_offset(
     expires_at: datetime,
     sha256: str | None = None,
     release: bool = False,
-) -> bool:
+) -> UploadRow | None:
     """Record a durable offset (and a length the client declared late, and the digest of content just
     published) — only while this request holds the lease; ``release`` gives the lease up in the same
-    statement (a chunk that is not the last has nothing more to do)."""
-    values: dict[str, object] = {"received_bytes": offset, "length": length, "expires_at": expires_at, "sha256": sha256}
-    if release:
-        values |= {"lock_token": None, "locked_until": None}
-    result = await db.execute(update(Upload).where(Upload.id == upload_id, Upload.lock_token == token).values(**values))
-    return _count(result) == 1
+    statement (a chunk that is not the last has nothing more to do). The row after it, or None when the
+    lease was lost."""
+    query = _COMMIT_OFFSET_RELEASE if release else _COMMIT_OFFSET
+    # fetch_all: an UPDATE ... RETURNING is read to its end, so no statement stays open in the transaction.
+    found = await tx.fetch_all(query, (offset, length, tx.timestamp(expires_at), sha256, upload_id, token))
+    return _from_columns(found[0]) if found else None
 
 
 _MARK_RECORDED = Query(

@@ -41,15 +41,15 @@ class UploadRow(msgspec.Struct, frozen=True):
 class UploadTarget(msgspec.Struct, frozen=True):
     """Where a finished upload goes, as the client asked (tus: ``Upload-Metadata``).
 
-    ``folder_id`` or ``folder_path`` (created when missing; neither: the caller's root), the file
-    ``name`` (None: ``upload-<id>``), the media type the client declared (None: sniffed), and what to
-    do when the name is taken."""
+    ``folder_id`` or ``folder_path`` (created when missing; neither: the caller's root, or a presigned
+    URL's folder), the file ``name`` (None: ``upload-<id>``), the media type the client declared (None:
+    sniffed), and what to do when the name is taken (None: a presigned URL's policy, else fail)."""
 
     name: str | None = None
     media_type: str | None = None
     folder_id: str | None = None
     folder_path: str | None = None
-    on_conflict: ConflictPolicy = "fail"
+    on_conflict: ConflictPolicy | None = None
 
 
 class NewUpload(msgspec.Struct, frozen=True):

@@ -23,7 +23,7 @@ import msgspec
 
 from stowage.accounts import presign
 from stowage.accounts.presign import Constraints, CredentialCode, Signer
-from stowage.accounts.schemas import PresignedUrl, PresignUploadRequest
+from stowage.accounts.schemas import PresignedUrl, PresignTusRequest, PresignUploadRequest
 from stowage.accounts.services._auth import AuthService
 from stowage.accounts.services._common import AccountDeps
 from stowage.errors import Conflict, FieldError, InvalidInput, PermissionDenied, Unauthenticated, UnsupportedMediaType
@@ -57,6 +57,7 @@ class _Verified:
 
 
 _SIGNER_CODES: dict[CredentialKind, CredentialCode] = {CredentialKind.SESSION: "s", CredentialKind.PERSONAL_TOKEN: "p"}
+_SIGNER_KINDS: dict[CredentialCode, CredentialKind] = {code: kind for kind, code in _SIGNER_CODES.items()}
 
 
 class PresignService:
@@ -88,12 +89,7 @@ class PresignService:
         caller = authorize_signing(principal, Action.FILE_WRITE)
         signer = _signer(caller)
         lifetime = self._lifetime(request.expires_in)
-        limit = self.settings.max_upload_bytes
-        if request.max_size is not None and request.max_size > limit:
-            raise InvalidInput(
-                f"max_size may be at most {limit} bytes (max_upload_bytes).",
-                errors=[FieldError(field="body.max_size", message=f"at most {limit}")],
-            )
+        self._check_max_size(request.max_size)
         folder_id, name = await self._target(caller, request)
         constraints = Constraints(
             on_conflict=request.on_conflict, max_size=request.max_size, media_type=request.media_type
@@ -109,6 +105,86 @@ class PresignService:
             signer=signer,
             constraints=constraints,
         )
+
+    async def tus_creation(self, principal: Principal | None, request: PresignTusRequest, base: str) -> PresignedUrl:
+        """A tus creation URL (``POST /api/v1/uploads/``) whose uploads go into one folder, within the
+        given constraints; each creation answers a ``Location`` presigned for that upload (``tus_location``)."""
+        caller = authorize_signing(principal, Action.FILE_WRITE)
+        signer = _signer(caller)
+        lifetime = self._lifetime(request.expires_in)
+        self._check_max_size(request.max_size)
+        folder_id = await self._folder(caller, request.folder_id, request.path)
+        constraints = Constraints(
+            on_conflict=request.on_conflict,
+            max_size=request.max_size,
+            media_type=request.media_type,
+            folder_id=folder_id,
+        )
+        expires = math.ceil(time.time()) + lifetime
+        return self._url(
+            base,
+            "POST",
+            presign.TUS_CREATION_PATH,
+            encoded=presign.TUS_CREATION_PATH,
+            expires=expires,
+            signer=signer,
+            constraints=constraints,
+        )
+
+    def tus_location(self, principal: Principal, upload_id: str) -> str:
+        """The ``Location`` a presigned tus creation answers: the upload's path, presigned for it alone
+        with the creation URL's signer, expiry and constraints (the principal the creation URL made)."""
+        restriction = principal.restriction
+        if (
+            restriction is None
+            or restriction.resumable != "create"
+            or restriction.expires is None
+            or restriction.signer_kind is None
+        ):
+            raise PermissionDenied("Only a presigned tus creation URL hands out presigned upload URLs.")
+        signer = Signer(
+            code=_SIGNER_CODES[restriction.signer_kind],
+            credential_id=principal.credential_id,
+            user_id=principal.user_id,
+        )
+        constraints = Constraints(
+            on_conflict=restriction.on_conflict,
+            max_size=restriction.max_size,
+            media_type=restriction.media_type,
+            folder_id=restriction.node_id,
+        )
+        path = presign.tus_upload_path(upload_id)
+        signature = presign.sign(
+            self.key, presign.TUS_METHOD, path, expires=restriction.expires, signer=signer, constraints=constraints
+        )
+        encoded = presign.tus_upload_path(quote(upload_id, safe=""))
+        return f"{encoded}?{presign.query(restriction.expires, signer, constraints, signature)}"
+
+    async def _folder(self, caller: Principal, folder_id: str | None, path: str | None) -> str:
+        """The folder a tus creation URL uploads into, by id or path; the caller must be allowed to write there."""
+        if (folder_id is None) == (path is None):
+            raise InvalidInput(
+                "Say which folder: folder_id or path (one of them).",
+                errors=[FieldError(field="body", message="needs folder_id or path, not both")],
+            )
+        if path is not None:
+            await self.tree.ensure_user_root(caller, Action.FILE_WRITE)
+            parts = split_path(path, field="body.path")
+            async with self.tree.db.session() as db:
+                folder_id = (await self.tree.resolve(db, caller, "/".join(parts), Action.FILE_WRITE)).id
+        assert folder_id is not None
+        row = await self.tree.load_row(caller, folder_id, Action.FILE_WRITE)
+        if row.kind != "folder":
+            raise Conflict(f"{row.name!r} is a file; uploads go into folders.")
+        return row.id
+
+    def _check_max_size(self, max_size: int | None) -> None:
+        limit = self.settings.max_upload_bytes
+        if max_size is not None and max_size > limit:
+            raise InvalidInput(
+                f"max_size may be at most {limit} bytes (max_upload_bytes).",
+                errors=[FieldError(field="body.max_size", message=f"at most {limit}")],
+            )
 
     async def _target(self, caller: Principal, request: PresignUploadRequest) -> tuple[str, str]:
         """The folder and the (normalised) name an upload URL writes to; the caller must be allowed to write there."""
@@ -186,7 +262,7 @@ class PresignService:
         query = presign.query(expires, signer, constraints, signature)
         return PresignedUrl(
             url=f"{base.rstrip('/')}{encoded}?{query}",
-            method="GET" if method == "GET" else "PUT",
+            method="GET" if method == "GET" else "POST" if method == "POST" else "PUT",
             expires_at=datetime.fromtimestamp(expires, UTC),
         )
 
@@ -202,14 +278,14 @@ class PresignService:
         The order matters: the signature first (so nothing unsigned is believed; a request verified before
         is remembered, see ``MAX_VERIFIED``), then the expiry (a signed one), then the signer's credential
         (the only step that may ask the database)."""
-        key = (presign.signed_method(method), path, query_string)
+        key = (presign.signed_method(method, path), path, query_string)
         verified = self._verified.get(key)
         if verified is None:
             presigned = presign.parse(query_string)
             if presigned is None:
                 return None
             presign.verify(self.key, method, path, presigned)
-            restriction = presign.restriction_for(method, path, presigned.constraints)
+            restriction = presign.restriction_for(method, path, presigned, _SIGNER_KINDS[presigned.signer.code])
             verified = _Verified(presigned.expires, presigned.signer, restriction)
             self._remember(key, verified)
         if verified.expires <= time.time():
@@ -228,6 +304,7 @@ class PresignService:
         restriction = verified.restriction
         if (
             restriction.media_type is not None
+            and restriction.resumable is None  # a tus body is offset+octet-stream; its type is in the metadata
             and content_type
             and not media_type_allows(restriction.media_type, content_type)
         ):

@@ -1,6 +1,8 @@
 """Finding files: search by name and filters, starred items, recently uploaded files.
 
-Every query is scoped to one owner's live tree and keyset-paginated like folder listings (folders
+Every query is scoped to one owner's live tree — or, with ``scope=shared``/``all``, to what other users
+share with the caller (user shares only, read on every request) and, for ``all``, the caller's own
+tree as well — and keyset-paginated like folder listings (folders
 first, then the chosen key, then name and id), so pages stay correct while the tree changes. The SQL
 and the index plans it relies on are in ``files/search_repository.py``.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from stowage.db.base import utcnow
 from stowage.db.tables import Node
 from stowage.errors import Conflict
 from stowage.files import direct_repository, search_repository
@@ -48,8 +51,18 @@ class SearchService:
                     raise Conflict(f"{folder.name!r} is a file; search inside a folder.")
                 owner_id = folder.owner_id
             below = folder.id if folder is not None and folder.parent_id is not None else None
+            scope = query.scope or "own"
             rows = await search_repository.search(
-                db, query, owner_id=owner_id, below_folder_id=below, after=after, limit=limit + 1
+                db,
+                query,
+                owner_id=owner_id,
+                below_folder_id=below,
+                after=after,
+                limit=limit + 1,
+                # What others share with the caller: the grants the policy weighs, read in the same query.
+                shared_with=caller.user_id if scope != "own" and not caller.share_id else None,
+                own=scope != "shared",
+                now=utcnow(),
             )
         return _to_page(rows, limit, lambda node: direct_repository.sort_key_of(node, query.sort))
 

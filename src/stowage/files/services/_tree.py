@@ -10,6 +10,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 
+import msgspec
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from stowage.db.base import utcnow
@@ -69,7 +70,10 @@ class TreeService:
         node = await repository.get_node(db, node_id)
         if node is None or (node.trashed_at is not None) != trashed:
             raise NotFound("No such file or folder." if not trashed else "No such item in the trash.")
-        authorize(principal, action, await self.access(principal, node.owner_id, node.id, detaches=detaches))
+        access = await self.access(principal, node.owner_id, node.id, detaches=detaches)
+        if trashed:  # the trash is the owner's alone, whoever deleted the item (see ``policy._granted``)
+            access = msgspec.structs.replace(access, in_trash=True)
+        authorize(principal, action, access)
         return node
 
     async def access(

@@ -2,8 +2,9 @@
 
 The tus routes' before-request hook (it replaces the application's for these routes) resolves the
 caller exactly as the REST API does (``accounts.caller``: the bearer credential through the same
-credential cache; a presigned URL's query, which no tus URL is signed for yet, is refused with 403),
-before the body is read — an anonymous request is a 401 on every
+credential cache, or a presigned tus URL's query — a creation URL for ``POST /api/v1/uploads/``, an
+upload URL for one upload — whose principal ``policy.Restriction`` confines; any other presigned URL
+is refused with 403), before the body is read — an anonymous request is a 401 on every
 protected route, whatever it holds — and then checks the protocol version: tus requires that a request
 in a version the server does not speak is refused with 412 and not processed. ``OPTIONS`` (protocol
 discovery) needs neither.

@@ -89,8 +89,8 @@ def _first(metadata: Mapping[str, bytes], keys: tuple[str, ...]) -> str | None:
 def target_of(metadata: Mapping[str, bytes]) -> UploadTarget:
     """Where the finished file goes, from the metadata keys Stowage reads: ``filename`` (or ``name``),
     ``filetype`` (or ``type``), ``folder`` (a folder id) or ``path`` (a folder path), ``on_conflict``."""
-    on_conflict = _first(metadata, ("on_conflict",)) or "fail"
-    if on_conflict not in CONFLICT_POLICIES:
+    on_conflict = _first(metadata, ("on_conflict",))
+    if on_conflict is not None and on_conflict not in CONFLICT_POLICIES:
         raise _invalid(
             "Upload-Metadata",
             "on_conflict: fail, replace or rename",

@@ -101,6 +101,48 @@ LATE_LENGTH = _request_header(
     "Upload-Length", "For a deferred length: the upload's size, once (it cannot change).", pattern=_INTEGER
 )
 
+_PRESIGNED = " Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is."
+
+
+def _presign_query(name: str, description: str, schema: Schema) -> Parameter:
+    return Parameter(name=name, param_in="query", required=False, description=description + _PRESIGNED, schema=schema)
+
+
+# A presigned tus URL's query (``accounts.presign``): instead of Authorization, on every tus request.
+PRESIGN_QUERY = [
+    _presign_query(
+        "X-Stowage-Folder", "The folder the URL uploads into (its id).", _string("A folder id.", max_length=64)
+    ),
+    _presign_query(
+        "X-Stowage-Max-Size",
+        "The largest upload the URL accepts, in bytes (413 above).",
+        Schema(type=OpenAPIType.INTEGER, minimum=1),
+    ),
+    _presign_query(
+        "X-Stowage-Media-Type",
+        "The only media type the URL accepts (type/subtype or type/*; 415 otherwise).",
+        _string("A media type or type/*.", max_length=255),
+    ),
+    _presign_query(
+        "on_conflict",
+        "What the URL does when the file name is taken (Upload-Metadata may say only the same).",
+        _string("fail, rename or replace.", enum=["fail", "rename", "replace"]),
+    ),
+    _presign_query(
+        "X-Stowage-Expires", "When the URL stops working, in Unix seconds.", Schema(type=OpenAPIType.INTEGER, minimum=0)
+    ),
+    _presign_query(
+        "X-Stowage-Credential",
+        "Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>.",
+        _string("The signer.", pattern=r"^[sp]\.[A-Za-z0-9-]{1,64}\.[A-Za-z0-9-]{1,64}$"),
+    ),
+    _presign_query(
+        "X-Stowage-Signature",
+        "HMAC-SHA256 of the request, base64url. Any change to the URL answers 403.",
+        _string("The signature.", pattern=r"^[A-Za-z0-9_-]{43}$"),
+    ),
+]
+
 RESPONSE_HEADERS: dict[str, OpenAPIHeader | Reference] = {
     "Tus-Resumable": _header("The tus version of this answer.", enum=["1.0.0"]),
     "Upload-Offset": _header("The bytes stored so far.", pattern=_INTEGER),
@@ -112,7 +154,11 @@ RESPONSE_HEADERS: dict[str, OpenAPIHeader | Reference] = {
     "Stowage-Node-Id": _header(
         "Once the last byte is stored: the file's id (/api/v1/nodes/{id}); a new file has the upload's id."
     ),
-    "Location": _header("The new upload's URL: /api/v1/uploads/<id>.", pattern=r"^/api/v1/uploads/[^/]+$"),
+    "Location": _header(
+        "The new upload's URL: /api/v1/uploads/<id> (created through a presigned URL: with a query that "
+        "presigns it for this upload alone).",
+        pattern=r"^/api/v1/uploads/[^/?]+(\?[\x21-\x7e]*)?$",
+    ),
     "Cache-Control": _header("no-store", enum=["no-store"]),
     "Retry-After": _header("Seconds to wait before retrying.", pattern=r"^[0-9]+$"),
 }
@@ -128,7 +174,8 @@ DISCOVERY_HEADERS: dict[str, OpenAPIHeader | Reference] = {
 PROBLEMS: dict[int, str] = {
     400: "invalid-input: a tus header is malformed or missing (see errors[]), or an unsupported checksum algorithm.",
     401: "unauthenticated: no credentials, or they are expired, revoked or malformed.",
-    403: "permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH.",
+    403: "permission-denied: the credential lacks the write scope, or a presigned URL is changed, expired, revoked "
+    "or for another upload or folder (or a concatenation); upload-final: a final upload takes no PATCH.",
     404: "not-found: no such upload (or not yours), or the target folder does not exist.",
     405: "method-not-allowed: a POST to an upload without X-HTTP-Method-Override (PATCH, DELETE or HEAD).",
     408: "request-timeout: the body stopped arriving (the bytes that arrived are kept; HEAD says how many).",
@@ -136,8 +183,10 @@ PROBLEMS: dict[int, str] = {
     "conflict: the file name is taken (on_conflict=fail), or the lease was lost.",
     410: "upload-gone: the upload expired before it was finished (or its bytes were lost): start a new one.",
     412: "tus-version: Tus-Resumable is missing or not 1.0.0 (Tus-Version in the answer); nothing was done.",
-    413: "payload-too-large: the length exceeds Tus-Max-Size, or the chunk goes past Upload-Length.",
-    415: "unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream.",
+    413: "payload-too-large: the length exceeds Tus-Max-Size (or a presigned URL's max size), or the chunk goes "
+    "past Upload-Length.",
+    415: "unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream; a presigned "
+    "URL's upload declares (Upload-Metadata) or turns out to be of another media type than it allows.",
     423: "upload-locked: another request is sending bytes to this upload; retry after Retry-After seconds.",
     460: "checksum-mismatch: the chunk does not match Upload-Checksum; it was discarded (the offset is unchanged).",
     500: "internal-error: quote request_id.",
@@ -184,7 +233,7 @@ class TusOperation(Operation):
     def __post_init__(self) -> None:
         spec = self.spec
         path_parameters = [p for p in self.parameters or [] if isinstance(p, Parameter) and p.param_in == "path"]
-        self.parameters = [*path_parameters, *spec["headers"]] or None
+        self.parameters = [*path_parameters, *spec["headers"], *([] if spec.get("public") else PRESIGN_QUERY)] or None
         self.request_body = spec.get("body")
         method = spec["method"]
         responses: dict[str, OpenAPIResponse | Reference] = {
@@ -238,7 +287,7 @@ def create() -> dict[str, Any]:
                 ("Location", *_STATE),
             )
         },
-        problems=_AUTH | {400, 404, 408, 409, 413, 507},
+        problems=_AUTH | {400, 404, 408, 409, 413, 415, 507},
     )
 
 
@@ -253,7 +302,7 @@ def status() -> dict[str, Any]:
                 (*_STATE, "Upload-Metadata", "Upload-Concat", "Cache-Control"),
             )
         },
-        problems=_AUTH | {400, 404, 409, 410, 423, 507},
+        problems=_AUTH | {400, 404, 409, 410, 415, 423, 507},
     )
 
 

@@ -18,6 +18,7 @@ from litestar.status_codes import HTTP_201_CREATED, HTTP_204_NO_CONTENT
 
 from stowage.errors import FieldError, InvalidInput, MethodNotAllowed, StowageError, UnsupportedMediaType
 from stowage.http.semantics import http_date
+from stowage.policy import confined_to_upload
 from stowage.protocols.tus import openapi
 from stowage.protocols.tus.auth import principal_of, tus_before_request
 from stowage.protocols.tus.errors import EXCEPTION_HANDLERS
@@ -181,9 +182,11 @@ class TusController(Controller):
     )
     async def create(self, request: AnyRequest) -> Response[None]:
         uploads = _uploads(request)
-        principal = principal_of(request)
         new = _new_upload(request)
-        state = await uploads.sessions.create(principal, new)
+        state = await uploads.sessions.create(principal_of(request), new)
+        # From here on the caller acts on this one upload (a presigned creation URL's holder, as its
+        # Location will allow; anyone else, unchanged).
+        principal = confined_to_upload(principal_of(request), state.id)
         with_body = new.kind != "final" and _has_body(request)
         if with_body and request.headers.get("content-type", "").split(";")[0].strip() == OFFSET_OCTET_STREAM:
             try:
@@ -193,7 +196,7 @@ class TusController(Controller):
                 # or sends them again (PATCH); the creation itself succeeded.
                 state = await uploads.sessions.peek(principal, state.id)
         headers = state_headers(state)
-        headers["Location"] = f"{ENDPOINT}/{state.id}"
+        headers["Location"] = _location(request, state.id)
         return Response(content=None, status_code=HTTP_201_CREATED, headers=headers)
 
     @head("/{upload_id:str}", summary="Offset and state of an upload", **openapi.status())
@@ -237,6 +240,16 @@ class TusController(Controller):
             "POST on an upload needs X-HTTP-Method-Override: PATCH, DELETE or HEAD; or send that method.",
             allowed=["DELETE", "HEAD", "OPTIONS", "PATCH", "POST"],
         )
+
+
+def _location(request: AnyRequest, upload_id: str) -> str:
+    """Where the new upload continues: its URL, presigned for it alone when a presigned creation URL
+    created it (the holder has no other credential)."""
+    principal = principal_of(request)
+    if principal.restriction is None:
+        return f"{ENDPOINT}/{upload_id}"
+    runtime: Runtime = request.app.state.runtime
+    return runtime.presign.tus_location(principal, upload_id)
 
 
 async def _state(request: AnyRequest, upload_id: str) -> Response[bytes]:

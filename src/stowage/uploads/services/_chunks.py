@@ -78,9 +78,9 @@ class ChunkService:
                 f"Unsupported checksum algorithm {checksum.algorithm!r}; use one of {', '.join(CHECKSUM_ALGORITHMS)}.",
                 errors=[FieldError(field="header.upload-checksum", message="unsupported algorithm")],
             )
-        self._check_length(row, length, offset)
+        self._check_length(row, length, offset, self.core.max_size_for(principal))
         async with self.core.lease(upload_id) as lease:
-            row = await self.core.reload(upload_id)  # the offset as it is now that we hold the upload
+            row = lease.row  # the offset as it is now that we hold the upload
             if offset != row.received_bytes:
                 raise OffsetMismatch(expected=row.received_bytes, got=offset)
             total = row.length if row.length is not None else length
@@ -103,15 +103,15 @@ class ChunkService:
         return UploadState.of(row)
 
     async def _declare_length(self, row: UploadRow, lease: Lease, length: int) -> UploadRow:
-        async with self.db.transaction() as db:
+        async with self.db.direct_transaction() as tx:
             committed = await repository.commit_offset(
-                db, row.id, lease.token, offset=row.received_bytes, length=length, expires_at=row.expires_at
+                tx, row.id, lease.token, offset=row.received_bytes, length=length, expires_at=row.expires_at
             )
-        if not committed:
+        if committed is None:
             raise lease_lost()
-        return await self.core.reload(row.id)
+        return committed
 
-    def _check_length(self, row: UploadRow, length: int | None, offset: int) -> None:
+    def _check_length(self, row: UploadRow, length: int | None, offset: int, max_size: int) -> None:
         if length is None:
             return
         if row.length is not None and length != row.length:
@@ -124,10 +124,10 @@ class ChunkService:
                 f"Upload-Length {length} is less than the bytes already received.",
                 errors=[FieldError(field="header.upload-length", message="below the offset")],
             )
-        if length > self.core.max_size:
+        if length > max_size:
             raise PayloadTooLarge(
-                f"Uploads are limited to {self.core.max_size} bytes; this one has {length}.",
-                extra={"max_size": self.core.max_size},
+                f"Uploads are limited to {max_size} bytes; this one has {length}.",
+                extra={"max_size": max_size},
             )
 
     async def _limit(self, caller: Principal, row: UploadRow, total: int | None, offset: int) -> _Limit:
@@ -139,7 +139,8 @@ class ChunkService:
         if row.kind != "partial" and row.folder_id is not None:
             owner_id = (await self.core.files.tree.load_row(caller, row.folder_id, Action.FILE_WRITE)).owner_id
         room = await self.core.files.uploads.room(owner_id)
-        size_cap = total if total is not None else self.core.max_size
+        max_size = self.core.max_size_for(caller)
+        size_cap = total if total is not None else max_size
         needed = total if total is not None else offset
         if needed > room.free:
             raise quota_exceeded(needed=needed, used=room.used, limit=room.limit)
@@ -152,8 +153,8 @@ class ChunkService:
             PayloadTooLarge(f"The chunk goes past the upload's length of {total} bytes; nothing of it was stored.")
             if total is not None
             else PayloadTooLarge(
-                f"Uploads are limited to {self.core.max_size} bytes; nothing of this chunk was stored.",
-                extra={"max_size": self.core.max_size},
+                f"Uploads are limited to {max_size} bytes; nothing of this chunk was stored.",
+                extra={"max_size": max_size},
             )
         )
         return _Limit(room=size_cap - offset, error=error)
@@ -184,9 +185,9 @@ class ChunkService:
         new_offset = await staging.sync()
         complete = total is not None and new_offset == total
         last = complete and row.kind != "partial"  # the recording still needs the lease
-        async with self.db.transaction() as db:
+        async with self.db.direct_transaction() as tx:
             committed = await repository.commit_offset(
-                db,
+                tx,
                 row.id,
                 lease.token,
                 offset=new_offset,
@@ -194,7 +195,7 @@ class ChunkService:
                 expires_at=self.core.expiry(utcnow()),
                 release=not last,
             )
-        if not committed:
+        if committed is None:
             raise lease_lost()
         lease.released = not last
         if isinstance(stopped, StowageError):
@@ -204,7 +205,7 @@ class ChunkService:
                 f"The chunk stopped before its end; the {new_offset - offset} bytes that arrived are stored "
                 f"(Upload-Offset {new_offset}): resume from there."
             ) from stopped
-        row = await self.core.reload(row.id)
+        row = committed
         if last:
             info = await staging.finish()
             await self.core.record_or_remember(caller, row, info, lease.token)

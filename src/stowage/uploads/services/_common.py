@@ -21,9 +21,9 @@ from stowage.config import Settings
 from stowage.db.base import utcnow
 from stowage.db.direct import DirectTransaction
 from stowage.db.engine import Database
-from stowage.errors import Conflict, NotFound
+from stowage.errors import Conflict, NotFound, UnsupportedMediaType
 from stowage.files.direct_repository import NodeRow
-from stowage.files.media_types import sniff_media_type
+from stowage.files.media_types import media_type_allows, sniff_media_type
 from stowage.files.schemas import NodeOut
 from stowage.files.services import FileServices, UploadOptions
 from stowage.policy import Action, Owned, Principal, authorize
@@ -48,11 +48,13 @@ class UploadDeps:
 
 
 class Lease:
-    """This request's claim on one upload (see ``uploads.repository``); ``keep`` renews it when due."""
+    """This request's claim on one upload (see ``uploads.repository``); ``keep`` renews it when due.
+    ``row`` is the upload as it was when the lease was taken (no other request can change it since)."""
 
-    def __init__(self, core: UploadCore, upload_id: str, token: str) -> None:
+    def __init__(self, core: UploadCore, row: UploadRow, token: str) -> None:
         self.core = core
-        self.upload_id = upload_id
+        self.row = row
+        self.upload_id = row.id
         self.token = token
         self.released = False  # given up with the offset commit: nothing to release at the end
         self._renewed_at = time.monotonic()
@@ -63,8 +65,8 @@ class Lease:
         if time.monotonic() - self._renewed_at < self.core.lease_seconds / 3:
             return
         until = utcnow() + timedelta(seconds=self.core.lease_seconds)
-        async with self.core.db.transaction() as db:
-            kept = await repository.renew_lease(db, self.upload_id, self.token, until=until)
+        async with self.core.db.direct_transaction() as tx:
+            kept = await repository.renew_lease(tx, self.upload_id, self.token, until=until)
         if not kept:
             raise lease_lost()
         self._renewed_at = time.monotonic()
@@ -92,6 +94,24 @@ class UploadCore:
         """The largest upload accepted (tus: ``Tus-Max-Size``): the server's upload limit."""
         return self.deps.settings.max_upload_bytes
 
+    def max_size_for(self, caller: Principal) -> int:
+        """The largest upload this caller may send: the server's limit, or a presigned URL's within it."""
+        if caller.restriction is None:
+            return self.max_size
+        return caller.restriction.size_limit(self.max_size)
+
+    def check_media_type(self, caller: Principal, media_type: str | None, *, declared: bool) -> None:
+        """A presigned URL signed for a media type accepts only that: 415 for another one, as the client
+        declared it (Upload-Metadata, at creation) or as the content turned out (at the recording)."""
+        allowed = caller.restriction.media_type if caller.restriction is not None else None
+        if allowed is None or media_type is None or media_type_allows(allowed, media_type):
+            return
+        said = "declares" if declared else "is"
+        raise UnsupportedMediaType(
+            f"This presigned URL accepts only {allowed}; the upload {said} {media_type}.",
+            extra={"accepted": allowed, "media_type": media_type},
+        )
+
     def expiry(self, now: datetime) -> datetime:
         return now + timedelta(hours=self.deps.settings.upload_expiry_hours)
 
@@ -103,18 +123,16 @@ class UploadCore:
             check_upload_id(upload_id)
         except ValueError:
             raise NotFound("No such upload.") from None
-        async with self.db.session() as db:
-            row = await repository.get(db, upload_id)
+        row = await repository.read(self.db.direct, upload_id)
         if row is None:
             raise NotFound("No such upload.")
-        authorize(principal, action, Owned(owner_id=row.owner_id))
+        authorize(principal, action, Owned(owner_id=row.owner_id, upload_id=row.id))
         if not row.recorded and row.expires_at <= utcnow():
             raise UploadGone("This upload expired before it was finished; start a new one.")
         return row
 
     async def reload(self, upload_id: str) -> UploadRow:
-        async with self.db.session() as db:
-            row = await repository.get(db, upload_id)
+        row = await repository.read(self.db.direct, upload_id)
         if row is None:
             raise NotFound("No such upload (it was terminated meanwhile).")
         return row
@@ -125,22 +143,22 @@ class UploadCore:
         has left) when another request holds it. Released when the block ends, however it ends."""
         token = str(uuid.uuid4())
         now = utcnow()
-        async with self.db.transaction() as db:
+        async with self.db.direct_transaction() as tx:
             won = await repository.take_lease(
-                db, upload_id, token, now=now, until=now + timedelta(seconds=self.lease_seconds)
+                tx, upload_id, token, now=now, until=now + timedelta(seconds=self.lease_seconds)
             )
-            holder_until = None if won else await repository.lease_until(db, upload_id)
-        if not won:
+            holder_until = None if won else await repository.lease_until(tx, upload_id)
+        if won is None:
             if holder_until is None:  # no such row: it was terminated meanwhile
                 raise NotFound("No such upload.")
             raise UploadLocked(retry_after=max(1, math.ceil((holder_until - now).total_seconds())))
-        lease = Lease(self, upload_id, token)
+        lease = Lease(self, won, token)
         try:
             yield lease
         finally:
             if not lease.released:
-                async with self.db.transaction() as db:
-                    await repository.release_lease(db, upload_id, token)
+                async with self.db.direct_transaction() as tx:
+                    await repository.release_lease(tx, upload_id, token)
 
     async def record(self, caller: Principal, row: UploadRow, info: BlobInfo, token: str | None) -> NodeOut:
         """Put the complete upload's content into the tree, marking the upload recorded in the same
@@ -149,6 +167,7 @@ class UploadCore:
         assert row.folder_id is not None
         assert row.name is not None
         media_type = await self._media_type(row, info)
+        self.check_media_type(caller, media_type, declared=False)
 
         async def mark(tx: DirectTransaction, node: NodeRow) -> None:
             marked = await repository.mark_recorded(
@@ -209,9 +228,9 @@ class UploadCore:
         except BaseException:
             if token is not None:
                 with contextlib.suppress(Exception):
-                    async with self.db.transaction() as db:
+                    async with self.db.direct_transaction() as tx:
                         await repository.commit_offset(
-                            db,
+                            tx,
                             row.id,
                             token,
                             offset=info.size,

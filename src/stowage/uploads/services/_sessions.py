@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from typing import cast
 
 from stowage.db.base import utcnow
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, PayloadTooLarge, StowageError
+from stowage.files.schemas import ConflictPolicy
 from stowage.files.services import UploadOptions, quota_exceeded
 from stowage.policy import Action, Principal, authorize
 from stowage.uploads import repository
@@ -36,6 +38,11 @@ class SessionService:
         """A new upload of the caller's. A final upload is joined from its parts and recorded at once; an
         upload of length 0 is recorded at once too."""
         caller = authorize(principal, Action.FILE_WRITE)
+        if caller.restriction is not None:  # a presigned tus creation URL: its kind, size and media type
+            caller.restriction.check_new_upload(
+                new.kind, new.length, self.core.max_size, folder_path=bool((new.target.folder_path or "").strip("/"))
+            )
+            self.core.check_media_type(caller, new.target.media_type, declared=True)
         if new.length is not None:
             self._check_size(new.length)
         upload_id = str(uuid.uuid4())
@@ -60,7 +67,7 @@ class SessionService:
             folder_id=folder_id,
             name=name,
             media_type=new.target.media_type,
-            on_conflict=new.target.on_conflict,
+            on_conflict=_conflict_policy(caller, new.target),
             upload_metadata=new.metadata,
             concat_parts=tuple(part.id for part in parts),
             created_at=now,
@@ -159,10 +166,15 @@ class SessionService:
             folder_id = target.folder_id
         elif target.folder_path is not None and target.folder_path.strip("/"):
             folder_id = (await files.tree.create_folder_path(caller, target.folder_path))[0].id
+        elif caller.restriction is not None:  # a presigned URL's folder (another one is refused by the policy)
+            folder_id = caller.restriction.node_id
         else:
             folder_id = await files.uploads.root_id(caller)
         plan = await files.uploads.prepare(
-            caller, folder_id, target.name or f"upload-{upload_id}", UploadOptions(on_conflict=target.on_conflict)
+            caller,
+            folder_id,
+            target.name or f"upload-{upload_id}",
+            UploadOptions(on_conflict=_conflict_policy(caller, target)),
         )
         if length is not None and length > plan.room.free:
             raise quota_exceeded(needed=length, used=plan.room.used, limit=plan.room.limit)
@@ -231,3 +243,11 @@ class SessionService:
             await self.core.store.discard_staging(row.id)
             raise
         return UploadState.of(await self.core.reload(row.id))
+
+
+def _conflict_policy(caller: Principal, target: UploadTarget) -> ConflictPolicy:
+    """What to do when the name is taken: as the metadata says, else as a presigned URL was signed, else fail."""
+    if target.on_conflict is not None:
+        return target.on_conflict
+    signed = caller.restriction.on_conflict if caller.restriction is not None else None
+    return cast("ConflictPolicy", signed) if signed in ("fail", "rename", "replace") else "fail"
