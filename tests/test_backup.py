@@ -162,6 +162,11 @@ async def test_backup_while_uploading_then_restore_into_an_empty_installation(
 
     async with empty_database(backend, settings_env) as database_env:
         target_env = {"STOWAGE_DATA_DIR": str(tmp_path / "restored" / "data"), **database_env}
+        if backend == "postgresql":  # a dump of one schema only restores under that schema's name
+            other = {**target_env, "STOWAGE_DATABASE_SCHEMA": "another_schema"}
+            refused = await astowage(other, "restore", str(tmp_path / "backup"), "--yes")
+            assert refused.returncode == 1
+            assert "restore with the same database_schema" in refused.stderr
         restored = await astowage(target_env, "restore", str(tmp_path / "backup"), "--yes")
         assert restored.returncode == 0, restored.stderr
         assert "every hash verified" in restored.stdout

@@ -34,6 +34,12 @@ async def restore(settings: Settings, source: Path, progress: Progress) -> Manif
             f"the backup holds a {manifest.database.engine} database but the settings name {engine}: "
             "restore onto the same engine (moving between engines is not supported)"
         )
+    if engine == "postgresql" and manifest.database.schema != settings.database_schema:
+        # A dump of one schema recreates that schema by name: it would land beside the configured one.
+        raise BackupError(
+            f"the backup holds the schema {manifest.database.schema or '(whole database)'} but the settings "
+            f"name {settings.database_schema or '(none: the whole database)'}: restore with the same database_schema"
+        )
     if manifest.blobs.store != blob_store_kind(settings):
         raise BackupError(
             f"the backup's blobs are in the {manifest.blobs.store} store but the settings choose "
