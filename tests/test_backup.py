@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from accounts_helpers import auth, login, signup
-from conftest import POSTGRES_URL, require_tool
+from conftest import POSTGRES_URL, require_postgres, require_tool
 from files_helpers import ROOT, Account, child_path, children, node_path
 from support.server import ServerProcess, clean_environ, running_server, stowage_command, wait_until
 
@@ -276,3 +276,65 @@ def test_manifest_hashes_match_the_files(sqlite_backup: tuple[dict[str, str], Pa
     assert manifest["stowage_version"]
     assert manifest["database"]["revision"]
     assert (backup / "secret.key").stat().st_mode & 0o077 == 0
+
+
+@asynccontextmanager
+async def new_database() -> AsyncIterator[str]:
+    """A new, empty PostgreSQL database on the test server (the default deployment: no database_schema)."""
+    name = f"whole_{secrets.token_hex(5)}"
+    dsn = POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://", 1)
+    admin = await asyncpg.connect(dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    parts = urlsplit(POSTGRES_URL)
+    try:
+        yield urlunsplit((parts.scheme, parts.netloc, f"/{name}", parts.query, parts.fragment))
+    finally:
+        admin = await asyncpg.connect(dsn)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+def postgres_tools() -> None:
+    """PostgreSQL reachable and its client tools installed (checked outside the test's event loop)."""
+    require_postgres()
+    require_tool("pg_dump", package="postgresql-client")
+    require_tool("pg_restore", package="postgresql-client")
+
+
+@pytest.mark.usefixtures("postgres_tools")
+async def test_postgres_whole_database_round_trip(tmp_path: Path) -> None:
+    """Without database_schema the whole database is dumped (extensions included) and restored."""
+    async with new_database() as source_url, new_database() as target_url:
+        source = {"STOWAGE_DATA_DIR": str(tmp_path / "source"), "STOWAGE_DATABASE_URL": source_url}
+        assert (await astowage(source, "migrate")).returncode == 0
+        created = await asyncio.to_thread(
+            subprocess.run,
+            [*stowage_command(), "user", "create", "whole@example.com", "--admin", "--password-stdin"],
+            env=clean_environ({**source, "STOWAGE_LOG_LEVEL": "warning"}),
+            input=PASSWORD,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert created.returncode == 0, created.stderr
+        backup = await astowage(source, "backup", str(tmp_path / "backup"), "--json")
+        assert backup.returncode == 0, backup.stderr
+        assert json.loads(backup.stdout)["database"]["schema"] is None
+
+        target = {"STOWAGE_DATA_DIR": str(tmp_path / "target"), "STOWAGE_DATABASE_URL": target_url}
+        restored = await astowage(target, "restore", str(tmp_path / "backup"), "--yes")
+        assert restored.returncode == 0, restored.stderr
+        again = await astowage(target, "restore", str(tmp_path / "backup"), "--yes")
+        listed = await astowage(target, "user", "list", "--json")
+        checked = await astowage(target, "migrate", "--check")
+
+    assert again.returncode == 1  # the data folder and the database are no longer empty
+    assert "not empty" in again.stderr
+    assert [(u["email"], u["role"]) for u in json.loads(listed.stdout)] == [("whole@example.com", "admin")]
+    assert checked.returncode == 0, checked.stdout + checked.stderr
