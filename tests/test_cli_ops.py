@@ -251,3 +251,23 @@ def test_restore_asks_on_a_terminal_and_no_means_nothing_changes(data_dir: Path,
     assert process.wait(timeout=30) == 1
     os.close(controller)
     assert not target.exists()
+
+
+async def test_backup_and_restore_draw_a_progress_bar_on_a_terminal(
+    client: httpx.AsyncClient, settings_env: dict[str, str], backend: str, tmp_path: Path
+) -> None:
+    alice = await new_account(client, "alice@example.com")
+    for index in range(2):
+        await upload(client, alice, alice.root_id, f"{index}.txt", ALPHA + bytes([index]))
+
+    code, terminal = _run_on_a_terminal(settings_env, "backup", str(tmp_path / "backup"))
+
+    assert code == 0, terminal
+    assert "backup: blobs" in terminal
+    assert "2/2" in terminal
+    if backend == "sqlite":  # restoring needs an empty database: a fresh SQLite folder is one
+        code, terminal = _run_on_a_terminal(
+            {"STOWAGE_DATA_DIR": str(tmp_path / "restored")}, "restore", str(tmp_path / "backup"), "--yes"
+        )
+        assert code == 0, terminal
+        assert "restore: blobs" in terminal
