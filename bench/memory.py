@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/memory.py                 # 4 GiB, 1 worker
     .venv/bin/python bench/memory.py --size 512MiB --workers 2 --json /tmp/memory.json
+    .venv/bin/python bench/memory.py --blob-store s3 --size 1GiB --curve /tmp/rss.tsv   # on moto's S3
+    .venv/bin/python bench/memory.py --blob-store s3 --s3-endpoint http://127.0.0.1:9000 --s3-bucket b
 
 Starts ``stowage serve`` on a free 127.0.0.1 port with a throw-away data folder, signs up a user and
 makes a personal access token, then:
@@ -18,6 +20,12 @@ The RSS of the server (the Granian main process plus its worker processes: the s
 ``/proc/<pid>/status``) is sampled every 100 ms in a thread. Each phase also resets the kernel's
 peak-RSS counter (``/proc/<pid>/clear_refs`` = 5) and reads ``VmHWM`` at its end, which catches
 spikes shorter than the sampling interval. Exit status 1 if the digests differ or a request fails.
+
+With ``--blob-store s3`` the server keeps its blobs in an S3 bucket: on the server at ``--s3-endpoint``
+(credentials from ``STOWAGE_S3_ACCESS_KEY_ID``/``STOWAGE_S3_SECRET_ACCESS_KEY``), or by default on moto's
+S3 server started here in its own process (moto keeps objects in memory and joins a multipart upload's
+parts in RAM: its own memory grows with the file, which is not the server's RSS measured here).
+``--curve FILE`` writes every RSS sample (seconds since the first, phase, MiB) as TSV.
 
 This takes a few minutes at 4 GiB and needs the size in free disk space; it is not part of the tests.
 """
@@ -125,6 +133,8 @@ class Sampler(threading.Thread):
         self.interval = interval
         self.phase = "start"
         self.samples: dict[str, list[float]] = {}
+        self.curve: list[tuple[float, str, float]] = []  # (seconds since start, phase, MiB)
+        self._curve_start = time.monotonic()
         self.per_process_peak: dict[int, float] = {}
         self._halt = threading.Event()
 
@@ -136,6 +146,7 @@ class Sampler(threading.Thread):
                 total += kib
                 self.per_process_peak[pid] = max(self.per_process_peak.get(pid, 0), kib / 1024)
             self.samples.setdefault(self.phase, []).append(total / 1024)
+            self.curve.append((time.monotonic() - self._curve_start, self.phase, total / 1024))
             self._halt.wait(self.interval)
 
     def stop(self) -> None:
@@ -198,6 +209,17 @@ def generated(size: int, digest: Any) -> Iterator[bytes]:
         yield chunk
 
 
+def wait_for(url: str, seconds: float = 30.0) -> None:
+    """Wait until ``url`` answers at all (a started helper server)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        with contextlib.suppress(httpx.TransportError):
+            httpx.get(url, timeout=1.0)
+            return
+        time.sleep(0.1)
+    raise SystemExit(f"no answer from {url} within {seconds:.0f} s")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", type=parse_size, default=4 << 30, help="file size (default 4GiB)")
@@ -205,7 +227,33 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.1, help="RSS sampling interval, s (default 0.1)")
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     parser.add_argument("--keep", action="store_true", help="keep the data folder")
+    parser.add_argument("--blob-store", choices=("local", "s3"), default="local", help="where blobs go")
+    parser.add_argument("--s3-endpoint", help="an existing S3 server (default with s3: start moto's)")
+    parser.add_argument("--s3-bucket", default="stowage-memory", help="bucket (created if missing)")
+    parser.add_argument("--curve", type=Path, help="write every RSS sample to this TSV file")
     args = parser.parse_args()
+    moto: subprocess.Popen[bytes] | None = None
+    s3_env: dict[str, str] = {}
+    if args.blob_store == "s3":
+        endpoint = args.s3_endpoint
+        if endpoint is None:
+            moto_port = free_port()
+            moto = subprocess.Popen(
+                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            endpoint = f"http://127.0.0.1:{moto_port}"
+            wait_for(endpoint + "/moto-api/")
+        s3_env = {
+            "STOWAGE_BLOB_STORE": "s3",
+            "STOWAGE_S3_ENDPOINT_URL": endpoint,
+            "STOWAGE_S3_BUCKET": args.s3_bucket,
+            "STOWAGE_S3_CREATE_BUCKET": "true",
+            "STOWAGE_S3_ADDRESSING_STYLE": "path",
+            "STOWAGE_S3_ACCESS_KEY_ID": os.environ.get("STOWAGE_S3_ACCESS_KEY_ID", "bench"),
+            "STOWAGE_S3_SECRET_ACCESS_KEY": os.environ.get("STOWAGE_S3_SECRET_ACCESS_KEY", "bench-secret"),
+        }
 
     stowage = ROOT / ".venv" / "bin" / "stowage"
     data_dir = Path(tempfile.mkdtemp(prefix="stowage-memory-"))
@@ -216,6 +264,7 @@ def main() -> int:
         STOWAGE_LOG_LEVEL="warning",
         STOWAGE_RATE_LIMIT_AUTH_PER_IP="100000",
         STOWAGE_DEFAULT_QUOTA_BYTES=str(1 << 40),
+        **s3_env,
     )
     log = (data_dir.parent / f"{data_dir.name}.log").open("wb")  # closed in finally
     cmd = [str(stowage), "serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(args.workers)]
@@ -302,6 +351,9 @@ def main() -> int:
                 server.kill()
                 server.wait()
         log.close()
+        if moto is not None:
+            moto.terminate()
+            moto.wait(30)
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         if failed or args.keep:
@@ -314,7 +366,8 @@ def main() -> int:
     print(
         f"# bench/memory.py {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}: size {args.size} bytes "
         f"({args.size / MIB:.0f} MiB), workers {args.workers}, server processes {pids}, "
-        f"RSS = sum of VmRSS over those, sampled every {args.interval * 1000:.0f} ms"
+        f"RSS = sum of VmRSS over those, sampled every {args.interval * 1000:.0f} ms; blob store: "
+        f"{args.blob_store}{' at ' + s3_env['STOWAGE_S3_ENDPOINT_URL'] if s3_env else ''}"
     )
     print(
         f"{'phase':<22}{'seconds':>9}{'MiB/s':>8}{'srv CPU%':>9}{'RSS start':>11}{'RSS peak':>10}{'RSS end':>9}"
@@ -333,6 +386,10 @@ def main() -> int:
     print(f"upload   sha256 {up_digest.hexdigest()}  (HTTP {up.extra['status']})")
     print(f"download sha256 {down_digest.hexdigest()}  ({down.extra['bytes']} bytes, {down.extra['headers']})")
     print("digests match" if ok else "MISMATCH: the downloaded file differs from the uploaded one")
+    if args.curve and sampler is not None:
+        args.curve.write_text(
+            "seconds\tphase\trss_mib\n" + "".join(f"{t:.2f}\t{ph}\t{mib:.1f}\n" for t, ph, mib in sampler.curve)
+        )
     if args.json:
         args.json.write_text(
             json.dumps(

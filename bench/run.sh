@@ -7,6 +7,7 @@
 #   bench/run.sh                     # full run: REPS=3, DUR=10 s, W1-W6, all peers, all extras
 #   bench/run.sh --quick --peers ""  # smoke run, Stowage only, about 2 minutes
 #   bench/run.sh --database postgresql://postgres@127.0.0.1:5432/test --peers ""   # on PostgreSQL
+#   bench/run.sh --blob-store s3 --peers "" --compare /tmp/local/peers.tsv          # blobs on moto's S3
 #   WORKLOADS=W1 EXTRAS="" bench/run.sh --workers 2 --no-pin --peers "" --compare /tmp/one/peers.tsv
 #
 # Options (or the environment variable in brackets):
@@ -19,7 +20,13 @@
 #   --extras "X ..."      Stowage-only extras, after the peers [EXTRAS, default "HZ BARE W1ID J1 J2 MIX"]
 #   --database URL        run Stowage on this PostgreSQL database, in a fresh schema bench_<hex> that is
 #                         dropped at exit [BENCH_DATABASE_URL]; the peers are unaffected
-#   --name NAME           Stowage's column/peer name [STOWAGE_NAME, default stowage, stowage-pg with --database]
+#   --blob-store s3       keep Stowage's blobs in an S3 bucket [STOWAGE_BENCH_BLOB_STORE, default local]: on
+#                         the server at --s3-endpoint URL [STOWAGE_BENCH_S3_ENDPOINT] (credentials from
+#                         STOWAGE_S3_ACCESS_KEY_ID/_SECRET_ACCESS_KEY), else on moto's S3 server started here
+#                         (`python -m moto.server`, not pinned; moto is in-process Python that keeps objects
+#                         in RAM, far slower than a real S3: the figures are a floor, not S3's speed)
+#   --name NAME           Stowage's column/peer name [STOWAGE_NAME, default stowage, stowage-pg with
+#                         --database, -s3 appended with --blob-store s3]
 #   --compare TSV         also write compare.md: this run's Stowage medians / those of TSV (an earlier
 #                         run's peers.tsv, Stowage named $COMPARE_NAME, default stowage)
 #   --out DIR             where results go [OUT_DIR, default /tmp/stowage-bench/<UTC time>]
@@ -68,6 +75,8 @@ DB_URL="${BENCH_DATABASE_URL:-}"
 SNAME="${STOWAGE_NAME:-}"
 COMPARE="${COMPARE:-}"
 COMPARE_NAME="${COMPARE_NAME:-stowage}"
+BLOB_STORE="${STOWAGE_BENCH_BLOB_STORE:-local}"
+S3_ENDPOINT="${STOWAGE_BENCH_S3_ENDPOINT:-}"
 QUICK=0
 while [ $# -gt 0 ]; do
   case "$1" in
@@ -79,6 +88,8 @@ while [ $# -gt 0 ]; do
     --extras) EXTRAS="$2"; shift ;;
     --database) DB_URL="$2"; shift ;;
     --name) SNAME="$2"; shift ;;
+    --blob-store) BLOB_STORE="$2"; shift ;;
+    --s3-endpoint) S3_ENDPOINT="$2"; shift ;;
     --compare) COMPARE="$2"; shift ;;
     --out) OUT_DIR="$2"; shift ;;
     --no-pin) PIN_SERVER=0 ;;
@@ -96,7 +107,9 @@ export REPS="${REPS:-3}" DUR="${DUR:-10}" WORKLOADS="${WORKLOADS:-W1 W2 W3 W4 W5
 export WARMUP="${WARMUP:-2}" QUIET_WAIT="${QUIET_WAIT:-20}" QUIET_MAX="${QUIET_MAX:-15}"
 export PIN="${PIN:-1}" WRK_THREADS="${WRK_THREADS:-1}" NODE_DIR="${NODE_DIR:-/tmp/bench-node}"
 LISTING_FILES="${LISTING_FILES:-10000}"
-[ -z "$SNAME" ] && { if [ -n "$DB_URL" ]; then SNAME=stowage-pg; else SNAME=stowage; fi; }
+[ -z "$SNAME" ] && { if [ -n "$DB_URL" ]; then SNAME=stowage-pg; else SNAME=stowage; fi
+                     [ "$BLOB_STORE" = s3 ] && SNAME="$SNAME-s3"; }
+case "$BLOB_STORE" in local|s3) ;; *) echo "--blob-store: local or s3, not $BLOB_STORE" >&2; exit 2 ;; esac
 for x in $EXTRAS; do
   case " $ALL_EXTRAS " in *" $x "*) ;; *) echo "unknown extra $x (known: $ALL_EXTRAS)" >&2; exit 2 ;; esac
 done
@@ -172,7 +185,7 @@ redact() { sed -E 's#(://[^:/@]*):[^@/]*@#\1:***@#' <<<"$1"; }
 WORK="$(mktemp -d "${SCRATCH_BASE:-/tmp}/stowage-bench.XXXXXX")"
 DATA_DIR="$WORK/data"
 mkdir -p "$DATA_DIR"
-SERVER_PID=""; BARE_PID=""; DB_SCHEMA=""
+SERVER_PID=""; BARE_PID=""; DB_SCHEMA=""; S3_PID=""
 drop_schema() { # the fresh PostgreSQL schema of --database, with everything in it
   [ -n "$DB_SCHEMA" ] || return 0
   "$PY" - "$DB_URL" "$DB_SCHEMA" <<'EOF' || echo "# WARNING: could not drop schema $DB_SCHEMA" >&2
@@ -191,6 +204,7 @@ EOF
 cleanup() {
   stop_pid "$BARE_PID"; BARE_PID=""
   stop_pid "$SERVER_PID"; SERVER_PID=""
+  stop_pid "$S3_PID"; S3_PID=""
   drop_schema
   if [ "${KEEP_SCRATCH:-0}" = 1 ]; then echo "# Stowage data and peers' scratch kept: $WORK"; else rm -rf "$WORK"; fi
 }
@@ -204,9 +218,25 @@ if [ -n "$DB_URL" ]; then
   DB_SCHEMA="bench_$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')"
   db_env=(STOWAGE_DATABASE_URL="$DB_URL" STOWAGE_DATABASE_SCHEMA="$DB_SCHEMA")   # the server creates it
 fi
+# --blob-store s3: the bucket's server (moto's, started here, unless --s3-endpoint names one)
+s3_env=()
+if [ "$BLOB_STORE" = s3 ]; then
+  if [ -z "$S3_ENDPOINT" ]; then
+    "$PY" -c 'import moto.server, flask_cors' 2>/dev/null || { echo "--blob-store s3 needs moto[server] in $VENV (pip install -e '.[test]')" >&2; exit 1; }
+    S3_PORT="$(free_port)"
+    "$PY" -m moto.server -H 127.0.0.1 -p "$S3_PORT" >"$OUT_DIR/moto.log" 2>&1 &
+    S3_PID=$!
+    S3_ENDPOINT="http://127.0.0.1:$S3_PORT"
+    for _ in $(seq 300); do curl -s -o /dev/null --max-time 1 "$S3_ENDPOINT/moto-api/" && break; sleep 0.1; done
+  fi
+  s3_env=(STOWAGE_BLOB_STORE=s3 STOWAGE_S3_ENDPOINT_URL="$S3_ENDPOINT" STOWAGE_S3_BUCKET="${STOWAGE_S3_BUCKET:-stowage-bench}"
+          STOWAGE_S3_CREATE_BUCKET=true STOWAGE_S3_ADDRESSING_STYLE=path
+          STOWAGE_S3_ACCESS_KEY_ID="${STOWAGE_S3_ACCESS_KEY_ID:-bench}"
+          STOWAGE_S3_SECRET_ACCESS_KEY="${STOWAGE_S3_SECRET_ACCESS_KEY:-bench-secret}")
+fi
 pin=(); [ "$PIN_SERVER" = 1 ] && pin=(taskset -c "$SERVER_CPU")
 env STOWAGE_DATA_DIR="$DATA_DIR" STOWAGE_LOG_LEVEL=warning STOWAGE_RATE_LIMIT_AUTH_PER_IP=100000 \
-  STOWAGE_DEFAULT_QUOTA_BYTES=1099511627776 "${db_env[@]}" \
+  STOWAGE_DEFAULT_QUOTA_BYTES=1099511627776 "${db_env[@]}" "${s3_env[@]}" \
   "${pin[@]}" "$VENV/bin/stowage" serve --host 127.0.0.1 --port "$PORT" --workers "$WORKERS" \
   >"$OUT_DIR/stowage.log" 2>&1 &
 # env and taskset exec the server, so this is the Granian main process; workers are its children
@@ -237,6 +267,7 @@ IDLE_CPU=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.1f", (b-a)/3}')
        "name=$SNAME workers=$WORKERS pin=$PIN_SERVER port=$PORT pid=$SERVER_PID peers='$PEERS' reps=$REPS dur=${DUR}s" \
        "workloads='$WORKLOADS' extras='$EXTRAS' listing_files=$LISTING_FILES"
   echo "# database: $(if [ -n "$DB_URL" ]; then echo "PostgreSQL $(redact "$DB_URL") schema $DB_SCHEMA"; else echo "SQLite in the data folder"; fi)"
+  echo "# blob store: $(if [ "$BLOB_STORE" = s3 ]; then echo "S3 bucket at $S3_ENDPOINT$([ -n "$S3_PID" ] && echo " (moto, started here, unpinned)")"; else echo "the local data folder"; fi)"
   echo "# Stowage idle CPU (main + workers, over 3 s before the run): $IDLE_CPU%"
 } | tee "$OUT_DIR/peers.txt"
 

@@ -69,7 +69,7 @@ async def last_runs(client: httpx.AsyncClient, headers: dict[str, str]) -> dict[
     response = await client.get(MAINTENANCE, headers=headers)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
-    assert set(body) == {"fsck", "gc", "recent"}
+    assert set(body) == {"fsck", "gc", "recent", "running"}
     return body
 
 
@@ -130,7 +130,7 @@ async def test_fsck_and_gc_runs_from_the_cli_are_shown(
     client: httpx.AsyncClient, settings: Settings, settings_env: dict[str, str]
 ) -> None:
     admin = await admin_headers(client, settings)
-    assert await last_runs(client, admin) == {"fsck": None, "gc": None, "recent": []}  # a fresh install
+    assert await last_runs(client, admin) == {"fsck": None, "gc": None, "recent": [], "running": None}  # fresh
     alice = await new_account(client, "alice@example.com")
     await upload(client, alice, alice.root_id, "a.txt", ALPHA)
     await upload(client, alice, alice.root_id, "copy of a.txt", ALPHA)

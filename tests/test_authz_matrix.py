@@ -36,6 +36,7 @@ import pytest
 from litestar.routes import HTTPRoute
 from sqlalchemy import select
 
+import image_samples
 from accounts_helpers import (
     LOGOUT,
     NEW_PASSWORD,
@@ -135,6 +136,9 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("POST", "/api/v1/presign/upload"): SELF_WRITE,
     ("POST", "/api/v1/presign/tus"): SELF_WRITE,
     ("GET", "/api/v1/nodes/{node_id:str}/content"): OWNED,
+    # image derivatives: readable wherever the file is; minting a thumbnail URL only reads
+    ("GET", "/api/v1/nodes/{node_id:str}/thumbnail"): OWNED,
+    ("POST", "/api/v1/nodes/{node_id:str}/presign/thumbnail"): OWNED,
     ("PUT", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,
     ("POST", "/api/v1/nodes/{node_id:str}/content"): OWNED_WRITE,  # POST = PUT, for Expo's uploadAsync
     ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): OWNED_WRITE,
@@ -178,6 +182,8 @@ MATRIX: dict[tuple[str, str], Rule] = {
     ("GET", "/api/v1/s/{token:str}"): Rule.PUBLIC,
     ("POST", "/api/v1/s/{token:str}/unlock"): Rule.PUBLIC,
     ("GET", "/api/v1/s/{token:str}/content"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/thumbnail"): Rule.PUBLIC,
+    ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/thumbnail"): Rule.PUBLIC,
     ("GET", "/api/v1/s/{token:str}/children"): Rule.PUBLIC,
     ("GET", "/api/v1/s/{token:str}/zip"): Rule.PUBLIC,
     ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}"): Rule.PUBLIC,
@@ -232,6 +238,8 @@ SUCCESS: dict[tuple[str, str], int] = {
     ("POST", "/api/v1/presign/upload"): 200,
     ("POST", "/api/v1/presign/tus"): 200,
     ("GET", "/api/v1/nodes/{node_id:str}/content"): 200,
+    ("GET", "/api/v1/nodes/{node_id:str}/thumbnail"): 200,
+    ("POST", "/api/v1/nodes/{node_id:str}/presign/thumbnail"): 200,
     ("PUT", "/api/v1/nodes/{node_id:str}/content"): 200,
     ("POST", "/api/v1/nodes/{node_id:str}/content"): 200,
     ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): 201,
@@ -279,7 +287,10 @@ SUCCESS: dict[tuple[str, str], int] = {
 
 # POST routes under /api/v1/nodes that change nothing (they only read what they name), so the read scope
 # suffices: minting a presigned GET URL.
-READS_BY_POST = {("POST", "/api/v1/nodes/{node_id:str}/presign")}
+READS_BY_POST = {
+    ("POST", "/api/v1/nodes/{node_id:str}/presign"),
+    ("POST", "/api/v1/nodes/{node_id:str}/presign/thumbnail"),
+}
 
 # Rows whose success would use up the caller's own credentials or account (log out, change the
 # password, delete the account): their allowed callers are throwaway users made for that row.
@@ -590,6 +601,16 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
             assert deleted.status_code == 200, deleted.text
         return node
 
+    async def new_image(cast: Cast, who: str = "owner") -> dict[str, Any]:
+        response = await client.put(
+            f"/api/v1/nodes/{await root_of(cast, who)}/children/{unique('i')}.png",
+            content=image_samples.encoded("png"),
+            headers=session(cast, who),
+        )
+        assert response.status_code == 201, response.text
+        node: dict[str, Any] = response.json()
+        return node
+
     async def new_folder(cast: Cast, who: str = "owner") -> dict[str, Any]:
         response = await client.post(
             f"/api/v1/nodes/{await root_of(cast, who)}/folders", json={"name": unique("d")}, headers=session(cast, who)
@@ -613,6 +634,8 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
             async def make(cast: Cast) -> dict[str, Any]:
                 if kind == "folder":
                     return await new_folder(cast)
+                if kind == "image":
+                    return await new_image(cast)
                 return await new_file(cast, trashed=kind == "trashed")
 
             async def prepare(cast: Cast, fresh: bool, caller: str) -> tuple[dict[str, str], Any]:
@@ -756,6 +779,10 @@ def file_preparers(world: World, shared: Cast) -> dict[tuple[str, str], Prepare]
         ("POST", "/api/v1/presign/upload"): in_own_tree(upload_url_target),
         ("POST", "/api/v1/presign/tus"): in_own_tree(tus_url_target),
         ("GET", "/api/v1/nodes/{node_id:str}/content"): on_node("file", fresh_target=False),
+        ("GET", "/api/v1/nodes/{node_id:str}/thumbnail"): on_node("image", fresh_target=False),
+        ("POST", "/api/v1/nodes/{node_id:str}/presign/thumbnail"): on_node(
+            "image", lambda: {"w": 16}, fresh_target=False
+        ),
         ("PUT", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),
         ("POST", "/api/v1/nodes/{node_id:str}/content"): on_node("file", content),
         ("PUT", "/api/v1/nodes/{node_id:str}/children/{name:str}"): on_node("folder", content, fresh_target=False),
@@ -1086,6 +1113,10 @@ async def test_public_routes_work_without_credentials(client: httpx.AsyncClient,
         ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/zip"): get(
             f"{s}{link['folder']}/nodes/{link['sub_id']}/zip"
         ),
+        ("GET", "/api/v1/s/{token:str}/thumbnail"): get(f"{s}{link['image']}/thumbnail?w=16&format=png"),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/thumbnail"): get(
+            f"{s}{link['pics']}/nodes/{link['image_id']}/thumbnail?w=16&format=webp"
+        ),
         ("PUT", "/api/v1/s/{token:str}/files/{name:str}"): lambda: client.put(
             s + link["drop"] + "/files/put.txt", content=b"dropped"
         ),
@@ -1171,6 +1202,12 @@ async def test_public_routes_work_without_credentials(client: httpx.AsyncClient,
             "application/zip",
             lambda r: r.content.startswith(b"PK"),
         ),
+        ("GET", "/api/v1/s/{token:str}/thumbnail"): (200, "image/png", lambda r: r.content.startswith(b"\x89PNG")),
+        ("GET", "/api/v1/s/{token:str}/nodes/{item_id:str}/thumbnail"): (
+            200,
+            "image/webp",
+            lambda r: r.content[8:12] == b"WEBP",
+        ),
         ("PUT", "/api/v1/s/{token:str}/files/{name:str}"): (
             201,
             "application/json",
@@ -1204,6 +1241,12 @@ async def _public_links(client: httpx.AsyncClient, pair: dict[str, Any]) -> dict
     file = (await client.put(f"/api/v1/nodes/{folder['id']}/children/f.txt", content=b"public", headers=headers)).json()
     await client.put(f"/api/v1/nodes/{sub['id']}/children/g.txt", content=b"inner", headers=headers)
     inbox = (await client.post(f"/api/v1/nodes/{root}/folders", json={"name": "inbox"}, headers=headers)).json()
+    pics = (await client.post(f"/api/v1/nodes/{root}/folders", json={"name": "pics"}, headers=headers)).json()
+    image = (
+        await client.put(
+            f"/api/v1/nodes/{pics['id']}/children/p.png", content=image_samples.encoded("png"), headers=headers
+        )
+    ).json()
 
     async def link(node_id: str, **body: Any) -> str:
         response = await client.post(f"/api/v1/nodes/{node_id}/links", json=body, headers=headers)
@@ -1216,6 +1259,9 @@ async def _public_links(client: httpx.AsyncClient, pair: dict[str, Any]) -> dict
         "folder": await link(folder["id"]),
         "locked": await link(file["id"], password="the link's words"),
         "drop": await link(inbox["id"], drop=True),
+        "image": await link(image["id"]),
+        "pics": await link(pics["id"]),
+        "image_id": image["id"],
         "file_id": file["id"],
         "sub_id": sub["id"],
         "media_type": file["media_type"],

@@ -10,10 +10,12 @@ import hashlib
 import os
 import stat
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from conftest import s3_store_for
 from stowage.blobs import BlobStore, LocalBlobStore, MemoryBlobStore
 from stowage.blobs._fs import fingerprint
 from stowage.blobs.local_staging import IOV_MAX, write_all_at
@@ -25,13 +27,21 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-@pytest.fixture(params=["memory", "local", "local-unbuffered"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+@pytest.fixture(params=["memory", "local", "local-unbuffered", "s3"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
     if request.param == "memory":
-        return MemoryBlobStore()
-    if request.param == "local":
-        return LocalBlobStore(tmp_path / "data")
-    return LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
+        yield MemoryBlobStore()
+    elif request.param == "local":
+        yield LocalBlobStore(tmp_path / "data")
+    elif request.param == "local-unbuffered":
+        yield LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
+    else:
+        s3 = s3_store_for(request.getfixturevalue("s3_endpoint"))
+        await s3.start()
+        try:
+            yield s3
+        finally:
+            await s3.close()
 
 
 async def read_blob(store: BlobStore, sha256: str) -> bytes:

@@ -8,17 +8,19 @@ import hashlib
 import os
 import stat
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import require_capability
+from conftest import require_capability, s3_store_for
 from stowage.blobs import BlobCorrupt, BlobInfo, BlobNotFound, BlobStore, LocalBlobStore, MemoryBlobStore
 from stowage.blobs.base import BlobWriter
 from stowage.blobs.local import LocalBlobWriter
 from stowage.blobs.memory import MemoryBlobWriter
+from stowage.blobs.s3 import S3BlobStore
 from stowage.errors import InsufficientStorage, PayloadTooLarge, StowageError
+from support.s3_blobs import s3_overwrite, s3_temp_count
 from support.small_fs import CannotMount, small_tmpfs
 
 DATA = bytes(range(256)) * 4 + b"tail"  # 1028 bytes, every byte value
@@ -26,15 +28,24 @@ DATA_SHA = hashlib.sha256(DATA).hexdigest()
 MISSING = "0" * 64
 
 
-@pytest.fixture(params=["memory", "local", "local-buffered"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+@pytest.fixture(params=["memory", "local", "local-buffered", "s3"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
     """Every implementation of the contract. "local" writes each chunk to its spool file at once;
-    "local-buffered" is the server's setting (chunks gathered in memory up to a MiB first)."""
+    "local-buffered" is the server's setting (chunks gathered in memory up to a MiB first); "s3" is the
+    S3 store on a bucket of moto's S3 server, with 5 MiB parts."""
     if request.param == "memory":
-        return MemoryBlobStore()
-    if request.param == "local":
-        return LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
-    return LocalBlobStore(tmp_path / "data")
+        yield MemoryBlobStore()
+    elif request.param == "local":
+        yield LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
+    elif request.param == "local-buffered":
+        yield LocalBlobStore(tmp_path / "data")
+    else:
+        s3 = s3_store_for(request.getfixturevalue("s3_endpoint"))
+        await s3.start()
+        try:
+            yield s3
+        finally:
+            await s3.close()
 
 
 @pytest.fixture(params=["memory", "local"])
@@ -81,10 +92,13 @@ async def hashes(store: BlobStore) -> list[str]:
     return [sha async for sha in store.iter_hashes()]
 
 
-def temp_count(store: BlobStore) -> int:
-    """Spools left behind: temp files for the local store, unfinished writers for the memory store."""
+async def temp_count(store: BlobStore) -> int:
+    """Spools left behind: temp files for the local store, unfinished writers for the memory store,
+    temporary objects and unfinished multipart uploads for the S3 store."""
     if isinstance(store, MemoryBlobStore):
         return store.open_writer_count
+    if isinstance(store, S3BlobStore):
+        return await s3_temp_count(store)
     assert isinstance(store, LocalBlobStore)
     return len(list(store.temp_dir.iterdir())) if store.temp_dir.exists() else 0
 
@@ -103,9 +117,12 @@ def age(writer: BlobWriter, seconds: float) -> None:
         os.utime(writer.temp_path, (then, then))
 
 
-def corrupt(store: BlobStore, sha256: str, content: bytes) -> None:
+async def corrupt(store: BlobStore, sha256: str, content: bytes) -> None:
     if isinstance(store, MemoryBlobStore):
         store.tamper(sha256, content)
+        return
+    if isinstance(store, S3BlobStore):
+        await s3_overwrite(store, sha256, content)
         return
     assert isinstance(store, LocalBlobStore)
     path = store.blob_path(sha256)
@@ -135,7 +152,7 @@ async def test_commit_names_the_content_by_its_sha256(store: BlobStore, data: by
     assert await store.exists(info.sha256)
     assert await store.size(info.sha256) == len(data)
     assert await read(store, info.sha256) == data
-    assert temp_count(store) == 0
+    assert await temp_count(store) == 0
 
 
 async def test_digest_so_far_tracks_the_written_bytes(store: BlobStore) -> None:
@@ -195,7 +212,7 @@ async def test_same_content_twice_is_stored_once(store: BlobStore) -> None:
 
     assert first == second
     assert await hashes(store) == [DATA_SHA]
-    assert temp_count(store) == 0
+    assert await temp_count(store) == 0
     if isinstance(store, LocalBlobStore):
         assert blob_files(store) == [store.blob_path(DATA_SHA)]
 
@@ -207,7 +224,7 @@ async def test_exceeding_max_size_raises_and_leaves_nothing(store: BlobStore, ch
         await write_all(writer, DATA, chunk)
 
     assert caught.value.extra == {"max_size": len(DATA) - 1}
-    assert temp_count(store) == 0
+    assert await temp_count(store) == 0
     assert not await store.exists(DATA_SHA)
     assert await hashes(store) == []
     with pytest.raises(RuntimeError, match="aborted"):
@@ -233,12 +250,12 @@ async def test_abort_removes_the_spool_and_is_idempotent(spooling_store: BlobSto
     store = spooling_store
     writer = await store.open_writer()
     await writer.write(DATA)
-    assert temp_count(store) == 1
+    assert await temp_count(store) == 1
 
     await writer.abort()
     await writer.abort()
 
-    assert temp_count(store) == 0
+    assert await temp_count(store) == 0
     assert not await store.exists(DATA_SHA)
     with pytest.raises(RuntimeError, match="aborted"):
         await writer.commit()
@@ -271,7 +288,7 @@ async def test_writer_context_manager_aborts_unless_committed(store: BlobStore) 
         await kept.write(b"three")
         info = await kept.commit()
 
-    assert temp_count(store) == 0
+    assert await temp_count(store) == 0
     assert await hashes(store) == [info.sha256]
     assert info.sha256 == hashlib.sha256(b"three").hexdigest()
 
@@ -334,9 +351,9 @@ async def test_verify_detects_content_that_does_not_match_its_name(store: BlobSt
     info = await put(store, DATA)
     assert await store.verify(info.sha256)
 
-    corrupt(store, info.sha256, DATA[:-1] + b"?")
+    await corrupt(store, info.sha256, DATA[:-1] + b"?")
     assert not await store.verify(info.sha256)
-    corrupt(store, info.sha256, b"")
+    await corrupt(store, info.sha256, b"")
     assert not await store.verify(info.sha256)
 
 
@@ -369,14 +386,14 @@ async def test_remove_stale_temp_removes_only_old_spools(spooling_store: BlobSto
     await fresh.write(b"fresh upload")
 
     assert await store.remove_stale_temp(600) == 1
-    assert temp_count(store) == 1
+    assert await temp_count(store) == 1
     assert await store.remove_stale_temp(600) == 0
 
     with pytest.raises(FileNotFoundError):
         await old.commit()  # its spool is gone: nothing is published
     assert not await store.exists(hashlib.sha256(b"old upload").hexdigest())
     assert (await fresh.commit()).sha256 == hashlib.sha256(b"fresh upload").hexdigest()
-    assert temp_count(store) == 0
+    assert await temp_count(store) == 0
     with pytest.raises(ValueError, match="older_than_seconds"):
         await store.remove_stale_temp(-1)
 
@@ -408,7 +425,7 @@ async def test_a_cancelled_write_leaves_an_unusable_writer_and_no_spool(store: B
             await writer.commit()
     else:  # the memory store finishes a write without yielding; nothing to cancel
         await writer.abort()
-    assert temp_count(store) == 0
+    assert await temp_count(store) == 0
     assert await hashes(store) == []
 
 
@@ -447,12 +464,12 @@ async def test_local_small_upload_reaches_the_disk_only_at_commit(local: LocalBl
     await write_all(writer, DATA, chunk=7)
 
     assert writer.temp_path is None  # gathered in memory: no spool file, no worker-thread call yet
-    assert temp_count(local) == 0
+    assert await temp_count(local) == 0
     assert writer.sha256_so_far == DATA_SHA  # hashed as it arrived
     info = await writer.commit()
     assert info == BlobInfo(sha256=DATA_SHA, size=len(DATA))
     assert await read(local, DATA_SHA) == DATA
-    assert temp_count(local) == 0
+    assert await temp_count(local) == 0
 
 
 async def test_local_spool_buffer_is_written_out_when_full(tmp_path: Path) -> None:
@@ -469,7 +486,7 @@ async def test_local_spool_buffer_is_written_out_when_full(tmp_path: Path) -> No
     info = await writer.commit()
     assert await read(store, info.sha256) == b"123456789ab"
     assert not spool.exists()
-    assert temp_count(store) == 0
+    assert await temp_count(store) == 0
 
 
 async def test_local_dedup_of_a_verified_small_upload_writes_no_file(
@@ -516,7 +533,7 @@ async def test_local_concurrent_writers_of_the_same_content_publish_one_file(loc
 
 async def test_local_dedup_replaces_a_truncated_copy(local: LocalBlobStore) -> None:
     info = await put(local, DATA)
-    corrupt(local, info.sha256, DATA[:10])  # e.g. a disk that lost the tail
+    await corrupt(local, info.sha256, DATA[:10])  # e.g. a disk that lost the tail
 
     assert await put(local, DATA) == info
     assert await local.verify(info.sha256)
@@ -528,7 +545,7 @@ async def test_local_read_of_a_file_truncated_mid_stream_raises_blob_corrupt(loc
     iterator = local.open_read(info.sha256, chunk_size=100)
     async with contextlib.aclosing(iterator):
         await anext(iterator)
-        corrupt(local, info.sha256, DATA[:150])
+        await corrupt(local, info.sha256, DATA[:150])
         await anext(iterator)  # bytes 100..150, then the file ends early
         with pytest.raises(BlobCorrupt) as caught:
             await anext(iterator)
@@ -624,7 +641,7 @@ async def test_local_write_that_does_not_fit_raises_insufficient_storage_and_lea
     assert "disk is full" in caught.value.detail
     assert caught.value.path == str(small_local.root)  # for the operator's log
     assert isinstance(caught.value.__cause__, OSError)
-    assert temp_count(small_local) == 0  # the spool is gone, and its space with it
+    assert await temp_count(small_local) == 0  # the spool is gone, and its space with it
     assert await hashes(small_local) == []
     with pytest.raises(RuntimeError, match="aborted"):
         await writer.write(b"more")
@@ -656,7 +673,7 @@ async def test_local_writer_without_a_free_inode_raises_insufficient_storage(tmp
         with pytest.raises(InsufficientStorage):
             await writer.commit()  # no inode for the spool file
 
-        assert temp_count(store) == 0
+        assert await temp_count(store) == 0
         for filler in fillers:
             filler.unlink()
         assert (await put(store, DATA)).sha256 == DATA_SHA
@@ -672,7 +689,7 @@ async def test_local_commit_without_room_for_its_directories_raises_insufficient
         with pytest.raises(InsufficientStorage):
             await writer.commit()
 
-        assert temp_count(store) == 0
+        assert await temp_count(store) == 0
         assert await hashes(store) == []
         for filler in fillers:
             filler.unlink()

@@ -345,6 +345,22 @@ def test_revoked_forgets_here_and_tells_every_other_cache(tmp_path: Path, clock:
     assert elsewhere.get("token") is None
 
 
+async def test_the_lifetime_counts_from_when_the_check_began(tmp_path: Path, clock: FakeClock) -> None:
+    """Another node's revocation (no counter here tells of it) must be honoured within the lifetime of
+    the commit: an answer that took 0.6 s to come is as old as the question, and goes 0.4 s later."""
+    cache = CredentialCache(_epoch(tmp_path), lifetime=1.0)
+
+    async def slow_check() -> tuple[Principal, float]:
+        clock.advance(0.6)  # the database read happened at the start; the answer arrives late
+        return ALICE, float("inf")
+
+    assert await cache.check_and_remember("token", slow_check) == ALICE
+    clock.advance(0.399)
+    assert cache.get("token") == ALICE
+    clock.advance(0.002)
+    assert cache.get("token") is None
+
+
 def test_a_zero_lifetime_disables_the_cache(tmp_path: Path, clock: FakeClock) -> None:
     cache = CredentialCache(_epoch(tmp_path), lifetime=0)
 

@@ -32,21 +32,28 @@ MAY_IMPORT: dict[str, set[str]] = {
     # Shared HTTP: header syntax, download planning, responses. No domain, no front end.
     "http": {"errors", "blobs"},
     # Domain packages: services, repositories, schemas.
-    "files": _FOUNDATION | _INFRASTRUCTURE,
+    "files": _FOUNDATION | _INFRASTRUCTURE | {"images"},  # image facts and GPS removal use the pure library
     "accounts": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # deleting an account releases its files
     "system": _FOUNDATION | {"db"},
-    "maintenance": _FOUNDATION | _INFRASTRUCTURE | {"files"},
+    "maintenance": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # gc also spares cached image derivatives
     "uploads": _FOUNDATION | _INFRASTRUCTURE | {"files"},  # resumable uploads end in the files write path
     # Shares build on the tree (and find recipients among accounts); the tree reads grants itself.
     "sharing": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts"},
-    "runtime": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "uploads", "sharing"},
+    # Pure image processing (pyvips, pillow-heif): no database, no blob store, no web framework.
+    "images": {"errors", "config"},
+    # Image derivatives of stored files and their cache (the read path opens the source).
+    "media": _FOUNDATION | _INFRASTRUCTURE | {"files", "images"},
+    "runtime": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "uploads", "sharing", "media"},
     # Front ends: REST and the protocol adapters, side by side (a protocol does not import REST).
-    "api": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "maintenance", "sharing", "runtime"},
+    "api": _FOUNDATION
+    | _INFRASTRUCTURE
+    | {"http", "files", "accounts", "system", "maintenance", "sharing", "runtime", "media", "images"},
     "protocols": _FOUNDATION | _INFRASTRUCTURE | {"http", "files", "accounts", "system", "uploads", "runtime"},
     # Composition roots.
     "app": _FOUNDATION
     | _INFRASTRUCTURE
-    | {"http", "files", "accounts", "system", "maintenance", "uploads", "sharing", "runtime", "api", "protocols"},
+    | {"http", "files", "accounts", "system", "maintenance", "uploads", "sharing", "runtime", "api", "protocols"}
+    | {"media", "images"},
     "cli": _FOUNDATION | _INFRASTRUCTURE | {"files", "accounts", "system", "maintenance", "runtime", "app"},
     "__main__": {"cli"},
 }

@@ -278,6 +278,7 @@ def _seed(base_url: str, env: dict[str, str]) -> dict[str, str]:
             return node_id
 
         docs = folder("docs")
+        image_id = upload(docs, "photo.png", _sample_png())
         file_id = upload(docs, "hello.txt", b"hello, contract\n" * 64)
         upload(docs, "hello.txt", b"a second version\n" * 64)
         versions = client.get(f"/api/v1/nodes/{file_id}/versions", headers=auth).json()["items"]
@@ -297,7 +298,14 @@ def _seed(base_url: str, env: dict[str, str]) -> dict[str, str]:
             "victim": victim,
             "invite": invite,
             "file_path": "docs/hello.txt",
+            "image": image_id,
         }
+
+
+def _sample_png() -> bytes:
+    import image_samples
+
+    return image_samples.encoded("png")
 
 
 # Justified exceptions to "a schema-valid request is accepted" (positive_data_acceptance, whose default
@@ -308,7 +316,34 @@ ACCEPTED_REFUSALS: dict[str, tuple[tuple[int, ...], str, list[str]]] = {
         (400,),
         "a lifetime beyond the presign_max_seconds setting, a max_size beyond max_upload_bytes, and an upload "
         "target given both ways (folder_id with name, and path) or neither are refused; the schema cannot say it",
-        ["presignDownload", "presignUpload", "presignTus"],
+        ["presignDownload", "presignUpload", "presignTus", "presignThumbnail"],
+    ),
+    "not images": (
+        (415, 422),
+        "a thumbnail of a file whose media type is not an image (415) or whose bytes do not decode (422): which "
+        "files are images is state (the run's links and uploads), not schema",
+        [
+            "getThumbnail",
+            "headThumbnail",
+            "getLinkThumbnail",
+            "headLinkThumbnail",
+            "getLinkNodeThumbnail",
+            "headLinkNodeThumbnail",
+        ],
+    ),
+    "image sizes": (
+        (400,),
+        "a width or height above the image_max_output_dimension setting (or outside image_allowed_sizes) is "
+        "refused; the schema states only the absolute bound",
+        [
+            "getThumbnail",
+            "headThumbnail",
+            "getLinkThumbnail",
+            "headLinkThumbnail",
+            "getLinkNodeThumbnail",
+            "headLinkNodeThumbnail",
+            "presignThumbnail",
+        ],
     ),
     "cursors": (
         (400,),
@@ -341,6 +376,12 @@ ACCEPTED_REFUSALS: dict[str, tuple[tuple[int, ...], str, list[str]]] = {
             "headLink",
             "downloadLinkNode",
             "headLinkNode",
+            "getThumbnail",
+            "headThumbnail",
+            "getLinkThumbnail",
+            "headLinkThumbnail",
+            "getLinkNodeThumbnail",
+            "headLinkNodeThumbnail",
         ],
     ),
     "uploads": (
@@ -421,6 +462,15 @@ def filter_query(ctx, query):
 """
 
 
+def _refusals_by_operation() -> dict[str, set[int]]:
+    """Every accepted refusal of each operation (one operation may be in several groups: one entry)."""
+    by_operation: dict[str, set[int]] = {}
+    for statuses, _, ids in ACCEPTED_REFUSALS.values():
+        for op in ids:
+            by_operation.setdefault(op, set()).update(statuses)
+    return by_operation
+
+
 def _config(seed: dict[str, str]) -> str:
     """schemathesis.toml for the run: credentials, pinned parameters and the expected answers."""
 
@@ -444,12 +494,12 @@ def _config(seed: dict[str, str]) -> str:
             pin(folder_ops, node_id=seed["folder"]),
             pin(version_ops, node_id=seed["file"], version_id=seed["old_version"]),
             pin(["downloadFileByPath", "headFileByPath", "getNodeByPath"], path=seed["file_path"]),
+            pin(["getThumbnail", "headThumbnail", "presignThumbnail"], node_id=seed["image"]),
             *(
                 f'[[operations]]\ninclude-operation-id = "{op}"\n'
                 f"checks.positive_data_acceptance.expected-statuses = "
-                f"{json.dumps(DEFAULT_ACCEPTED + [str(status) for status in statuses])}\n"
-                for statuses, _, ids in ACCEPTED_REFUSALS.values()
-                for op in ids
+                f"{json.dumps(DEFAULT_ACCEPTED + [str(status) for status in sorted(statuses)])}\n"
+                for op, statuses in _refusals_by_operation().items()
             ),
             *(
                 f'[[operations]]\ninclude-operation-id = "{op}"\n'

@@ -231,8 +231,53 @@ def test_restrictions_follow_the_url() -> None:
         action=Action.FILE_WRITE, node_id="f-1", name="a.png", max_size=5, media_type="image/png", on_conflict="fail"
     )
     for method, path in [("GET", "/api/v1/nodes/n-1"), ("PUT", PATH), ("POST", "/api/v1/nodes/f/children/a")]:
-        with pytest.raises(PermissionDenied, match="only GET a file's content, PUT one new file"):
+        with pytest.raises(PermissionDenied, match="only GET a file's content or one thumbnail of it, PUT one new"):
             presign.restriction_for(method, path, _presigned())
+
+
+def test_thumbnail_urls_sign_their_transform() -> None:
+    """A thumbnail URL reads its file through the thumbnail route only, with exactly the signed parameters;
+    a download URL signs as before (no transform part) and cannot be stretched to a thumbnail."""
+    thumbnail_path = presign.thumbnail_path("n-1")
+    transform = presign.transform_text({"w": 256, "format": "webp"})
+    assert transform == "w=256&h=&fit=&q=&format=webp"
+    signed = Constraints(transform=transform)
+    assert presign.restriction_for("GET", thumbnail_path, _presigned(constraints=signed)) == Restriction(
+        action=Action.FILE_READ, node_id="n-1"
+    )
+    for path, constraints in [
+        (thumbnail_path, Constraints()),  # no transform: not a thumbnail URL
+        (PATH, signed),  # a transform on the content route
+        (thumbnail_path, Constraints(transform=transform, max_size=5)),
+    ]:
+        with pytest.raises(PermissionDenied):
+            presign.restriction_for("GET", path, _presigned(constraints=constraints))
+    with pytest.raises(PermissionDenied):
+        presign.restriction_for("PUT", "/api/v1/nodes/f-1/children/a.png", _presigned(constraints=signed))
+    # The query carries the parameters; parsing it back gives the same transform, in any order.
+    expires, signature = (
+        2_000_000_000,
+        presign.sign(KEY, "GET", thumbnail_path, expires=2_000_000_000, signer=SIGNER, constraints=signed),
+    )
+    query = presign.query(expires, SIGNER, signed, signature)
+    assert query.startswith("w=256&format=webp&X-Stowage-Expires=")
+    reordered = "&".join(reversed(query.split("&")))
+    parsed = presign.parse(reordered)
+    assert parsed is not None
+    assert parsed.constraints == signed
+    presign.verify(KEY, "GET", thumbnail_path, parsed)
+    # A transform is a tenth element: never confused with a tus URL's folder (the ninth).
+    tus_like = presign.canonical(
+        "GET", thumbnail_path, expires=1, signer=SIGNER, constraints=Constraints(folder_id=transform)
+    )
+    assert presign.canonical("GET", thumbnail_path, expires=1, signer=SIGNER, constraints=signed) != tus_like
+    for changed in ("w=257", "format=png", "q=1"):
+        name = changed.split("=")[0]
+        tampered = "&".join(p for p in query.split("&") if not p.startswith(name + "=")) + "&" + changed
+        parsed_tampered = presign.parse(tampered)
+        assert parsed_tampered is not None
+        with pytest.raises(PermissionDenied):
+            presign.verify(KEY, "GET", thumbnail_path, parsed_tampered)
 
 
 @pytest.mark.parametrize("kind", list(CredentialKind))

@@ -572,3 +572,23 @@ async def test_create_rate_limiter_uses_redis_when_configured(tmp_path: Path) ->
         assert not (tmp_path / "ratelimit.db").exists()
     finally:
         await store.close()
+
+
+async def test_on_postgresql_without_redis_the_start_warns_that_limits_are_per_node(tmp_path: Path) -> None:
+    """Several nodes share PostgreSQL; without Redis each would count only its own attempts."""
+    postgres = "postgresql://stowage@127.0.0.1:5432/stowage"  # only its spelling matters: nothing connects
+    for configured, warned in (
+        (Settings(data_dir=tmp_path, database_url=postgres, node_name="node-a"), True),
+        (Settings(data_dir=tmp_path), False),
+        (Settings(data_dir=tmp_path, database_url=postgres, redis_url=f"redis://127.0.0.1:{_closed_port()}/0"), False),
+    ):
+        with capture_logs() as logs:
+            store = create_rate_limiter(configured)
+        await store.close()
+        warnings = [log for log in logs if log["log_level"] == "warning"]
+        if warned:
+            assert len(warnings) == 1, logs
+            assert "set redis_url" in warnings[0]["event"]
+            assert warnings[0]["node"] == "node-a"
+        else:
+            assert warnings == [], logs

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from importlib.resources import files
 from pathlib import Path
@@ -30,6 +30,7 @@ from stowage.api.authn import authenticate_first
 from stowage.api.cors import cors_config, install_problem_cors, list_every_method
 from stowage.api.files import NodesController
 from stowage.api.hot_reads import HotReads
+from stowage.api.images import LinkThumbnailsController, ThumbnailsController
 from stowage.api.maintenance import SystemAdminController
 from stowage.api.openapi_document import openapi_config
 from stowage.api.presign import PresignController
@@ -49,6 +50,7 @@ from stowage.errors import RequestHeadersTooLarge
 from stowage.files.services import FileDeps, FileServices
 from stowage.mail.mailer import create_mailer
 from stowage.maintenance.housekeeping import housekeeping_loop
+from stowage.media.services import ThumbnailService
 from stowage.observability.logging import configure_logging, get_logger
 from stowage.observability.metrics import Metrics, flush_every
 from stowage.observability.middleware import ObservabilityMiddleware
@@ -56,6 +58,7 @@ from stowage.protocols.tus.routes import TusController
 from stowage.ratelimit import create_rate_limiter
 from stowage.runtime import Runtime
 from stowage.sharing.services import SharingDeps, SharingServices
+from stowage.system.secret_check import check_shared_secret
 from stowage.system.service import SystemService
 from stowage.uploads.services import UploadDeps, UploadServices
 
@@ -99,6 +102,32 @@ class SchemaOutOfDate(RuntimeError):
     """The database schema is not at this build's revision; the server refuses to serve."""
 
 
+async def _ensure_schema(settings: Settings, database: Database) -> None:
+    """The database at this build's revision: migrated when ``auto_migrate`` allows, else refused."""
+    current = await migrate.current_revision(database)
+    head = migrate.head_revision()
+    if current == head:
+        return
+    if not settings.auto_migrate:
+        raise SchemaOutOfDate(
+            f"database schema is at revision {current}, this build needs {head}; run `stowage migrate`"
+        )
+    log.info("migrating_database", current=current, target=head)
+    await migrate.upgrade(database)
+
+
+def _in_background(stack: AsyncExitStack, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` as a task for the application's lifetime: cancelled, and waited for, at shutdown."""
+    task = asyncio.create_task(work)
+
+    async def stop() -> None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    stack.push_async_callback(stop)
+
+
 def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -> Any:
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -107,21 +136,20 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
         database = Database(settings)
         stack = AsyncExitStack()
         try:
-            current = await migrate.current_revision(database)
-            head = migrate.head_revision()
-            if current != head:
-                if settings.auto_migrate:
-                    log.info("migrating_database", current=current, target=head)
-                    await migrate.upgrade(database)
-                else:
-                    raise SchemaOutOfDate(
-                        f"database schema is at revision {current}, this build needs {head}; run `stowage migrate`"
-                    )
-            system = SystemService(database, data_dir)
+            await _ensure_schema(settings, database)
+            store = create_blob_store(settings)
+            stack.push_async_callback(store.close)
+            await store.start()  # an unreachable bucket or refused credentials stop the start here
+            system = SystemService(
+                database,
+                data_dir,
+                # The data folder is the local store's check already; a bucket gets its own.
+                extra_checks={"blob_store": store.check} if settings.blob_store == "s3" else None,
+            )
             await system.initialise()
+            await check_shared_secret(database, secret)
             limiter = create_rate_limiter(settings)
             stack.push_async_callback(limiter.close)
-            store = create_blob_store(settings)
             accounts = AccountServices.build(
                 AccountDeps(
                     settings=settings,
@@ -133,6 +161,7 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 )
             )
             files = FileServices.build(FileDeps(settings=settings, database=database, store=store))
+            stack.push_async_callback(files.facts.close)  # image facts computed in the background
             sharing = SharingServices.build(
                 SharingDeps(
                     settings=settings,
@@ -144,25 +173,9 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 )
             )
             uploads = UploadServices.build(UploadDeps(settings=settings, database=database, store=store, files=files))
-            housekeeping = asyncio.create_task(
-                housekeeping_loop(files, settings, expire_uploads=uploads.sessions.remove_expired)
-            )
-
-            async def stop_housekeeping() -> None:
-                housekeeping.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await housekeeping
-
-            stack.push_async_callback(stop_housekeeping)
+            _in_background(stack, housekeeping_loop(files, settings, expire_uploads=uploads.sessions.remove_expired))
             if metrics is not None:
-                flusher = asyncio.create_task(flush_every(metrics))
-
-                async def stop_flushing() -> None:
-                    flusher.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await flusher
-
-                stack.push_async_callback(stop_flushing)
+                _in_background(stack, flush_every(metrics))
             app.state.runtime = Runtime(
                 settings=settings,
                 data_dir=data_dir,
@@ -175,8 +188,14 @@ def _lifespan(settings: Settings, metrics: Metrics | None, *, freeze_gc: bool) -
                 presign=PresignService(accounts.deps, accounts.auth, files.tree),
                 sharing=sharing,
                 uploads=uploads,
+                media=ThumbnailService(database, store, settings, data_dir),
             )
-            log.info("started", version=__version__, database="sqlite" if database.is_sqlite else "postgresql")
+            log.info(
+                "started",
+                version=__version__,
+                database="sqlite" if database.is_sqlite else "postgresql",
+                blob_store=store.describe(),
+            )
             if freeze_gc:
                 # What start-up made (modules, routes, settings, clients) lives as long as the worker:
                 # keep the cyclic garbage collector from walking it again in every full collection (a
@@ -203,6 +222,8 @@ def build_litestar(settings: Settings, metrics: Metrics | None, *, freeze_gc: bo
         AdminController,
         SystemAdminController,
         NodesController,
+        ThumbnailsController,
+        LinkThumbnailsController,
         VersionsController,
         TrashController,
         SearchController,

@@ -100,6 +100,14 @@ class UnsupportedMediaType(StowageError):
     title = "Unsupported media type"
 
 
+class UnprocessableContent(StowageError):
+    """The request is well-formed but the stored content cannot be processed as asked (an image that
+    does not decode, a decompression bomb): 422, and retrying the same request will not help."""
+
+    code = "unprocessable-content"
+    title = "The content cannot be processed"
+
+
 class RangeNotSatisfiable(StowageError):
     code = "range-not-satisfiable"
     title = "The requested range cannot be served"

@@ -9,6 +9,7 @@ from stowage.accounts.services import AccountServices, PresignService
 from stowage.config import Settings
 from stowage.db.engine import Database
 from stowage.files.services import FileServices
+from stowage.media.services import ThumbnailService
 from stowage.observability.metrics import Metrics
 from stowage.sharing.services import SharingServices
 from stowage.system.service import SystemService
@@ -28,3 +29,4 @@ class Runtime:
     presign: PresignService
     sharing: SharingServices
     uploads: UploadServices
+    media: ThumbnailService

@@ -54,6 +54,8 @@ MAX_SIZE = "X-Stowage-Max-Size"
 MEDIA_TYPE = "X-Stowage-Media-Type"
 FOLDER = "X-Stowage-Folder"
 ON_CONFLICT = "on_conflict"
+# A thumbnail URL signs its transform parameters (``/api/v1/nodes/<id>/thumbnail?w=256&format=webp…``).
+TRANSFORM_PARAMETERS = ("w", "h", "fit", "q", "format")
 # Every query parameter the scheme reads; any of them in a request's query makes it a presigned request.
 PRESIGN_PARAMETERS = frozenset({EXPIRES, CREDENTIAL, SIGNATURE, MAX_SIZE, MEDIA_TYPE, FOLDER})
 MARKER = b"X-Stowage-"  # a cheap test on the raw query string before parsing it
@@ -89,12 +91,21 @@ class Signer(msgspec.Struct, frozen=True):
 
 class Constraints(msgspec.Struct, frozen=True):
     """What an upload URL allows; all None for a download URL. ``folder_id`` only for tus URLs: the
-    folder the uploads go into (a PUT URL names its folder in its path)."""
+    folder the uploads go into (a PUT URL names its folder in its path). ``transform`` only for a
+    thumbnail URL: its parameters (``transform_text``), signed so that no other size or format can be
+    asked with it."""
 
     on_conflict: str | None = None
     max_size: int | None = None
     media_type: str | None = None
     folder_id: str | None = None
+    transform: str | None = None
+
+
+def transform_text(values: Mapping[str, object | None]) -> str:
+    """The signed form of a thumbnail's parameters: every name of ``TRANSFORM_PARAMETERS`` in order,
+    with its value as sent (empty when absent), so reordering the query cannot change what is signed."""
+    return "&".join(f"{name}={'' if values.get(name) is None else values[name]}" for name in TRANSFORM_PARAMETERS)
 
 
 class Presigned(msgspec.Struct, frozen=True):
@@ -122,9 +133,10 @@ def signed_method(method: str, path: str = "") -> str:
 
 def canonical(method: str, path: str, *, expires: int, signer: Signer, constraints: Constraints) -> bytes:
     """The bytes signed: every part that decides what the request may do, unambiguously encoded. A tus
-    URL's folder is a ninth element (JSON arrays of different lengths never encode alike, and GET and
-    PUT URLs keep the signatures they always had). The tus endpoint is signed as ``/api/v1/uploads/``
-    with or without its trailing slash (the router treats both alike)."""
+    URL's folder is a ninth element, a thumbnail URL's transform a tenth (after the folder, null) — JSON
+    arrays of different lengths never encode alike, and GET and PUT URLs keep the signatures they always
+    had. The tus endpoint is signed as ``/api/v1/uploads/`` with or without its trailing slash (the
+    router treats both alike)."""
     parts: list[object] = [
         SCHEME,
         signed_method(method, path),
@@ -135,8 +147,10 @@ def canonical(method: str, path: str, *, expires: int, signer: Signer, constrain
         constraints.max_size,
         constraints.media_type,
     ]
-    if constraints.folder_id is not None:
+    if constraints.folder_id is not None or constraints.transform is not None:
         parts.append(constraints.folder_id)
+    if constraints.transform is not None:
+        parts.append(constraints.transform)
     return msgspec.json.encode(parts)
 
 
@@ -163,6 +177,11 @@ def verify(key: bytes, method: str, path: str, presigned: Presigned) -> None:
 def query(expires: int, signer: Signer, constraints: Constraints, signature: str) -> str:
     """The query string of a presigned URL (constraints first, then expiry, signer and signature)."""
     parts: list[tuple[str, str]] = []
+    if constraints.transform is not None:
+        for pair in constraints.transform.split("&"):
+            name, _, value = pair.partition("=")
+            if value:
+                parts.append((name, value))
     if constraints.on_conflict is not None:
         parts.append((ON_CONFLICT, constraints.on_conflict))
     if constraints.max_size is not None:
@@ -231,7 +250,7 @@ def parse(query_string: bytes | str) -> Presigned | None:
         name, _, value = pair.partition("=")
         if "%" in name or "+" in name:
             name = unquote_plus(name)
-        if name in PRESIGN_PARAMETERS or name == ON_CONFLICT:
+        if name in PRESIGN_PARAMETERS or name == ON_CONFLICT or name in TRANSFORM_PARAMETERS:
             if "%" in value or "+" in value:
                 value = unquote_plus(value)
             if name in found:
@@ -248,6 +267,7 @@ def parse(query_string: bytes | str) -> Presigned | None:
             max_size=_integer(found, MAX_SIZE, required=False),
             media_type=found.get(MEDIA_TYPE),
             folder_id=found.get(FOLDER),
+            transform=transform_text(found) if found.keys() & set(TRANSFORM_PARAMETERS) else None,
         ),
     )
 
@@ -255,6 +275,7 @@ def parse(query_string: bytes | str) -> Presigned | None:
 # The requests a presigned URL can make (paths as the server sees them: percent-decoded).
 _DOWNLOAD = re.compile(r"\A/api/v1/nodes/([^/]+)/content\Z")
 _UPLOAD = re.compile(r"\A/api/v1/nodes/([^/]+)/children/([^/]+)\Z")
+_THUMBNAIL = re.compile(r"\A/api/v1/nodes/([^/]+)/thumbnail\Z")
 _TUS_CREATION = re.compile(r"\A/api/v1/uploads/?\Z")
 _TUS_UPLOAD = re.compile(r"\A/api/v1/uploads/([^/]+)\Z")
 
@@ -262,6 +283,11 @@ _TUS_UPLOAD = re.compile(r"\A/api/v1/uploads/([^/]+)\Z")
 def download_path(node_id: str) -> str:
     """The path a GET URL signs: the file's content route."""
     return f"/api/v1/nodes/{node_id}/content"
+
+
+def thumbnail_path(node_id: str) -> str:
+    """The path a thumbnail URL signs (with its transform parameters)."""
+    return f"/api/v1/nodes/{node_id}/thumbnail"
 
 
 def upload_path(folder_id: str, name: str) -> str:
@@ -286,7 +312,14 @@ def restriction_for(
         return _tus_restriction(method, path, presigned, signer_kind)
     if method == "GET" and (download := _DOWNLOAD.match(path)) is not None and constraints == Constraints():
         return Restriction(action=Action.FILE_READ, node_id=download.group(1))
-    if method == "PUT" and (upload := _UPLOAD.match(path)) is not None:
+    if (
+        method == "GET"
+        and (thumbnail := _THUMBNAIL.match(path)) is not None
+        and constraints.transform is not None
+        and constraints == Constraints(transform=constraints.transform)
+    ):
+        return Restriction(action=Action.FILE_READ, node_id=thumbnail.group(1))
+    if method == "PUT" and (upload := _UPLOAD.match(path)) is not None and constraints.transform is None:
         return Restriction(
             action=Action.FILE_WRITE,
             node_id=upload.group(1),
@@ -296,7 +329,8 @@ def restriction_for(
             on_conflict=constraints.on_conflict,
         )
     raise PermissionDenied(
-        f"{INVALID}: presigned URLs only GET a file's content, PUT one new file, or create and continue tus uploads."
+        f"{INVALID}: presigned URLs only GET a file's content or one thumbnail of it, PUT one new file, or "
+        "create and continue tus uploads."
     )
 
 

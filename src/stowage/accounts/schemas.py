@@ -225,6 +225,17 @@ class PresignUploadRequest(msgspec.Struct, forbid_unknown_fields=True):
     expires_in: ExpiresIn | None = None
 
 
+class PresignThumbnailRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """The thumbnail a URL may fetch (the parameters of ``GET /api/v1/nodes/{id}/thumbnail``), signed in."""
+
+    w: Annotated[int, msgspec.Meta(ge=1, le=16384)] | None = None
+    h: Annotated[int, msgspec.Meta(ge=1, le=16384)] | None = None
+    fit: Literal["cover", "contain", "inside"] | None = None
+    q: Annotated[int, msgspec.Meta(ge=1, le=100)] | None = None
+    format: Literal["jpeg", "png", "webp", "avif", "auto"] | None = None
+    expires_in: ExpiresIn | None = None
+
+
 class PresignTusRequest(msgspec.Struct, forbid_unknown_fields=True):
     """The folder a tus creation URL uploads into (``folder_id`` or ``path``), and its limits per upload."""
 

@@ -18,7 +18,7 @@ from stowage.files.services import ContentSource
 from stowage.files.zipstream import ZipEntry, stream_zip, zip_size_if_known
 from stowage.http.responses import BlobResponse, StreamResponse
 from stowage.http.semantics import Preconditions, content_disposition
-from stowage.http.serving import plan_download
+from stowage.http.serving import plan_download, plan_redirect
 
 HeaderLookup = Callable[[str], str | None]
 
@@ -27,7 +27,8 @@ async def answer_download(
     opened: tuple[FileContent, ContentSource], *, method: str, header: HeaderLookup, attachment: bool
 ) -> BlobResponse:
     """The response to a GET or HEAD of ``opened``; precondition and range errors raise before anything
-    is sent, as does lost or damaged content (a logged 500, never a cut-off or corrupt 200)."""
+    is sent, as does lost or damaged content (a logged 500, never a cut-off or corrupt 200). A whole-file
+    GET becomes a 307 to the object store when the source offers a presigned URL (``offsite_url``)."""
     content, source = opened
     plan = plan_download(
         content,
@@ -42,6 +43,13 @@ async def answer_download(
         range_header=header("range"),
         force_attachment=attachment,
     )
+    if plan.status == 200 and method == "GET" and plan.has_body:
+        location = await source.offsite_url(
+            content_type=plan.headers["content-type"], content_disposition=plan.headers["content-disposition"]
+        )
+        if location is not None:  # the object store sends the bytes (s3_redirect_downloads)
+            await source.ensure_servable(sends_bytes=False)
+            return BlobResponse(plan_redirect(plan, location), source, head=False)
     if plan.status != 304:
         # Responses without a body only need the content to exist.
         await source.ensure_servable(sends_bytes=method != "HEAD" and plan.has_body)

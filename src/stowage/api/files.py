@@ -20,7 +20,7 @@ from litestar.status_codes import HTTP_200_OK, HTTP_201_CREATED
 from stowage.api.deps import BEARER, Cursor, Limit, Req
 from stowage.api.downloads import send_content, zip_response
 from stowage.api.openapi import operation
-from stowage.api.presign import url_base
+from stowage.api.presign import url_base, with_thumbnail_urls
 from stowage.api.problems import status_for
 from stowage.errors import FieldError, InvalidInput
 from stowage.files.schemas import (
@@ -66,7 +66,13 @@ class BatchResult(msgspec.Struct):
 
 
 OnConflict = Annotated[ConflictPolicy, QueryParameter(description="What to do when the name is taken")]
-Sort = Annotated[Literal["name", "size", "modified", "type"], QueryParameter()]
+Sort = Annotated[
+    Literal["name", "size", "modified", "type", "taken_at"],
+    QueryParameter(
+        description="taken_at: by capture time (EXIF DateTimeOriginal of images), falling back to the "
+        "modification time for folders, non-images and photos without one"
+    ),
+]
 Order = Annotated[Literal["asc", "desc"], QueryParameter()]
 ANY_PATH = "{path:path}"
 
@@ -95,7 +101,13 @@ def _upload_options(request: AnyRequest, on_conflict: ConflictPolicy) -> UploadO
             ) from None
         if modified.tzinfo is None:
             modified = modified.replace(tzinfo=UTC)
+    strip = h.get("x-strip-gps")
+    if strip is not None and strip.strip().lower() not in ("true", "false"):
+        raise InvalidInput(
+            "X-Strip-GPS must be true or false.", errors=[FieldError("header.x-strip-gps", "not a boolean")]
+        )
     return UploadOptions(
+        strip_gps=None if strip is None else strip.strip().lower() == "true",
         on_conflict=on_conflict,
         expected_etags=parse_if_match(h.get("if-match")),
         if_none_match_any=if_none_match is not None,
@@ -171,7 +183,11 @@ class NodesController(Controller):
         summary="List a folder (keyset-paginated)",
         description="With presign=true each file also carries `url`: a presigned GET URL of its content that "
         "works without an Authorization header (for <Image source={{uri}}> and video players) for "
-        "presign_expires_in seconds (default presign_default_seconds). Without it, items have no `url`.",
+        "presign_expires_in seconds (default presign_default_seconds). Without it, items have no `url`. "
+        "Images whose facts are known carry `image` (width, height, taken_at, placeholder); facts missing "
+        "from a listing are computed in the background and appear in a later one. With thumbnail=<size>, "
+        "every image file also carries `thumbnail_url`: a presigned URL of its size x size cover thumbnail "
+        "(format chosen from the Accept header it is fetched with), living presign_expires_in seconds.",
         **operation("listChildren", conflicts=True),
     )
     async def children(
@@ -188,6 +204,10 @@ class NodesController(Controller):
         presign_expires_in: Annotated[
             int | None, QueryParameter(ge=1, le=30 * 86400, description="Lifetime of those URLs, in seconds")
         ] = None,
+        thumbnail: Annotated[
+            int | None,
+            QueryParameter(ge=1, le=16384, description="Add `thumbnail_url` (a presigned square thumbnail) to images"),
+        ] = None,
     ) -> NodePage:
         page = await request.files.tree.list_children(
             request.principal,
@@ -199,11 +219,13 @@ class NodesController(Controller):
             cursor=cursor,
             limit=limit,
         )
-        if not presign:
-            return page
-        items = await request.runtime.presign.listing(
-            request.principal, page.items, presign_expires_in, url_base(request)
-        )
+        items = page.items
+        if presign:
+            items = await request.runtime.presign.listing(
+                request.principal, items, presign_expires_in, url_base(request)
+            )
+        if thumbnail is not None:
+            items = with_thumbnail_urls(request, items, thumbnail, presign_expires_in)
         return NodePage(items=items, next_cursor=page.next_cursor)
 
     @post(

@@ -9,6 +9,7 @@ parts — ``api.authn`` to establish the caller, the read service to open the fi
 ``api.downloads.answer_download`` to plan and send it, ``api.problems`` for every error — for the
 requests it recognises, and hands every other request to Litestar untouched:
 
+- thumbnails (``api.hot_thumbnails`` says which requests): cached ones cost what a small download does;
 - only ``GET``/``HEAD`` of ``/api/v1/content/<path>``, ``/api/v1/nodes/<id>/content`` and a share
   link's ``/api/v1/s/<token>/content`` (no credential: the token and, for a password link, the
   ``X-Share-Grant`` header; answered by the visitor service and ``api.share_links.send_link_content``);
@@ -34,6 +35,7 @@ from litestar import Litestar
 
 from stowage import errors
 from stowage.accounts import presign
+from stowage.api import hot_thumbnails
 from stowage.api.authn import authenticate
 from stowage.api.downloads import answer_download
 from stowage.api.problems import log_domain_error, problem_message, unexpected_error
@@ -78,10 +80,13 @@ _READ_HEADERS = frozenset(
         b"range",
         b"origin",
         b"x-share-grant",
+        b"accept",
     }
 )
 # The characters Litestar accepts in a Host header (it answers 400 to others); a request with any
 # other is left to it.
+# The longest X-Share-Grant the routes accept (``api.share_links``, ``api.images``: max_length).
+_GRANT_MAX_LENGTH = 300
 _PLAIN_HOST = re.compile(rb"\A[0-9A-Za-z!$&'()*+,;=\-._~:\[\]@%]*\Z")
 
 
@@ -115,10 +120,19 @@ class HotReads:
                     if token and "/" not in token:
                         await self._serve(scope, receive, send, LINK_CONTENT_TEMPLATE, token, attachment)
                         return
+            if (thumbnail := hot_thumbnails.recognise(scope["path"], query)) is not None:
+                await self._serve(scope, receive, send, thumbnail.template, thumbnail, False)
+                return
         await self.app(scope, receive, send)  # type: ignore[arg-type]
 
     async def _serve(
-        self, scope: Scope, receive: Receive, send: Send, template: str, target: str, attachment: bool
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        template: str,
+        target: str | hot_thumbnails.ThumbnailTarget,
+        attachment: bool,
     ) -> None:
         headers: dict[str, str] = {}
         plain_host = True
@@ -129,14 +143,19 @@ class HotReads:
                     headers[key] = value.decode("latin-1")
             elif name == b"host":
                 plain_host = _PLAIN_HOST.match(value) is not None
-        if not plain_host or (self.cors and "origin" in headers):
+        grant_too_long = len(headers.get("x-share-grant", "")) > _GRANT_MAX_LENGTH  # Litestar's 400 answers it
+        if not plain_host or (self.cors and "origin" in headers) or grant_too_long:
             await self.app(scope, receive, send)  # type: ignore[arg-type]
             return
         scope["path_template"] = template
         method: str = scope["method"]
         runtime: Runtime = self.app.state.runtime
         try:
-            if template is LINK_CONTENT_TEMPLATE:  # a visitor: the link is the credential
+            if isinstance(target, hot_thumbnails.ThumbnailTarget):  # cached thumbnails, like small files
+                response = await hot_thumbnails.answer_thumbnail(
+                    runtime, scope, target, method=method, header=headers.get
+                )
+            elif template is LINK_CONTENT_TEMPLATE:  # a visitor: the link is the credential
                 visitors = runtime.sharing.visitors
                 visit = await visitors.visit(target, headers.get("x-share-grant"))
                 opened = visitors.open_content(visit)

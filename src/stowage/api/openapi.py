@@ -112,6 +112,7 @@ TAGS = [
         name="links",
         description="A share link's visitor: no account; the token in the path, X-Share-Grant after a password.",
     ),
+    Tag(name="images", description="Thumbnails and transforms of image files (cached), and their presigned URLs."),
     Tag(name="admin", description="Administrators: users, invitations, audit log, maintenance, storage."),
     Tag(name="system", description="Health, readiness, metrics and instance information."),
 ]
@@ -178,6 +179,12 @@ UPLOAD_HEADERS = [
         "The file's modification time, ISO 8601 such as 2026-05-01T12:00:00Z (no offset = UTC), for sync "
         "clients; another value is a 400.",
     ),
+    _request_header(
+        "X-Strip-GPS",
+        "true: store an image without its GPS position (the bytes as sent are not kept); false: as sent. "
+        "Without it, the server's strip_gps_on_upload decides.",
+        enum=["true", "false"],
+    ),
 ]
 # Every request header the API documents, for CORS (``api.cors``) and for the contract test.
 DOCUMENTED_REQUEST_HEADERS = tuple(
@@ -220,7 +227,8 @@ PROBLEMS: dict[int, tuple[str, dict[str, OpenAPIHeader | Reference]]] = {
     409: ("conflict: the name is taken (conflicting_id), or the item cannot do this in its state.", {}),
     412: ("precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold.", {}),
     413: ("payload-too-large: the body exceeds the limit for this route (max_size when known).", {}),
-    415: ("unsupported-media-type: the content is not of the type a presigned upload URL allows.", {}),
+    415: ("unsupported-media-type: not the type a presigned upload URL allows, or not an image.", {}),
+    422: ("not-an-image, image-damaged or image-too-large: the stored file cannot be processed as an image.", {}),
     416: (
         "range-not-satisfiable: the range starts past the end.",
         {"Content-Range": RESPONSE_HEADERS["Unsatisfied-Range"]},
@@ -360,6 +368,11 @@ def _download_responses() -> dict[str, OpenAPIResponse | Reference]:
             content=binary,
         ),
         "304": OpenAPIResponse(description="Not modified (If-None-Match or If-Modified-Since).", headers=validators),
+        "307": OpenAPIResponse(
+            description="With s3_redirect_downloads: fetch the whole file from the object store at Location "
+            "(a presigned URL valid for s3_presign_seconds).",
+            headers={**validators, "Location": _header("A presigned object-store URL.", pattern=r"^https?://")},
+        ),
     }
 
 

@@ -9,6 +9,9 @@ under ``public_url`` when it is set (behind a proxy), else under the address thi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import msgspec
 from litestar import Controller, post
 from litestar.params import FromPath, JSONBody
 from litestar.status_codes import HTTP_200_OK
@@ -16,12 +19,46 @@ from litestar.status_codes import HTTP_200_OK
 from stowage.accounts.schemas import PresignDownloadRequest, PresignedUrl, PresignTusRequest, PresignUploadRequest
 from stowage.api.deps import BEARER, Req
 from stowage.api.openapi import operation
+from stowage.errors import FieldError, InvalidInput
+from stowage.files.media_types import has_image_facts
+from stowage.files.schemas import NodeOut
+from stowage.images import limits_from, normalise
 
 
 def url_base(request: Req) -> str:
     """Where clients reach this server: ``public_url``, or the scheme and host of this request."""
     public = request.runtime.settings.public_url
     return public.rstrip("/") if public else str(request.base_url).rstrip("/")
+
+
+def with_thumbnail_urls(request: Req, items: Sequence[NodeOut], size: int, expires_in: int | None) -> list[NodeOut]:
+    """A listing's items with ``thumbnail_url`` on every image file: a presigned URL of its square
+    ``size``-pixel cover thumbnail, format chosen when fetched (``PresignService.thumbnail_urls``: one
+    HMAC each, no database work). A size the thumbnail endpoint would refuse is a 400 here."""
+    try:
+        normalise(
+            width=size,
+            height=size,
+            fit="cover",
+            quality=None,
+            format=None,
+            accept=None,
+            limits=limits_from(request.runtime.settings),
+        )
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"thumbnail: {exc.detail}", errors=[FieldError(field="query.thumbnail", message="not an allowed size")]
+        ) from None
+    images = [item.id for item in items if item.kind == "file" and has_image_facts(item.media_type)]
+    transform = {"w": size, "h": size, "fit": "cover"}
+    urls = dict(
+        zip(
+            images,
+            request.runtime.presign.thumbnail_urls(request.principal, images, transform, expires_in, url_base(request)),
+            strict=True,
+        )
+    )
+    return [msgspec.structs.replace(item, thumbnail_url=urls[item.id]) if item.id in urls else item for item in items]
 
 
 class PresignController(Controller):

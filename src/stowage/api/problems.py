@@ -99,6 +99,7 @@ STATUS_BY_ERROR: dict[type[errors.StowageError], int] = {
     errors.UnsupportedMediaType: 415,
     errors.RequestHeadersTooLarge: 431,
     errors.RangeNotSatisfiable: 416,
+    errors.UnprocessableContent: 422,
     errors.QuotaExceeded: 507,
     errors.InsufficientStorage: 507,
     errors.RateLimited: 429,

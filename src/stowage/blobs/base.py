@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import hashlib
 import re
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Literal, Protocol, TypeVar
 
@@ -238,6 +238,49 @@ class BlobStore(Protocol):
     async def remove_stale_temp(self, older_than_seconds: float) -> int:
         """Delete spools of abandoned uploads last written more than that long ago; return how many."""
         ...
+
+    async def modified_at(self, sha256: str) -> float | None:
+        """When the blob was last written — or re-stamped by a deduplicating upload about to reference it —
+        in epoch seconds; None if it is missing or the store cannot tell (gc then leaves it alone)."""
+        check_sha256(sha256)
+        return None
+
+    async def remove_if_old(
+        self, sha256: str, cutoff: float, *, still_unreferenced: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """gc's removal of an unreferenced blob: delete it if ``modified_at`` is at or before ``cutoff`` and
+        ``still_unreferenced()`` holds, closing the race with a deduplicating upload as well as the store
+        can; True if deleted. A store that cannot tell ages deletes nothing."""
+        del cutoff, still_unreferenced
+        check_sha256(sha256)
+        return False
+
+    async def presigned_get(
+        self, sha256: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str | None:
+        """A URL where the client can fetch the whole blob itself for ``expires_in`` seconds, answered with
+        these headers; None when the store has no such URLs (local, memory)."""
+        del expires_in, content_type, content_disposition
+        check_sha256(sha256)
+        return None
+
+    # --- lifecycle: the application's lifespan starts and closes the store ---------------------------
+
+    async def start(self) -> None:
+        """Check that the storage is usable (raise with the reason otherwise), before the server starts."""
+        return
+
+    async def check(self) -> None:
+        """The readiness probe's check of the storage; raises with the reason when it is unusable."""
+        return
+
+    async def close(self) -> None:
+        """Release connections; the store is not used afterwards."""
+        return
+
+    def describe(self) -> str:
+        """Where the blobs live, for logs and the readiness report (no credentials)."""
+        return type(self).__name__
 
     # --- staging: resumable uploads (tus), appended across requests -----------------------------------
 

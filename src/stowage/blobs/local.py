@@ -36,7 +36,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -57,12 +57,11 @@ from stowage.blobs.base import (
     check_upload_id,
     to_thread_owning,
 )
+from stowage.blobs.local_removal import TEMP_PREFIX, TEMP_SUFFIX, file_mtime, remove_if_old
 from stowage.blobs.local_staging import HashStates, LocalStaging, concatenate_sync, scan_staging
 from stowage.errors import InsufficientStorage, is_disk_full
 from stowage.observability.logging import get_logger
 
-TEMP_PREFIX = "upload-"
-TEMP_SUFFIX = ".part"
 _HEX = frozenset("0123456789abcdef")
 VERIFIED_CACHE_SIZE = 65536
 # Received bytes gathered in memory before one worker-thread call writes them (per upload in flight).
@@ -397,6 +396,19 @@ class LocalBlobStore(BlobStore):
         return True
 
     # --- maintenance -------------------------------------------------------------------------------
+
+    async def modified_at(self, sha256: str) -> float | None:
+        return await asyncio.to_thread(file_mtime, self.blob_path(sha256))
+
+    async def remove_if_old(
+        self, sha256: str, cutoff: float, *, still_unreferenced: Callable[[], Awaitable[bool]]
+    ) -> bool:
+        """Through a quarantine rename into ``tmp`` (``blobs/local_removal.py``): a deduplicating upload
+        that touched the file before the rename shows in its mtime, and the file is put back."""
+        return await remove_if_old(self.blob_path(sha256), self._tmp, cutoff, still_unreferenced=still_unreferenced)
+
+    def describe(self) -> str:
+        return f"local: {self._blobs}"
 
     async def delete(self, sha256: str) -> None:
         # Empty fan-out directories are kept: removing one could race with a commit publishing into it.

@@ -76,12 +76,22 @@ def _run(
             async with database.session() as db:
                 tracker.start(f"{kind}: blobs", await repository.count_blob_rows(db))
             tick = tracker.advance
-            if dry_run:
-                report, temp_files = await preview(database, store, grace_seconds=grace_seconds, on_blob=tick)
-            else:
-                report, temp_files = await checked_run(
-                    database, store, kind=kind, rehash=rehash, repair=repair, grace_seconds=grace_seconds, on_blob=tick
-                )
+            try:
+                await store.start()
+                if dry_run:
+                    report, temp_files = await preview(database, store, grace_seconds=grace_seconds, on_blob=tick)
+                else:
+                    report, temp_files = await checked_run(
+                        database,
+                        store,
+                        kind=kind,
+                        rehash=rehash,
+                        repair=repair,
+                        grace_seconds=grace_seconds,
+                        on_blob=tick,
+                    )
+            finally:
+                await store.close()
             problems = await locate(database, report.problems, report.repaired)
         finally:
             await database.dispose()

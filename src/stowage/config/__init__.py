@@ -14,6 +14,7 @@ import contextlib
 import os
 import re
 import secrets
+import socket
 import tempfile
 import tomllib
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ LogFormat = Literal["auto", "json", "console"]
 SignupMode = Literal["open", "invite", "closed"]
 SmtpSecurity = Literal["starttls", "tls", "none"]
 VerifyReads = Literal["changed", "always", "off"]
+BlobStoreKind = Literal["local", "s3"]
 
 
 # The request headers of the tus protocol (resumable uploads, ``protocols/tus``).
@@ -46,6 +48,7 @@ DEFAULT_CORS_ALLOW_HEADERS = (
     "Content-Digest",
     "X-Content-SHA256",
     "X-Modified-At",
+    "X-Strip-GPS",
     "X-Request-ID",
     "If-Match",
     "If-None-Match",
@@ -91,6 +94,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     version_keep_last: int = 10
     version_thinning: str = DEFAULT_SCHEDULE
     verify_reads: VerifyReads = "changed"
+
+    # --- image facts: size, capture time, placeholder (files/services/_facts.py, docs/api.md) ----
+    # Images waiting for their facts in each worker process (beyond it, a later listing schedules them),
+    # and how many are computed at once in each.
+    image_facts_queue: int = 10_000
+    image_facts_concurrency: int = 1
+    # Seconds a file's metadata request waits for missing facts before answering without them (0: never).
+    image_facts_wait_seconds: float = 2.0
+    # Store uploaded images without their GPS position (the bytes as sent are not kept; default off).
+    strip_gps_on_upload: bool = False
+
     trusted_proxies: tuple[str, ...] = ()
 
     redis_url: str | None = None
@@ -129,6 +143,42 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     principal_cache_seconds: float = 1.0
     shutdown_timeout: int = 30
 
+    # --- images: thumbnails and transforms (src/stowage/images, docs/api.md "Images") -------------
+    # Inputs larger than these are refused (422) from the file size and the header, before decoding.
+    image_max_input_pixels: int = 100_000_000
+    image_max_input_bytes: int = 100 * 1024 * 1024
+    # The largest width or height a derivative may have, and (when not empty) the only sizes allowed.
+    image_max_output_dimension: int = 4096
+    image_allowed_sizes: tuple[int, ...] = ()
+    # Seconds one transform may take (then 503), and how many run at once in each worker.
+    image_transform_timeout: float = 20.0
+    image_concurrency: int = 2
+    # Total bytes of cached derivatives; least recently used ones are evicted past it (at least 1 MiB).
+    image_cache_max_bytes: int = 1024**3
+
+    # --- blob store: the local data folder (default) or an S3-compatible object store (blobs/s3.py) ---
+    blob_store: BlobStoreKind = "local"
+    s3_endpoint_url: str | None = None  # None: AWS's endpoint for s3_region
+    s3_bucket: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None  # None (both): the default AWS credential chain (env, profile, role)
+    s3_secret_access_key: str | None = None
+    s3_prefix: str = ""  # key prefix inside the bucket, e.g. "stowage/" to share a bucket
+    s3_part_size: int = 8 * 1024 * 1024  # multipart part size: the memory one upload holds (5 MiB-5 GiB)
+    s3_create_bucket: bool = False  # create the bucket at start when it does not exist
+    s3_addressing_style: Literal["auto", "path", "virtual"] = "auto"  # path-style for MinIO/Garage/moto
+    s3_redirect_downloads: bool = False  # 307 whole-file GETs to a presigned object-store URL
+    s3_presign_seconds: int = 300  # lifetime of those object-store URLs
+
+    # --- several nodes (docs/deployment.md) ---
+    # This node's name in maintenance records, leases and logs (default: host name and port).
+    node_name: str | None = None
+    # Housekeeping (trash purge, version thinning, gc) runs once per interval in the whole installation,
+    # on whichever node takes the maintenance lease; the lease lapses this long after its holder's last
+    # renewal (renewed every third of it), so a dead holder's work is taken over after that.
+    housekeeping_interval_seconds: int = 3600
+    maintenance_lease_seconds: float = 60.0
+
     # --- TLS served by Stowage itself (operator's kit) ---------------------------------------------
     # Usually TLS ends at the reverse proxy (deploy/nginx, deploy/Caddyfile) and these stay unset.
     # Set both to have `stowage serve` (Granian) speak HTTPS directly: PEM files, the key unencrypted.
@@ -148,8 +198,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
 
+    @property
+    def effective_node_name(self) -> str:
+        """This node's name: the configured one, or ``<host name>:<port>``."""
+        return self.node_name or f"{socket.gethostname()}:{self.port}"
 
-SECRET_FIELDS = frozenset({"secret_key", "metrics_token", "smtp_password"})
+
+SECRET_FIELDS = frozenset({"secret_key", "metrics_token", "smtp_password", "s3_secret_access_key"})
 
 
 def _coerce_env(name: str, raw: str, field_type: msgspec.inspect.Type) -> Any:

@@ -20,7 +20,9 @@ if TYPE_CHECKING:
     from stowage.config import Settings
 
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$")
+_NODE_NAME = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
 
 
 def _require(condition: bool, name: str, allowed: str, value: object) -> None:
@@ -171,7 +173,119 @@ def validate(s: Settings) -> None:
             "must be an absolute http(s) URL",
             s.public_url,
         )
-    _validate_request_limits(s)
+    for group in (_validate_request_limits, _validate_images, _validate_image_facts, _validate_s3, _validate_nodes):
+        group(s)
+
+
+def _validate_images(s: Settings) -> None:
+    """The abuse limits of image transforms (``stowage.images``)."""
+    _require(s.image_max_input_pixels >= 1, "image_max_input_pixels", "must be at least 1", s.image_max_input_pixels)
+    _require(s.image_max_input_bytes >= 1, "image_max_input_bytes", "must be at least 1", s.image_max_input_bytes)
+    _require(
+        16 <= s.image_max_output_dimension <= 16384,
+        "image_max_output_dimension",
+        "must be between 16 and 16384",
+        s.image_max_output_dimension,
+    )
+    _require(
+        all(1 <= size <= s.image_max_output_dimension for size in s.image_allowed_sizes),
+        "image_allowed_sizes",
+        "must be sizes between 1 and image_max_output_dimension",
+        s.image_allowed_sizes,
+    )
+    _require(
+        0 < s.image_transform_timeout <= 600,
+        "image_transform_timeout",
+        "must be more than 0 and at most 600 seconds",
+        s.image_transform_timeout,
+    )
+    _require(1 <= s.image_concurrency <= 64, "image_concurrency", "must be between 1 and 64", s.image_concurrency)
+    _require(
+        s.image_cache_max_bytes >= 1024 * 1024,
+        "image_cache_max_bytes",
+        "must be at least 1 MiB (1048576)",
+        s.image_cache_max_bytes,
+    )
+
+
+def _validate_image_facts(s: Settings) -> None:
+    """The bounds of the image facts' background work (``files/services/_facts.py``)."""
+    _require(
+        1 <= s.image_facts_queue <= 1_000_000, "image_facts_queue", "must be between 1 and 1000000", s.image_facts_queue
+    )
+    _require(
+        1 <= s.image_facts_concurrency <= 64,
+        "image_facts_concurrency",
+        "must be between 1 and 64",
+        s.image_facts_concurrency,
+    )
+    _require(
+        0 <= s.image_facts_wait_seconds <= 60,
+        "image_facts_wait_seconds",
+        "must be between 0 and 60 seconds",
+        s.image_facts_wait_seconds,
+    )
+
+
+def _validate_s3(s: Settings) -> None:
+    """The S3 blob store's settings: only checked when ``blob_store = "s3"`` (they are ignored otherwise)."""
+    if s.blob_store != "s3":
+        return
+    _require(bool(s.s3_bucket), "s3_bucket", "must name the bucket when blob_store is s3", s.s3_bucket)
+    assert s.s3_bucket is not None
+    _require(
+        bool(_BUCKET_NAME.match(s.s3_bucket)),
+        "s3_bucket",
+        "must be a bucket name: 3-63 lower-case letters, digits, dots and hyphens",
+        s.s3_bucket,
+    )
+    if s.s3_endpoint_url is not None:
+        parts = urlsplit(s.s3_endpoint_url)
+        _require(
+            parts.scheme in {"http", "https"} and bool(parts.netloc) and not parts.query,
+            "s3_endpoint_url",
+            "must be an http(s) URL like https://s3.example.com or http://127.0.0.1:9000",
+            redact_url(s.s3_endpoint_url),
+        )
+    _require(
+        bool(s.s3_region.strip()), "s3_region", "must name a region (us-east-1 for most non-AWS servers)", s.s3_region
+    )
+    _require(
+        (s.s3_access_key_id is None) == (s.s3_secret_access_key is None),
+        "s3_secret_access_key" if s.s3_access_key_id is not None else "s3_access_key_id",
+        "must be set together with the other S3 credential (or leave both unset for the AWS credential chain)",
+        REDACTED if s.s3_secret_access_key is not None else s.s3_access_key_id,
+    )
+    _require(
+        s.s3_prefix == ""
+        or (s.s3_prefix.endswith("/") and not s.s3_prefix.startswith("/") and "//" not in s.s3_prefix),
+        "s3_prefix",
+        'must be empty or a key prefix ending in "/" like "stowage/"',
+        s.s3_prefix,
+    )
+    _require(
+        5 * 1024**2 <= s.s3_part_size <= 5 * 1024**3,
+        "s3_part_size",
+        "must be between 5 MiB (5242880) and 5 GiB, the limits of S3 multipart parts",
+        s.s3_part_size,
+    )
+    _require(
+        1 <= s.s3_presign_seconds <= 7 * 86400,
+        "s3_presign_seconds",
+        "must be between 1 second and 7 days (the longest a SigV4 presigned URL lives)",
+        s.s3_presign_seconds,
+    )
+
+
+def _validate_nodes(s: Settings) -> None:
+    """Several nodes: a readable node name; housekeeping and lease periods a test and a cluster can use."""
+    if s.node_name is not None:
+        name = s.node_name
+        _require(_NODE_NAME.match(name) is not None, "node_name", "must be 1-100 of A-Z a-z 0-9 . _ : -", name)
+    interval = s.housekeeping_interval_seconds
+    _require(1 <= interval <= 7 * 86400, "housekeeping_interval_seconds", "must be 1 s to 7 days", interval)
+    lease = s.maintenance_lease_seconds
+    _require(1 <= lease <= 3600, "maintenance_lease_seconds", "must be between 1 and 3600 seconds", lease)
 
 
 def _validate_request_limits(s: Settings) -> None:

@@ -136,6 +136,7 @@ class Database:
     """Owns the engines; hands out read sessions and write transactions."""
 
     def __init__(self, settings: Settings) -> None:
+        self.settings = settings  # what the database was built from (maintenance reads its lease settings)
         self.url = _normalise_url(settings.effective_database_url)
         self.is_sqlite = self.url.startswith("sqlite")
         self.schema = settings.database_schema

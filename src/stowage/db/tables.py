@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, Boolean, CheckConstraint, ForeignKey, Index, Integer, String, Text, false, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+    func,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from stowage.db.base import Base, UTCDateTime, search_key
@@ -19,6 +32,9 @@ class Instance(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     instance_id: Mapped[str] = mapped_column(String(36), nullable=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    # A fingerprint (HMAC) of the signing secret the nodes use (``system.secret_check``); None until a
+    # node of this version records it.
+    secret_check: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class User(Base):
@@ -173,6 +189,9 @@ class Node(Base):
     properties: Mapped[dict[str, str] | None] = mapped_column(JSON, nullable=True)
     # Server time the current content was stored (files only): the order of "recent files".
     uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The capture time of the current content (``image_facts.taken_at``), copied here so the listing
+    # sort ``taken_at`` is one index range (migration 0009); NULL for everything else.
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
     @validates("name")
     def _fold_name(self, _key: str, value: str) -> str:
@@ -218,9 +237,47 @@ class Node(Base):
                 ("type", ("media_type",)),
             )
         ),
+        # Photos by capture time, falling back to the modification time (listing sort ``taken_at``).
+        Index(
+            "ix_nodes_live_children_taken",
+            "parent_id",
+            "kind",
+            func.coalesce(text("taken_at"), text("modified_at")),
+            "name",
+            "id",
+            sqlite_where=text("trashed_at IS NULL"),
+            postgresql_where=text("trashed_at IS NULL"),
+        ),
+        # The nodes showing a content, whose ``taken_at`` its facts fill in once computed.
+        Index("ix_nodes_sha256", "sha256"),
         Index("ix_nodes_owner_id_trashed_at", "owner_id", "trashed_at"),
         Index("ix_nodes_owner_id_uploaded_at", "owner_id", "uploaded_at"),
         Index("ix_nodes_owner_id_starred", "owner_id", sqlite_where=text("starred"), postgresql_where=text("starred")),
+    )
+
+
+class ImageFacts(Base):
+    """What an image's content is: its displayed size, capture time and placeholder, keyed by the content's
+    SHA-256 — facts belong to content, so every file showing it (any user's: deduplication) shares them.
+
+    ``failure`` marks content that is not a readable image (not an image, truncated, too large, too slow):
+    such a row has no size and is never computed again. Rows go with their blob row (a purge).
+    """
+
+    __tablename__ = "image_facts"
+
+    sha256: Mapped[str] = mapped_column(ForeignKey("blobs.sha256", ondelete="CASCADE"), primary_key=True)
+    width: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    height: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # EXIF DateTimeOriginal (with OffsetTimeOriginal when present, else read as UTC).
+    taken_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A BlurHash string for drawing a blurred preview before the thumbnail arrives.
+    placeholder: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    computed_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    failure: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+    __table_args__ = (
+        CheckConstraint("failure IS NOT NULL OR (width IS NOT NULL AND height IS NOT NULL)", name="size_or_failure"),
     )
 
 
@@ -265,8 +322,27 @@ class MaintenanceRun(Base):
     outcome: Mapped[str] = mapped_column(String(16), nullable=False)
     # JSON document: counters, and the problems found and repaired (capped, see ``maintenance.runs``).
     report: Mapped[str] = mapped_column(Text, nullable=False)
+    # Which node ran it (``Settings.effective_node_name``; a CLI run adds ``/cli``). None: recorded before 0010.
+    node: Mapped[str | None] = mapped_column(String(200), nullable=True)
 
     __table_args__ = (Index("ix_maintenance_runs_kind_id", "kind", "id"),)
+
+
+class Lease(Base):
+    """A named lease that at most one process of the whole installation holds at a time (``maintenance.lease``).
+
+    Taken with a conditional UPDATE (free or expired) or, for a name never taken, an INSERT that does
+    nothing on conflict; renewed by its holder while it works. A holder that dies stops renewing and
+    loses the lease at ``expires_at``. Released leases keep their last holder for the record.
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200), nullable=False)  # unique per holding process
+    node: Mapped[str] = mapped_column(String(200), nullable=False)  # the node's name, for people
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
 
 
 class Upload(Base):
@@ -366,3 +442,30 @@ class Share(Base):
             postgresql_where=text("kind = 'user' AND revoked_at IS NULL"),
         ),
     )
+
+
+class ImageDerivative(Base):
+    """A cached image derivative (a thumbnail or transform): source content + canonical parameters ->
+    the derivative's blob.
+
+    Derivative blobs live in the blob store like any content but are not rows of ``blobs`` and count
+    against nobody's quota; ``gc``/``fsck`` treat a blob file named here as referenced. Rows are
+    evicted least recently used first (``last_used_at``, refreshed at most every few minutes per row)
+    when the total ``size`` passes the cache cap; a blob file is deleted only when neither a ``blobs``
+    row nor another derivative still names it.
+    """
+
+    __tablename__ = "image_derivatives"
+
+    source_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # The canonical parameters (``TransformParams.key()``, e.g. ``w256-h256-cover-q80-webp``).
+    params: Mapped[str] = mapped_column(String(64), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64), nullable=False, index=True)
+    size: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    media_type: Mapped[str] = mapped_column(String(32), nullable=False)
+    width: Mapped[int] = mapped_column(Integer, nullable=False)
+    height: Mapped[int] = mapped_column(Integer, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False)
+    last_used_at: Mapped[datetime] = mapped_column(UTCDateTime(), nullable=False, index=True)
+
+    __table_args__ = (CheckConstraint("size >= 0", name="size_non_negative"),)

@@ -4,7 +4,7 @@ reads and what every upload writes.
 * **Reads** — a path resolves in **one** statement whatever its depth: the owner's root, then one
   self-join per component, each answered by the live-name index ``uq_nodes_parent_id_name_live`` (the
   joins repeat its ``trashed_at IS NULL`` predicate so both engines use the partial index). The text
-  for each depth is built once.
+  for each depth is built once. A folder's listing is in ``listing_repository.py``.
 * **Writes** — recording an upload (blob reference, node, version, usage, change log) and thinning a
   file's history, inside a ``DirectTransaction`` (which can also join an ORM unit of work). A new
   node is inserted with ``ON CONFLICT DO NOTHING``: a name taken meanwhile by a concurrent request
@@ -24,7 +24,7 @@ import msgspec
 
 from stowage.db.base import search_key
 from stowage.db.direct import DirectTransaction, Query, Row, optional_timestamp, timestamp
-from stowage.files.schemas import NodeOut, SortKey
+from stowage.files.schemas import SortKey
 
 MAX_DEPTH = 64  # names.split_path allows no deeper path
 
@@ -32,8 +32,6 @@ _COLUMNS = (
     "id, owner_id, parent_id, kind, name, size, media_type, sha256, modified_at, trashed_at, "
     "created_at, starred, properties, current_version_id"
 )
-# A listing reads live children only (no trash time) in ``NodeOut``'s field order: what the page sends.
-_LISTED_COLUMNS = "id, name, kind, parent_id, size, media_type, sha256, created_at, modified_at, starred, properties"
 
 
 class Fetcher(Protocol):
@@ -72,7 +70,7 @@ class VersionRow(msgspec.Struct, frozen=True):
     pinned: bool
 
 
-def _properties(value: Any) -> dict[str, str] | None:
+def properties_of(value: Any) -> dict[str, str] | None:
     if value is None:
         return None
     decoded: dict[str, str] = msgspec.json.decode(value) if isinstance(value, str | bytes) else dict(value)
@@ -93,29 +91,8 @@ def _node_row(row: Row) -> NodeRow:
         trashed_at=optional_timestamp(row[9]),
         created_at=timestamp(row[10]),
         starred=bool(row[11]),
-        properties=_properties(row[12]),
+        properties=properties_of(row[12]),
         current_version_id=row[13],
-    )
-
-
-def _listed_node(row: Row) -> NodeOut:
-    """A listing row (``_LISTED_COLUMNS``) straight into the shape the API sends: a page builds a
-    hundred of them, and going through ``NodeRow`` first cost a tenth of the page's time. Positional,
-    in ``NodeOut``'s field order (the same values ``files.services.node_out`` gives)."""
-    digest = row[6]
-    return NodeOut(
-        row[0],
-        row[1],
-        "file" if row[2] == "file" else "folder",
-        row[3],
-        row[4],
-        row[5],
-        f'"{digest}"' if digest else None,
-        timestamp(row[7]),
-        timestamp(row[8]),
-        None,
-        bool(row[9]),
-        _properties(row[10]) or {},
     )
 
 
@@ -219,85 +196,11 @@ async def quota_room(fetcher: Fetcher, user_id: str, default_quota: int) -> tupl
     return int(row[0]), int(row[1]) if row[1] is not None else default_quota
 
 
-# --- listings ---------------------------------------------------------------------------------------
-
-# The sort key per order. Within folders size and type are constant (0 and no media type), so they
-# order by name; files always have a media type. Each is served by ``ix_nodes_live_children_<order>``.
-_SORT_COLUMNS: dict[str, dict[str, tuple[str, ...]]] = {
-    "folder": {
-        "name": ("name", "id"),
-        "size": ("name", "id"),
-        "modified": ("modified_at", "name", "id"),
-        "type": ("name", "id"),
-    },
-    "file": {
-        "name": ("name", "id"),
-        "size": ("size", "name", "id"),
-        "modified": ("modified_at", "name", "id"),
-        "type": ("media_type", "name", "id"),
-    },
-}
-
-
-@lru_cache(maxsize=128)
-def _children_query(kind: str, sort: SortKey, descending: bool, *, after: bool, media_type: bool) -> Query:
-    """One page of a folder's live children of one kind, after a cursor: a range of one index, read in
-    either direction (a row-value comparison, which both engines seek on)."""
-    columns = _SORT_COLUMNS[kind][sort]
-    direction = "DESC" if descending else "ASC"
-    conditions = ["parent_id = ?", f"kind = '{kind}'", "trashed_at IS NULL"]
-    if media_type:
-        conditions.append("media_type LIKE ? ESCAPE '\\'")
-    if after:
-        marks = ", ".join("?" * len(columns))
-        conditions.append(f"({', '.join(columns)}) {'<' if descending else '>'} ({marks})")
-    order = ", ".join(f"{column} {direction}" for column in columns)
-    return Query(f"SELECT {_LISTED_COLUMNS} FROM nodes WHERE {' AND '.join(conditions)} ORDER BY {order} LIMIT ?")  # noqa: S608
-
-
-async def list_children(
-    fetcher: Fetcher,
-    parent_id: str,
-    *,
-    sort: SortKey,
-    descending: bool,
-    after: tuple[Any, ...] | None,
-    limit: int,
-    kind: str | None,
-    media_type_prefix: str | None,
-) -> list[NodeOut]:
-    """One page of live children (in the API's shape): folders first, then files, each in the chosen order, after the
-    ``(kind, key, name, id)`` cursor ``after`` (a modification time in the engine's form:
-    ``Fetcher.timestamp``).
-
-    Keyset (not offset) pagination stays correct while rows are inserted or deleted between pages: each
-    page starts strictly after the last row the client saw. Folders and files are read with one query
-    each, so every query is a range of one index: a page costs the same at the start of a 10,000-file
-    folder as at its end."""
-    like: list[Any] = []
-    if media_type_prefix is not None:
-        escaped = media_type_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        like.append(f"{escaped}%")
-    rows: list[NodeOut] = []
-    for part in ("folder", "file"):
-        if kind is not None and kind != part:
-            continue
-        if after is not None and after[0] == "file" and part == "folder":
-            continue  # the cursor is already among the files
-        cursor: list[Any] = []
-        if after is not None and after[0] == part:
-            a_key, a_name, a_id = after[1], after[2], after[3]
-            cursor = [a_key, a_name, a_id] if len(_SORT_COLUMNS[part][sort]) == 3 else [a_name, a_id]
-        query = _children_query(part, sort, descending, after=bool(cursor), media_type=bool(like))
-        found = await fetcher.fetch_all(query, [parent_id, *like, *cursor, limit - len(rows)])
-        rows += [_listed_node(row) for row in found]
-        if len(rows) >= limit:
-            break
-    return rows
+# --- listing and search cursors ------------------------------------------------------------------
 
 
 class _Sortable(Protocol):
-    """What a listing or search cursor is made of: a hot-path row, a ``NodeOut`` or an ORM ``Node``."""
+    """What a search cursor is made of: an ORM ``Node`` (listings make theirs from the row)."""
 
     @property
     def id(self) -> str: ...
@@ -311,15 +214,19 @@ class _Sortable(Protocol):
     def media_type(self) -> str | None: ...
     @property
     def modified_at(self) -> datetime: ...
+    @property
+    def taken_at(self) -> datetime | None: ...
 
 
 def sort_key_of(node: _Sortable, sort: SortKey) -> tuple[Any, ...]:
-    """The listing cursor of a row: (kind, key, name, id), JSON-friendly (listings and search alike)."""
+    """The search cursor of a row: (kind, key, name, id), JSON-friendly, as a listing's."""
     key: Any
     if sort == "size":
         key = node.size
     elif sort == "modified":
         key = node.modified_at.isoformat()
+    elif sort == "taken_at":  # the capture time, else the modification time (``listing_repository``)
+        key = (node.taken_at or node.modified_at).isoformat()
     elif sort == "type":
         key = node.media_type or ""
     else:
@@ -342,9 +249,10 @@ _INSERT_FILE = Query(
     "current_version_id, created_at, modified_at, uploaded_at, starred) "
     "VALUES (?, ?, ?, 'file', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"
 )
+# New content has no capture time until its facts say so (``facts_repository``).
 _SET_CONTENT = Query(
     "UPDATE nodes SET current_version_id = ?, size = ?, sha256 = ?, media_type = ?, modified_at = ?, "
-    "uploaded_at = ? WHERE id = ?"
+    "uploaded_at = ?, taken_at = NULL WHERE id = ?"
 )
 _INSERT_VERSION = Query(
     "INSERT INTO versions (id, node_id, sha256, size, media_type, author_id, created_at, pinned) "

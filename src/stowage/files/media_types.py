@@ -342,3 +342,15 @@ def media_type_allows(pattern: str, media_type: str) -> bool:
     if wanted.endswith("/*"):
         return essence.startswith(wanted[:-1]) and len(essence) > len(wanted) - 1
     return essence == wanted
+
+
+# The types whose content gets image facts (size, capture time, placeholder): what ``stowage.images``
+# decodes. Anything else is never scheduled for them.
+IMAGE_FACT_TYPES = frozenset(
+    {"image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/avif", "image/heic", "image/heif"}
+)
+
+
+def has_image_facts(media_type: str | None) -> bool:
+    """Whether content of this (sniffed, stored) type gets image facts."""
+    return media_type in IMAGE_FACT_TYPES

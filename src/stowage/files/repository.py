@@ -78,6 +78,8 @@ def sort_columns(sort: SortKey) -> list[Any]:
         key = Node.size
     elif sort == "modified":
         key = Node.modified_at
+    elif sort == "taken_at":  # the capture time, else the modification time (as listings sort)
+        key = func.coalesce(Node.taken_at, Node.modified_at)
     elif sort == "type":
         key = func.coalesce(Node.media_type, "")
     else:

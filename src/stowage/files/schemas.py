@@ -14,7 +14,7 @@ from stowage.errors import FieldError, InvalidInput
 
 ConflictPolicy = Literal["fail", "rename", "replace"]
 NodeKind = Literal["file", "folder"]
-SortKey = Literal["name", "size", "modified", "type"]
+SortKey = Literal["name", "size", "modified", "type", "taken_at"]
 Category = Literal["image", "video", "audio", "text", "document", "archive"]
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 NodeId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
@@ -23,6 +23,13 @@ PresignedFileUrl = Annotated[
     msgspec.Meta(
         description="A presigned GET URL of the file's content (listings with presign=true): it works without "
         "an Authorization header until its X-Stowage-Expires, for <Image source={{uri}}> and video players."
+    ),
+]
+PresignedThumbnailUrl = Annotated[
+    str,
+    msgspec.Meta(
+        description="A presigned GET URL of the image's square thumbnail (listings with thumbnail=<size>): it "
+        "works without an Authorization header until its X-Stowage-Expires."
     ),
 ]
 
@@ -56,6 +63,18 @@ class FileContent(msgspec.Struct, frozen=True):
     etag: str
 
 
+class ImageOut(msgspec.Struct):
+    """What a grid needs to lay out and preview an image before fetching it: its displayed size (EXIF
+    orientation applied), its capture time (EXIF DateTimeOriginal, null when absent) and a BlurHash."""
+
+    width: int
+    height: int
+    taken_at: datetime | None
+    placeholder: Annotated[
+        str | None, msgspec.Meta(description="A BlurHash (blurha.sh) of the image: decode it to draw a blurred preview")
+    ] = None
+
+
 class NodeOut(msgspec.Struct):
     """A file or folder. ``etag`` (files only) is the strong validator of the current content."""
 
@@ -73,6 +92,10 @@ class NodeOut(msgspec.Struct):
     metadata: dict[str, str] = msgspec.field(default_factory=dict)
     # Only in listings asked with presign=true, and only for files: absent otherwise (not null).
     url: PresignedFileUrl | msgspec.UnsetType = msgspec.UNSET
+    # Only for images whose facts are known (computed after the upload, or on first need): absent otherwise.
+    image: ImageOut | msgspec.UnsetType = msgspec.UNSET
+    # Only in listings asked with thumbnail=<size>, and only for image files: absent otherwise.
+    thumbnail_url: PresignedThumbnailUrl | msgspec.UnsetType = msgspec.UNSET
 
 
 class FolderOut(msgspec.Struct):

@@ -41,7 +41,7 @@ class Servable(Protocol):
 
 
 class DownloadPlan(msgspec.Struct):
-    status: int  # 200, 206 or 304
+    status: int  # 200, 206, 304, or 307 (the bytes are elsewhere: ``plan_redirect``)
     headers: dict[str, str]
     start: int = 0
     end: int = 0  # exclusive
@@ -96,3 +96,22 @@ def plan_download(
     headers["content-range"] = content_range(byte_range, size)
     headers["content-length"] = str(byte_range.end - byte_range.start + 1)
     return DownloadPlan(status=206, headers=headers, start=byte_range.start, end=byte_range.end + 1)
+
+
+REDIRECT_STATUS = 307
+
+
+def plan_redirect(plan: DownloadPlan, location: str) -> DownloadPlan:
+    """The same whole-file download, answered by sending the client to ``location`` (a presigned URL of
+    the object store, which serves the bytes with the plan's Content-Type and Content-Disposition).
+
+    307 keeps the method; ``no-store`` because the URL expires soon and is the caller's own (it carries a
+    signature); the validators stay, so a client can still revalidate with the next request here."""
+    headers = {
+        "location": location,
+        "cache-control": "private, no-store",
+        "content-length": "0",
+        "etag": plan.headers["etag"],
+        "last-modified": plan.headers["last-modified"],
+    }
+    return DownloadPlan(status=REDIRECT_STATUS, headers=headers)

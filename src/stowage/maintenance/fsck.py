@@ -18,9 +18,11 @@ What is checked (``Problem.kind``):
   live and trashed (repair: set it to that sum).
 * ``duplicate_root`` — a user with more than one root folder (files under all but one are unreachable by
   path; not repairable automatically).
-* ``orphan_blob`` — a blob file without a row, last touched longer ago than ``grace_seconds`` (repair:
-  delete the file). Younger ones are not reported: they belong to uploads in flight (the write path
-  publishes the file before the transaction that records it) or to killed uploads that ``gc`` collects.
+* ``orphan_blob`` — a blob file without a row (neither ``blobs`` nor a cached image derivative in
+  ``image_derivatives`` names it), last touched longer ago than ``grace_seconds`` (repair: delete the
+  file; this is also how evicted derivatives leave the disk). Younger ones are not reported: they belong
+  to uploads in flight (the write path publishes the file before the transaction that records it) or to
+  killed uploads that ``gc`` collects.
 
 Everything is read in keyset pages of ``PAGE_SIZE`` rows, each page in its own short read session and
 with one statement, so the check runs in bounded memory and sees a consistent snapshot of each page
@@ -29,14 +31,14 @@ fixes (``SELECT … FOR UPDATE`` on PostgreSQL; SQLite write transactions are ex
 re-checks the condition with a subquery inside the UPDATE or DELETE, so a write that raced with the
 check is never undone.
 
-Blob files are deleted only when older than the grace period, through the quarantine rename of
-``blob_files.remove_if_old`` that closes the race with a deduplicating upload. The checks' queries
+Blob files are deleted only when older than the grace period, through the store's ``remove_if_old``
+(the local store's quarantine rename closes the race with a deduplicating upload; the S3 store re-stamps
+a blob a deduplicating upload is about to reference). The checks' queries
 stay here rather than in ``repository.py``: they are the rules being checked.
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import UTC, datetime
@@ -46,10 +48,10 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, delete, exists, func, select, update
 from sqlalchemy.orm import aliased
 
-from stowage.blobs import BlobNotFound, BlobStore, LocalBlobStore
+from stowage.blobs import BlobNotFound, BlobStore
 from stowage.db.engine import Database
 from stowage.db.tables import Blob, Node, User, Version
-from stowage.maintenance import blob_files, repository
+from stowage.maintenance import repository
 from stowage.maintenance.fsck_report import (
     CORRUPT_BLOB,
     DANGLING_VERSION,
@@ -446,7 +448,7 @@ class _Checker:
     # --- orphan files --------------------------------------------------------------------------------
 
     async def check_orphans(self) -> None:
-        """Blob files without a row, past the grace period. Needs a store with local paths (file ages)."""
+        """Blob files without a row, past the grace period. Needs a store that knows ages (``modified_at``)."""
         batch: list[str] = []
         async for sha in self.store.iter_hashes():
             batch.append(sha)
@@ -458,16 +460,13 @@ class _Checker:
 
     async def _check_orphan_batch(self, hashes: list[str]) -> None:
         async with self.db.session(offload=True) as db:
-            known = set((await db.scalars(select(Blob.sha256).where(Blob.sha256.in_(hashes)))).all())
+            known = await repository.named_blobs(db, hashes)
         cutoff = self._cutoff()
         for sha in hashes:
             if sha in known:
                 continue
-            path = self.store.local_path(sha)
-            if path is None:
-                continue  # no file ages to tell an upload in flight from an orphan
-            mtime = await asyncio.to_thread(blob_files.file_mtime, path)
-            if mtime is None or mtime > cutoff:
+            mtime = await self.store.modified_at(sha)
+            if mtime is None or mtime > cutoff:  # None: gone, or a store without ages (nothing to tell)
                 continue
             age = time.time() - mtime
             await self._report(
@@ -487,13 +486,7 @@ class _Checker:
 
     async def _remove_blob_file(self, sha: str) -> bool:
         """Delete the blob file if it is past the grace period and (still) has no row; True if deleted."""
-        path = self.store.local_path(sha)
-        if path is None:
-            return False
-        quarantine_dir = self.store.temp_dir if isinstance(self.store, LocalBlobStore) else path.parent
-        return await blob_files.remove_if_old(
-            path, quarantine_dir, self._cutoff(), still_unreferenced=partial(self._row_missing, sha)
-        )
+        return await self.store.remove_if_old(sha, self._cutoff(), still_unreferenced=partial(self._row_missing, sha))
 
     async def _row_missing(self, sha: str) -> bool:
         return not await self._row_exists(sha)

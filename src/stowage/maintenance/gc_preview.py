@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 
 from stowage.blobs import BlobStore, LocalBlobStore
-from stowage.blobs.local import TEMP_PREFIX, TEMP_SUFFIX
+from stowage.blobs.local_removal import TEMP_PREFIX, TEMP_SUFFIX
 from stowage.db.engine import Database
 from stowage.maintenance.fsck import fsck
 from stowage.maintenance.fsck_report import FsckReport

@@ -8,7 +8,7 @@ problems, so one run over a badly damaged store cannot produce an unbounded row.
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import msgspec
@@ -17,6 +17,7 @@ from stowage.db.engine import Database
 from stowage.db.tables import MaintenanceRun
 from stowage.maintenance import repository
 from stowage.maintenance.fsck_report import FsckReport
+from stowage.maintenance.lease import MAINTENANCE_LEASE
 from stowage.policy import Action, Principal, authorize
 
 RunKind = Literal["fsck", "gc"]
@@ -38,12 +39,24 @@ class RunOut(msgspec.Struct):
     duration_seconds: float
     outcome: str
     report: dict[str, Any]
+    # The node that ran it (its ``node_name``; ``/cli`` for a command); null for runs recorded before.
+    node: str | None = None
+
+
+class RunningOut(msgspec.Struct):
+    """The maintenance job running now somewhere in the installation: the holder of the maintenance lease."""
+
+    node: str
+    since: datetime
+    lease_expires_at: datetime  # renewed while the job runs; a dead holder's lease lapses here
 
 
 class LastRuns(msgspec.Struct):
     fsck: RunOut | None
     gc: RunOut | None
     recent: list[RunOut]
+    # A housekeeping pass, gc or fsck running now (on which node, since when), or null.
+    running: RunningOut | None = None
 
 
 def summarise(report: FsckReport, **extra: int) -> tuple[Outcome, dict[str, Any]]:
@@ -78,6 +91,7 @@ async def record(
     finished_at: datetime,
     outcome: Outcome,
     report: dict[str, Any],
+    node: str | None = None,
 ) -> None:
     async with database.transaction() as db:
         await repository.add_run(
@@ -89,6 +103,7 @@ async def record(
                 finished_at=finished_at,
                 outcome=outcome,
                 report=msgspec.json.encode(report).decode(),
+                node=node,
             ),
         )
 
@@ -103,11 +118,13 @@ def _out(row: MaintenanceRun) -> RunOut:
         duration_seconds=round((row.finished_at - row.started_at).total_seconds(), 3),
         outcome=row.outcome,
         report=msgspec.json.decode(row.report),
+        node=row.node,
     )
 
 
 async def last_runs(database: Database, principal: Principal | None, *, recent: int = 20) -> LastRuns:
-    """The newest run of each kind, and the newest ``recent`` runs of any kind (administrators only)."""
+    """The newest run of each kind, the newest ``recent`` runs of any kind, and what runs now (administrators
+    only)."""
     authorize(principal, Action.ADMIN_SYSTEM_READ)
     async with database.session() as db:
         newest: dict[str, RunOut | None] = {}
@@ -115,4 +132,8 @@ async def last_runs(database: Database, principal: Principal | None, *, recent: 
             row = await repository.last_run(db, kind)
             newest[kind] = _out(row) if row is not None else None
         rows = await repository.recent_runs(db, recent)
-    return LastRuns(fsck=newest["fsck"], gc=newest["gc"], recent=[_out(r) for r in rows])
+        lease = await repository.get_lease(db, MAINTENANCE_LEASE)
+    running = None
+    if lease is not None and lease.expires_at > datetime.now(UTC):
+        running = RunningOut(node=lease.node, since=lease.acquired_at, lease_expires_at=lease.expires_at)
+    return LastRuns(fsck=newest["fsck"], gc=newest["gc"], recent=[_out(r) for r in rows], running=running)

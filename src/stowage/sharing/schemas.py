@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from stowage.files.schemas import NodeKind, NodeOut
+from stowage.files.schemas import ImageOut, NodeKind, NodeOut
 
 LinkMode = Literal["read", "drop"]
 UserPermission = Literal["read", "read_write"]
@@ -122,6 +122,8 @@ class SharedNodeOut(msgspec.Struct):
     media_type: str | None
     etag: str | None
     modified_at: datetime
+    # Only for images whose facts are known: absent otherwise (see NodeOut).
+    image: ImageOut | msgspec.UnsetType = msgspec.UNSET
 
 
 class SharedNodePage(msgspec.Struct):

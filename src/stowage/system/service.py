@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 
 from sqlalchemy.exc import IntegrityError
@@ -21,19 +21,27 @@ API_VERSION = "v1"
 CHECK_TIMEOUT_SECONDS = 3.0
 
 
+Check = Callable[[], Awaitable[None]]
+
+
 class SystemService:
-    def __init__(self, database: Database, data_dir: Path) -> None:
+    def __init__(self, database: Database, data_dir: Path, *, extra_checks: Mapping[str, Check] | None = None) -> None:
+        """``extra_checks``: more named readiness checks, e.g. ``blob_store`` when blobs live in an S3 bucket
+        (each raises ServiceUnavailable or OSError with the reason when it fails)."""
         self.database = database
         self.data_dir = data_dir
+        self.extra_checks = dict(extra_checks or {})
 
     async def readiness(self) -> Readiness:
         """Run every check concurrently, each bounded by a timeout, and report all of them."""
-        names = ("database", "schema", "data_dir")
-        results = await asyncio.gather(
-            self._timed(self._check_database),
-            self._timed(self._check_schema),
-            self._timed(self._check_data_dir),
-        )
+        checks_to_run: dict[str, Check] = {
+            "database": self._check_database,
+            "schema": self._check_schema,
+            "data_dir": self._check_data_dir,
+            **self.extra_checks,
+        }
+        results = await asyncio.gather(*(self._timed(check) for check in checks_to_run.values()))
+        names = tuple(checks_to_run)
         checks = dict(zip(names, results, strict=True))
         status = "ready" if all(c.ok for c in checks.values()) else "unavailable"
         return Readiness(status=status, checks=checks)

@@ -6,7 +6,8 @@ credential's own expiry. Every committed change to users, sessions or API keys �
 token, a disabled or deleted account, a role change — bumps a counter shared by all workers of this
 machine (``db.epoch.SharedEpoch``); an entry remembered under an older count is not used. So a
 revocation takes effect on the next request on this machine, and within the cache's lifetime on
-others.
+others (several nodes sharing one database: the lifetime counts from when the check began, so a slow
+check does not stretch it).
 
 When an entry expires under load, every request in flight for that credential misses at once; they
 share one database check instead of queueing dozens of identical ones (which showed as 70 ms stalls
@@ -66,6 +67,7 @@ class CredentialCache:
         that ``get`` did not know, and remember its answer — or share the answer of the same check
         already running, if it began after the last revocation. Errors are shared the same way."""
         epoch = self.epoch.value()  # before the database is asked: see ``put``
+        began = time.monotonic()  # the answer is as old as the question (see ``put``)
         if self.lifetime > 0:
             while (running := self._pending.get(key)) is not None and running.epoch == epoch:
                 try:
@@ -91,7 +93,7 @@ class CredentialCache:
                 del self._pending[key]
         if pending is not None:
             pending.result.set_result(principal)
-        self.put(key, principal, epoch=epoch, valid_until=valid_until)
+        self.put(key, principal, epoch=epoch, valid_until=valid_until, checked_at=began)
         return principal
 
     def get(self, key: str) -> Principal | None:
@@ -108,12 +110,19 @@ class CredentialCache:
             return None
         return entry.principal
 
-    def put(self, key: str, principal: Principal, *, epoch: int, valid_until: float) -> None:
+    def put(
+        self, key: str, principal: Principal, *, epoch: int, valid_until: float, checked_at: float | None = None
+    ) -> None:
         """Remember a check that began when the counter read ``epoch`` (read *before* the database was
-        asked, so a revocation committed during the check makes the entry stale at once)."""
+        asked, so a revocation committed during the check on this machine makes the entry stale at once).
+
+        The entry stays fresh for the lifetime counted from ``checked_at`` (monotonic; default now), when
+        the check began: a revocation committed on another machine, which no counter here announces,
+        is then honoured within ``principal_cache_seconds`` of its commit, however slow the check was."""
         if self.lifetime <= 0:
             return
-        self._entries[key] = _Entry(principal, epoch, time.monotonic() + self.lifetime, valid_until)
+        start = time.monotonic() if checked_at is None else checked_at
+        self._entries[key] = _Entry(principal, epoch, start + self.lifetime, valid_until)
         self._entries.move_to_end(key)
         while len(self._entries) > MAX_ENTRIES:
             self._entries.popitem(last=False)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from urllib.parse import quote
 
@@ -23,7 +23,7 @@ import msgspec
 
 from stowage.accounts import presign
 from stowage.accounts.presign import Constraints, CredentialCode, Signer
-from stowage.accounts.schemas import PresignedUrl, PresignTusRequest, PresignUploadRequest
+from stowage.accounts.schemas import PresignedUrl, PresignThumbnailRequest, PresignTusRequest, PresignUploadRequest
 from stowage.accounts.services._auth import AuthService
 from stowage.accounts.services._common import AccountDeps
 from stowage.errors import Conflict, FieldError, InvalidInput, PermissionDenied, Unauthenticated, UnsupportedMediaType
@@ -83,6 +83,60 @@ class PresignService:
         expires = math.ceil(time.time()) + lifetime
         encoded = f"/api/v1/nodes/{quote(row.id, safe='')}/content"
         return self._url(base, "GET", presign.download_path(row.id), encoded=encoded, expires=expires, signer=signer)
+
+    async def thumbnail(
+        self, principal: Principal | None, node_id: str, request: PresignThumbnailRequest, base: str
+    ) -> PresignedUrl:
+        """A GET (and HEAD) URL for one thumbnail of the file ``node_id``: its parameters are signed."""
+        caller = authorize_signing(principal, Action.FILE_READ)
+        signer = _signer(caller)
+        lifetime = self._lifetime(request.expires_in)
+        row = await self.tree.load_row(caller, node_id, Action.FILE_READ)
+        if row.kind != "file":
+            raise Conflict(f"{row.name!r} is a folder; only files have thumbnails.")
+        expires = math.ceil(time.time()) + lifetime
+        constraints = Constraints(transform=presign.transform_text(msgspec.structs.asdict(request)))
+        encoded = f"/api/v1/nodes/{quote(row.id, safe='')}/thumbnail"
+        return self._url(
+            base,
+            "GET",
+            presign.thumbnail_path(row.id),
+            encoded=encoded,
+            expires=expires,
+            signer=signer,
+            constraints=constraints,
+        )
+
+    def thumbnail_urls(
+        self,
+        principal: Principal | None,
+        node_ids: Sequence[str],
+        transform: Mapping[str, object | None],
+        expires_in: int | None,
+        base: str,
+    ) -> list[str]:
+        """Thumbnail URLs (one transform, ``{"w": 256, "format": "webp", …}``) for files of a listing the
+        caller was allowed to see: one HMAC each, no database work (for listings with ``presign=true``).
+        Expiries are rounded like ``listing``'s, so repeated listings give the same URLs for a while."""
+        caller = authorize_signing(principal, Action.FILE_READ)
+        signer = _signer(caller)
+        lifetime = self._lifetime(expires_in, "query.presign_expires_in")
+        now = math.ceil(time.time())
+        step = max(1, min(LISTING_STEP_SECONDS, lifetime // 10))
+        expires = min(-(-(now + lifetime) // step) * step, now + self.settings.presign_max_seconds)
+        constraints = Constraints(transform=presign.transform_text(transform))
+        return [
+            self._url(
+                base,
+                "GET",
+                presign.thumbnail_path(node_id),
+                encoded=f"/api/v1/nodes/{quote(node_id, safe='')}/thumbnail",
+                expires=expires,
+                signer=signer,
+                constraints=constraints,
+            ).url
+            for node_id in node_ids
+        ]
 
     async def upload(self, principal: Principal | None, request: PresignUploadRequest, base: str) -> PresignedUrl:
         """A PUT URL that stores one new file (``name`` in a folder) within the given constraints."""

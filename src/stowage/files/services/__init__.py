@@ -2,8 +2,9 @@
 
 ``tree`` (look-ups, folders, listings, rename/move/copy), ``trash``, ``uploads`` (the write path),
 ``reading`` (the read path: ``FileContent`` and a byte source, ZIP plans), ``versions`` and
-``search``. Each private module holds one group; this package re-exports what front ends, other
-domains and tests use, so they never import a private module.
+``search``; ``facts`` (image facts, computed after uploads and on first need). Each private module
+holds one group; this package re-exports what front ends, other domains and tests use, so they never
+import a private module.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from stowage.files.services._common import (
     release_user_content,
     unique_name,
 )
+from stowage.files.services._facts import FactsService
 from stowage.files.services._reading import ContentSource, ReadService, ensure_servable, file_content
 from stowage.files.services._search import SearchService
 from stowage.files.services._trash import TrashService
 from stowage.files.services._tree import TreeService
-from stowage.files.services._uploads import QuotaRoom, UploadOptions, UploadPlan, UploadService, Within
+from stowage.files.services._upload_checks import QuotaRoom, UploadOptions
+from stowage.files.services._uploads import UploadPlan, UploadService, Within
 from stowage.files.services._versions import VersionService, apply_retention, retention_policy
 
 
@@ -37,12 +40,15 @@ class FileServices:
     reading: ReadService
     versions: VersionService
     search: SearchService
+    facts: FactsService
 
     @classmethod
     def build(cls, deps: FileDeps) -> FileServices:
-        tree = TreeService(deps)
+        facts = FactsService(deps)
+        tree = TreeService(deps, facts)
         return cls(
             deps=deps,
+            facts=facts,
             tree=tree,
             trash=TrashService(tree),
             uploads=UploadService(deps, tree),
@@ -55,6 +61,7 @@ class FileServices:
 __all__ = [
     "MAX_PAGE",
     "ContentSource",
+    "FactsService",
     "FileDeps",
     "FileServices",
     "ItemOutcome",

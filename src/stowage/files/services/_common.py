@@ -127,7 +127,7 @@ def listing_key(values: list[Any] | None, sort: SortKey) -> tuple[Any, ...] | No
     key_ok = isinstance(key, int) and not isinstance(key, bool) if sort == "size" else isinstance(key, str)
     if kind not in ("file", "folder") or not key_ok or not isinstance(name, str) or not isinstance(node_id, str):
         raise bad_cursor()
-    if sort == "modified":
+    if sort in ("modified", "taken_at"):
         return (kind, cursor_timestamp(key), name, node_id)
     return (kind, key, name, node_id)
 

@@ -44,11 +44,12 @@ class ContentSource:
     empty body), then sends the whole file by ``local_file`` (ASGI pathsend) or streams ``open_read``.
     """
 
-    __slots__ = ("_store", "_verify", "sha256")
+    __slots__ = ("_redirect_seconds", "_store", "_verify", "sha256")
 
-    def __init__(self, store: BlobStore, sha256: str, verify: VerifyReads) -> None:
+    def __init__(self, store: BlobStore, sha256: str, verify: VerifyReads, redirect_seconds: int | None = None) -> None:
         self._store = store
         self._verify = verify
+        self._redirect_seconds = redirect_seconds
         self.sha256 = sha256
 
     async def ensure_servable(self, *, sends_bytes: bool) -> None:
@@ -62,6 +63,19 @@ class ContentSource:
     def open_read(self, start: int = 0, end: int | None = None) -> AsyncGenerator[bytes, None]:
         """Bytes ``[start, end)`` in chunks."""
         return self._store.open_read(self.sha256, start, end)
+
+    async def offsite_url(self, *, content_type: str, content_disposition: str) -> str | None:
+        """Where the client may fetch the whole content itself — a short-lived presigned URL of the object
+        store, when ``s3_redirect_downloads`` is on — or None: the bytes go through this server. Call it
+        only after the caller was authorised (the URL is a bearer capability until it expires)."""
+        if self._redirect_seconds is None:
+            return None
+        return await self._store.presigned_get(
+            self.sha256,
+            expires_in=self._redirect_seconds,
+            content_type=content_type,
+            content_disposition=content_disposition,
+        )
 
 
 class _StoredNode(Protocol):
@@ -118,9 +132,12 @@ class ReadService:
         self.reader = tree.db.direct
         self.store = tree.deps.store
         self.verify = tree.deps.settings.verify_reads
+        settings = tree.deps.settings
+        redirect = settings.blob_store == "s3" and settings.s3_redirect_downloads
+        self.redirect_seconds = settings.s3_presign_seconds if redirect else None
 
     def _opened(self, content: FileContent) -> Opened:
-        return content, ContentSource(self.store, content.sha256, self.verify)
+        return content, ContentSource(self.store, content.sha256, self.verify, self.redirect_seconds)
 
     async def open_file(self, principal: Principal | None, node_id: str) -> Opened:
         """The current content of the file ``node_id`` (one indexed read, no ORM: the hot path)."""

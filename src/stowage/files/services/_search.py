@@ -64,7 +64,9 @@ class SearchService:
                 own=scope != "shared",
                 now=utcnow(),
             )
-        return _to_page(rows, limit, lambda node: direct_repository.sort_key_of(node, query.sort))
+        return await self._imaged(
+            _to_page(rows, limit, lambda node: direct_repository.sort_key_of(node, query.sort)), rows
+        )
 
     async def recent(self, principal: Principal | None, *, cursor: str | None, limit: int) -> NodePage:
         """Files by upload time (server clock), newest first: what was added or changed lately."""
@@ -78,7 +80,13 @@ class SearchService:
             after = (cursor_timestamp(raw[0]), raw[1])
         async with self.db.session() as db:
             rows = await search_repository.recent_files(db, caller.user_id, after=after, limit=limit + 1)
-        return _to_page(rows, limit, lambda node: (node.uploaded_at.isoformat() if node.uploaded_at else "", node.id))
+        page = _to_page(rows, limit, lambda node: (node.uploaded_at.isoformat() if node.uploaded_at else "", node.id))
+        return await self._imaged(page, rows)
+
+    async def _imaged(self, page: NodePage, rows: Sequence[Node]) -> NodePage:
+        """The page with the images' facts (one query for the page)."""
+        await self.tree.with_images([(item, row.sha256) for item, row in zip(page.items, rows, strict=False)])
+        return page
 
 
 def _to_page(rows: Sequence[Node], limit: int, key_of: Callable[[Node], Sequence[Any]]) -> NodePage:

@@ -16,11 +16,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from stowage.db.base import utcnow
 from stowage.db.tables import Node, Version
 from stowage.errors import Conflict, FieldError, InvalidInput, NotFound
-from stowage.files import direct_repository, repository
+from stowage.files import direct_repository, listing_repository, repository
 from stowage.files.direct_repository import NodeRow
+from stowage.files.media_types import has_image_facts
 from stowage.files.metadata import apply_patch as apply_metadata_patch
 from stowage.files.names import normalise_name, split_path
-from stowage.files.schemas import ConflictPolicy, FolderOut, NodeOut, NodePage, SortKey
+from stowage.files.schemas import ConflictPolicy, FolderOut, ImageOut, NodeOut, NodePage, SortKey
 from stowage.files.services._common import (
     MAX_PAGE,
     FileDeps,
@@ -37,13 +38,15 @@ from stowage.files.services._common import (
     trash_node,
     unique_name,
 )
+from stowage.files.services._facts import FactsService
 from stowage.policy import Action, Owned, Principal, authorize
 
 
 class TreeService:
-    def __init__(self, deps: FileDeps) -> None:
+    def __init__(self, deps: FileDeps, facts: FactsService) -> None:
         self.deps = deps
         self.db = deps.database
+        self.facts = facts
 
     # --- look-ups -------------------------------------------------------------------------------
 
@@ -109,7 +112,7 @@ class TreeService:
         """A file as it is; a folder with the totals of its subtree, which may be large: those are counted
         off the event loop."""
         if node.kind != "folder":
-            return node_out(node)
+            return await self.with_image(node_out(node), node.sha256)
         async with self.db.session(offload=True) as db:
             files, folders, total = await repository.folder_stats(db, node.id)
             path = await path_of(db, node)
@@ -216,22 +219,48 @@ class TreeService:
         if folder.kind != "folder":
             raise Conflict(f"{folder.name!r} is a file; only folders have children.")
         reader = self.db.direct
-        if key is not None and sort == "modified":
+        if key is not None and sort in ("modified", "taken_at"):
             key = (key[0], reader.timestamp(key[1]), key[2], key[3])
-        rows = await direct_repository.list_children(
+        page = await listing_repository.list_children(
             reader,
             folder.id,
             sort=sort,
             descending=descending,
             after=key,
-            limit=limit + 1,
+            limit=limit,
             kind=kind,
             media_type_prefix=media_type,
         )
-        items = rows[:limit]
-        last = rows[limit - 1] if len(rows) > limit else None
-        next_cursor = encode_cursor(direct_repository.sort_key_of(last, sort)) if last is not None else None
-        return NodePage(items=items, next_cursor=next_cursor)
+        if page.stale:
+            self.facts.schedule(page.stale)
+        next_cursor = encode_cursor(page.next_key) if page.next_key is not None else None
+        return NodePage(items=page.items, next_cursor=next_cursor)
+
+    async def with_image(self, node: NodeOut, sha256: str | None) -> NodeOut:
+        """A file with its ``image`` facts when it is an image (see ``image_for``)."""
+        image = await self.image_for(node.media_type, sha256)
+        if image is not None:
+            node.image = image
+        return node
+
+    async def image_for(self, media_type: str | None, sha256: str | None) -> ImageOut | None:
+        """The ``image`` facts of one file's content when it is an image: computed now when missing,
+        waiting at most ``image_facts_wait_seconds`` (a single file's metadata; listings never wait)."""
+        if sha256 is None or not has_image_facts(media_type):
+            return None
+        return await self.facts.image_of(sha256, wait=self.deps.settings.image_facts_wait_seconds)
+
+    async def with_images(self, nodes: Sequence[tuple[NodeOut, str | None]]) -> None:
+        """Give the images among ``(node, content sha256)`` pairs their ``image`` facts, read in one query
+        (search results, shared-with-me lists); missing facts are scheduled, never waited for."""
+        images = [(node, sha) for node, sha in nodes if sha is not None and has_image_facts(node.media_type)]
+        if not images:
+            return
+        found = await self.facts.images_of(sha for _, sha in images)
+        for node, sha in images:
+            image = found.get(sha or "")
+            if image is not None:
+                node.image = image
 
     # --- rename, move, copy -------------------------------------------------------------------
 
@@ -381,6 +410,7 @@ class TreeService:
                 modified_at=original.modified_at,
                 properties=original.properties,
                 uploaded_at=now if original.kind == "file" else None,
+                taken_at=original.taken_at,
             )
             if original.current_version_id and original.current_version_id in current_versions:
                 source = versions.get(original.current_version_id)

@@ -10,57 +10,38 @@ file that ``gc`` collects.
 
 from __future__ import annotations
 
-import hmac
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
-from typing import Literal
 
 import msgspec
 
-from stowage.blobs import BlobInfo, BlobWriter
+from stowage.blobs import BlobInfo
 from stowage.db.base import utcnow
 from stowage.db.direct import DirectTransaction
-from stowage.errors import (
-    Conflict,
-    FieldError,
-    InvalidInput,
-    NotFound,
-    PayloadTooLarge,
-    PreconditionFailed,
-    UnsupportedMediaType,
-)
+from stowage.errors import Conflict, FieldError, InvalidInput, NotFound, PayloadTooLarge
 from stowage.files import direct_repository
 from stowage.files.direct_repository import NodeRow
-from stowage.files.media_types import media_type_allows, sniff_media_type
+from stowage.files.facts_repository import FactsRow
+from stowage.files.media_types import has_image_facts, sniff_media_type
 from stowage.files.names import normalise_name, split_path
-from stowage.files.schemas import ConflictPolicy, NodeOut, etag_of
-from stowage.files.services._common import (
-    FileDeps,
-    charge_or_fail,
-    ensure_root,
-    node_out,
-    quota_exceeded,
-    unique_name,
-)
+from stowage.files.schemas import NodeOut
+from stowage.files.services._common import FileDeps, charge_or_fail, ensure_root, node_out, quota_exceeded, unique_name
+from stowage.files.services._image_content import without_gps
 from stowage.files.services._tree import TreeService
+from stowage.files.services._upload_checks import (
+    QuotaRoom,
+    UploadOptions,
+    check_if_match,
+    check_media_type,
+    check_target,
+    spool,
+    verify,
+)
 from stowage.files.services._versions import apply_retention, retention_policy
 from stowage.policy import Action, Principal, authorize
 
-SNIFF_BYTES = 4096
 MAX_INSERT_ATTEMPTS = 5
-
-
-class QuotaRoom(msgspec.Struct, frozen=True):
-    used: int
-    limit: int
-
-    @property
-    def free(self) -> int:
-        return max(self.limit - self.used, 0)
-
-
-AnyEtag = Literal["*"]
 # Extra statements a caller of ``record_blob`` runs in its transaction (tus marks its upload recorded).
 Within = Callable[[DirectTransaction, NodeRow], Awaitable[None]]
 
@@ -73,21 +54,6 @@ class UploadPlan(msgspec.Struct, frozen=True):
     name: str
     existing_id: str | None
     room: QuotaRoom
-
-
-class UploadOptions(msgspec.Struct, frozen=True):
-    """Everything about an upload that is known before its body: decided before the first byte.
-
-    Conditions arrive parsed, whatever protocol sent them: ``expected_etags`` is the set of entity
-    tags the current file must have (HTTP ``If-Match``, S3 ``x-amz-copy-source-if-match``, WebDAV
-    ``If:``), or ``"*"`` for "must exist"; ``if_none_match_any`` means "must not exist"."""
-
-    on_conflict: ConflictPolicy = "fail"
-    expected_etags: frozenset[str] | AnyEtag | None = None  # replace only this version (its ETag)
-    if_none_match_any: bool = False  # create only
-    sha256: bytes | None = None  # expected digest from Content-Digest / X-Content-SHA256
-    declared_length: int | None = None
-    modified_at: datetime | None = None
 
 
 class UploadService:
@@ -132,7 +98,7 @@ class UploadService:
             )
         parent = await self.tree.load_row(principal, parent_id, Action.FILE_WRITE)
         existing = await direct_repository.live_child(self.reader, parent.id, clean)
-        _check_target(parent, clean, existing, options, expected_id=None)
+        check_target(parent, clean, existing, options, expected_id=None)
         room = await self._room(parent.owner_id)
         return UploadPlan(
             parent_id=parent.id, name=clean, existing_id=existing.id if existing is not None else None, room=room
@@ -173,7 +139,7 @@ class UploadService:
         node = await self.tree.load_row(principal, node_id, Action.FILE_WRITE)
         if node.kind != "file":
             raise Conflict(f"{node.name!r} is a folder; it has no content to replace.")
-        _check_if_match(node, options)
+        check_if_match(node, options)
         room = await self._room(node.owner_id)
         assert node.parent_id is not None  # the root is a folder
         assert principal is not None  # load_row authorised it
@@ -223,11 +189,11 @@ class UploadService:
                 raise quota_exceeded(needed=options.declared_length, used=room.used, limit=room.limit)
         writer = await self.deps.store.open_writer(max_size=min(limit, room.free))
         try:
-            head = await _spool(writer, body, limit=limit, room=room)
-            _verify(writer, options)
+            head = await spool(writer, body, limit=limit, room=room)
+            verify(writer, options)
             media_type = sniff_media_type(head, name)
             if restriction is not None and restriction.media_type is not None:
-                _check_media_type(restriction.media_type, media_type)
+                check_media_type(restriction.media_type, media_type)
             info = await writer.commit()
         except BaseException:
             await writer.abort()
@@ -267,6 +233,9 @@ class UploadService:
         The seam every upload protocol ends in (REST, tus, S3, WebDAV): the bytes are already durable in
         the blob store. What was decided before the body is checked again here, since another writer may
         have won meanwhile. Hand-written SQL (``files.direct_repository``): this runs once per upload."""
+        strip = options.strip_gps if options.strip_gps is not None else self.deps.settings.strip_gps_on_upload
+        if strip and has_image_facts(media_type):  # the stored content is the one without a position
+            info = await without_gps(self.deps.store, self.deps.settings.data_dir, info)
         now = utcnow()
         version_id = str(uuid.uuid4())
         async with self.db.direct_transaction() as tx:
@@ -275,7 +244,7 @@ class UploadService:
                 raise NotFound("No such file or folder.")
             authorize(caller, Action.FILE_WRITE, await self.tree.access(caller, parent.owner_id, parent.id))
             existing = await direct_repository.live_child(tx, parent.id, name)
-            _check_target(parent, name, existing, options, expected_id=existing_id, recheck=True)
+            check_target(parent, name, existing, options, expected_id=existing_id, recheck=True)
             if existing is not None and options.on_conflict == "rename" and options.expected_etags is None:
                 name = await unique_name(tx, parent.id, name)
                 existing = None
@@ -317,6 +286,8 @@ class UploadService:
                 author_id=caller.user_id or None,  # a link visitor has no account
                 now=now,
             )
+            image = has_image_facts(media_type)
+            known = await self.tree.facts.recorded(tx, node.id, info.sha256) if image else None
             await direct_repository.log_change(tx, node.owner_id, node.id, "create" if created else "update", now)
             # Late in the transaction on purpose: on PostgreSQL the charge locks the owner's row until the
             # commit, and every upload of that owner needs it, so it is held as briefly as possible.
@@ -340,7 +311,7 @@ class UploadService:
             modified_at=modified,
             current_version_id=version_id,
         )
-        return node_out(stored), created
+        return _with_facts(node_out(stored), known, self.tree, info.sha256 if image else None), created
 
     async def _insert_file(
         self,
@@ -410,88 +381,12 @@ class UploadService:
             return (await ensure_root(db, caller.user_id)).id
 
 
-def _check_if_match(node: NodeRow, options: UploadOptions) -> None:
-    expected = options.expected_etags
-    if expected is None or expected == "*":
-        return
-    if node.sha256 is None or etag_of(node.sha256) not in expected:
-        raise PreconditionFailed("The file has changed since that version (If-Match does not match its ETag).")
-
-
-def _check_target(
-    parent: NodeRow,
-    name: str,
-    existing: NodeRow | None,
-    options: UploadOptions,
-    *,
-    expected_id: str | None,
-    recheck: bool = False,
-) -> None:
-    """What an upload's conditions require of the place it writes to: checked before the first byte, and
-    again (``recheck``) in the recording transaction, where ``expected_id`` is the file seen first — a
-    different one there means another writer won meanwhile."""
-    if parent.kind != "folder":
-        raise Conflict(f"{parent.name!r} is a file; uploads go into folders.")
-    if options.if_none_match_any and existing is not None:
-        if recheck:
-            raise PreconditionFailed(f"{name!r} was created by someone else meanwhile (If-None-Match: *).")
-        raise PreconditionFailed(f"{name!r} already exists (If-None-Match: *).")
-    if options.expected_etags is not None:
-        if existing is None:
-            if recheck:
-                raise PreconditionFailed(f"{name!r} no longer exists.")
-            raise PreconditionFailed(f"{name!r} does not exist, so it cannot match If-Match.")
-        _check_if_match(existing, options)
-    if existing is not None and existing.kind == "folder":
-        raise Conflict(f"{name!r} is a folder in this place; a file cannot replace it.")
-    if existing is None or options.on_conflict != "fail":
-        return
-    if not recheck and options.expected_etags is None:
-        raise Conflict(
-            f"{name!r} already exists; upload with on_conflict=replace or rename.",
-            extra={"conflicting_id": existing.id},
-        )
-    if recheck and existing.id != expected_id:
-        raise Conflict(f"{name!r} was created by someone else meanwhile.", extra={"conflicting_id": existing.id})
-
-
-async def _spool(writer: BlobWriter, body: AsyncIterator[bytes], *, limit: int, room: QuotaRoom) -> bytes:
-    """Feed the body to the writer; return its first bytes for type sniffing. Limits apply per chunk."""
-    head = bytearray()
-    async for chunk in body:
-        if not chunk:
-            continue
-        if len(head) < SNIFF_BYTES:
-            head += chunk[: SNIFF_BYTES - len(head)]
-        try:
-            await writer.write(chunk)
-        except PayloadTooLarge:
-            if room.free < limit:
-                raise quota_exceeded(
-                    needed=writer.bytes_written + len(chunk), used=room.used, limit=room.limit
-                ) from None
-            raise PayloadTooLarge(f"Files are limited to {limit} bytes.") from None
-    return bytes(head)
-
-
-def _check_media_type(allowed: str, media_type: str) -> None:
-    """A presigned upload's content must be of the signed type, as sniffed from its bytes (what is stored
-    and served), whatever the request declared."""
-    if not media_type_allows(allowed, media_type):
-        raise UnsupportedMediaType(
-            f"This upload accepts only {allowed}; the content is {media_type}. Nothing was stored.",
-            extra={"accepted": allowed, "media_type": media_type},
-        )
-
-
-def _verify(writer: BlobWriter, options: UploadOptions) -> None:
-    """Length and client digest must match before anything is published."""
-    if options.declared_length is not None and writer.bytes_written != options.declared_length:
-        raise InvalidInput(
-            f"The body had {writer.bytes_written} bytes but Content-Length said {options.declared_length}."
-        )
-    if options.sha256 is not None and not hmac.compare_digest(writer.digest(), options.sha256):
-        raise InvalidInput(
-            "The content does not match the digest you sent (Content-Digest / X-Content-SHA256); nothing was stored.",
-            errors=[FieldError(field="header.content-digest", message="sha-256 mismatch")],
-        )
+def _with_facts(out: NodeOut, known: FactsRow | None, tree: TreeService, image_sha256: str | None) -> NodeOut:
+    """The recorded file with its image facts when they were known (its content was stored before);
+    image content without them is scheduled, now that the transaction has committed."""
+    if known is not None:
+        if (image := known.image()) is not None:
+            out.image = image
+    elif image_sha256 is not None:
+        tree.facts.schedule([image_sha256])
+    return out

@@ -22,7 +22,7 @@ from stowage.db.base import utcnow
 from stowage.db.direct import DirectTransaction
 from stowage.db.tables import Node, Version
 from stowage.errors import Conflict, NotFound, ServiceUnavailable
-from stowage.files import direct_repository, repository
+from stowage.files import direct_repository, facts_repository, repository
 from stowage.files.direct_repository import VersionRow
 from stowage.files.schemas import NodeOut, VersionList, VersionOut, etag_of
 from stowage.files.services._common import charge_or_fail, node_out
@@ -143,6 +143,8 @@ class VersionService:
             node.media_type = source.media_type
             node.modified_at = now
             node.uploaded_at = now
+            known = (await facts_repository.facts_of(await self.db.direct_in(db), [source.sha256])).get(source.sha256)
+            node.taken_at = known.taken_at if known is not None else None  # the capture time of that content
             await db.flush()
             await repository.log_change(db, node.owner_id, node.id, "update", now)
             await apply_retention(

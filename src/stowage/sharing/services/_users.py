@@ -117,19 +117,19 @@ class UserShareService:
         caller = authorize(principal, Action.SHARE_READ)
         async with self.db.session() as db:
             rows = await repository.shared_with(db, caller.user_id, utcnow())
-        return SharedWithMeList(
-            items=[
-                SharedWithMeItem(
-                    share_id=share.id,
-                    node=node_out(node),
-                    permission="read_write" if share.permission == "read_write" else "read",
-                    owner=person_out(owner),
-                    expires_at=share.expires_at,
-                    shared_at=share.created_at,
-                )
-                for share, node, owner in rows
-            ]
-        )
+        items = [
+            SharedWithMeItem(
+                share_id=share.id,
+                node=node_out(node),
+                permission="read_write" if share.permission == "read_write" else "read",
+                owner=person_out(owner),
+                expires_at=share.expires_at,
+                shared_at=share.created_at,
+            )
+            for share, node, owner in rows
+        ]
+        await self.tree.with_images([(item.node, node.sha256) for item, (_, node, _) in zip(items, rows, strict=True)])
+        return SharedWithMeList(items=items)
 
     async def leave(self, principal: Principal | None, share_id: str) -> None:
         """The recipient gives a share up (the owner's node is untouched)."""

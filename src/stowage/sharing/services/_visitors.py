@@ -51,8 +51,9 @@ class Visit(msgspec.Struct, frozen=True):
 
 def counts_as_download(method: str, status: int, start: int) -> bool:
     """A download, for a link's limit: a GET that sends the content from its first byte (a whole file,
-    or the first range of a player's requests). HEAD, 304 and later ranges of the same file are free."""
-    return method == "GET" and status in (200, 206) and start == 0
+    or the first range of a player's requests, or a redirect to the object store that sends the whole
+    file). HEAD, 304 and later ranges of the same file are free."""
+    return method == "GET" and status in (200, 206, 307) and start == 0
 
 
 class VisitorService:
@@ -108,6 +109,7 @@ class VisitorService:
         if unlocked and link.permission != Permission.DROP:
             authorize(link_principal(link.id), Action.FILE_READ, self._root_access(link))
             node = shared_node_out(link.file_row(), link.sha256)
+            node.image = await self.tree.image_for(node.media_type, link.sha256) or msgspec.UNSET
         left = None if link.max_downloads is None else max(link.max_downloads - link.download_count, 0)
         return LinkInfo(
             mode="drop" if link.permission == Permission.DROP else "read",
@@ -167,7 +169,9 @@ class VisitorService:
 
     async def node(self, visit: Visit, node_id: str) -> SharedNodeOut:
         row = await self.tree.load_row(visit.principal, node_id, Action.FILE_READ)
-        return shared_node_out(row, row.sha256)
+        node = shared_node_out(row, row.sha256)
+        node.image = await self.tree.image_for(row.media_type, row.sha256) or msgspec.UNSET
+        return node
 
     async def children(
         self,
@@ -192,6 +196,7 @@ class VisitorService:
                 media_type=n.media_type,
                 etag=n.etag,
                 modified_at=n.modified_at,
+                image=n.image,
             )
             for n in page.items
         ]
