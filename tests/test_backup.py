@@ -278,6 +278,45 @@ def test_manifest_hashes_match_the_files(sqlite_backup: tuple[dict[str, str], Pa
     assert (backup / "secret.key").stat().st_mode & 0o077 == 0
 
 
+async def test_with_the_s3_store_the_backup_holds_the_database_and_secret_and_blobs_stay_in_the_bucket(
+    s3_env: dict[str, str], tmp_path: Path
+) -> None:
+    env = {"STOWAGE_DATA_DIR": str(tmp_path / "data"), **s3_env}
+    body = content("in the bucket", 300_000)
+    async with (
+        running_server(tmp_path / "source", env) as server,
+        httpx.AsyncClient(base_url=server.base_url) as client,
+    ):
+        token = (await signup(client, "owner@example.com", PASSWORD))["access_token"]
+        root = (await client.get(ROOT, headers=auth(token))).json()["id"]
+        await put(client, token, root, "s3.bin", body)
+
+    backup = await astowage(env, "backup", str(tmp_path / "backup"), "--json")
+
+    assert backup.returncode == 0, backup.stderr
+    manifest = json.loads(backup.stdout)
+    assert manifest["blobs"]["store"] == "s3"
+    assert manifest["blobs"]["count"] == 0
+    assert not any(p.is_file() for p in (tmp_path / "backup").rglob("blobs/*"))
+    assert (tmp_path / "backup" / "blobs.txt").read_text().split()[0] == hashlib.sha256(body).hexdigest()
+
+    local = await astowage({"STOWAGE_DATA_DIR": str(tmp_path / "local")}, "restore", str(tmp_path / "backup"), "--yes")
+    assert local.returncode == 1
+    assert "the settings choose local" in local.stderr
+    assert not (tmp_path / "local").exists()
+
+    target_env = {**env, "STOWAGE_DATA_DIR": str(tmp_path / "restored" / "data")}
+    restored = await astowage(target_env, "restore", str(tmp_path / "backup"), "--yes")
+    assert restored.returncode == 0, restored.stderr
+    async with (
+        running_server(tmp_path / "restored", target_env) as server,
+        httpx.AsyncClient(base_url=server.base_url, timeout=60) as client,
+    ):
+        token = (await login(client, "owner@example.com", PASSWORD))["access_token"]
+        files = await every_file(client, token)
+    assert files == {"/s3.bin": (hashlib.sha256(body).hexdigest(), hashlib.sha256(body).hexdigest())}
+
+
 @asynccontextmanager
 async def new_database() -> AsyncIterator[str]:
     """A new, empty PostgreSQL database on the test server (the default deployment: no database_schema)."""
