@@ -36,6 +36,7 @@ This takes a few minutes at 4 GiB and needs the size in free disk space; it is n
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import hashlib
 import json
@@ -209,6 +210,16 @@ def generated(size: int, digest: Any) -> Iterator[bytes]:
         yield chunk
 
 
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 def wait_for(url: str, seconds: float = 30.0) -> None:
     """Wait until ``url`` answers at all (a started helper server)."""
     deadline = time.monotonic() + seconds
@@ -243,6 +254,7 @@ def main() -> int:
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
             )
+            atexit.register(_stop, moto)  # whatever happens below, the helper server does not outlive us
             endpoint = f"http://127.0.0.1:{moto_port}"
             wait_for(endpoint + "/moto-api/")
         s3_env = {
@@ -352,8 +364,7 @@ def main() -> int:
                 server.wait()
         log.close()
         if moto is not None:
-            moto.terminate()
-            moto.wait(30)
+            _stop(moto)
         if not args.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         if failed or args.keep:

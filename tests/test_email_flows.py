@@ -300,3 +300,18 @@ async def test_email_flows_need_smtp(settings_env: dict[str, str]) -> None:
         for _, response in responses:
             assert_problem(response, 503, "service-unavailable", detail_contains="SMTP")
         assert await me_status(client, pair["access_token"]) == 200
+
+
+@pytest.mark.parametrize("email", ["a\x00b@example.com", "a@exa\x01mple.com", "a\x7f@example.com", "a\x85@example.com"])
+async def test_control_characters_in_an_email_are_a_clear_400(
+    client: httpx.AsyncClient, mail: MailSink, email: str
+) -> None:
+    """Found by the contract fuzzer: a NUL reached PostgreSQL (which refuses it in text) and was a 500."""
+    forgot = await client.post(FORGOT, json={"email": email})
+    signup = await client.post("/api/v1/auth/signup", json={"email": email, "password": "correct horse battery staple"})
+    login = await client.post("/api/v1/auth/login", json={"email": email, "password": "correct horse battery staple"})
+
+    for response in (forgot, signup, login):
+        problem = assert_problem(response, 400, "invalid-input")
+        assert problem["errors"][0]["field"] == "body.email"
+    assert mail.messages == []

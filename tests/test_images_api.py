@@ -18,6 +18,7 @@ from accounts_helpers import assert_problem, database, open_client
 from conftest import make_settings
 from files_helpers import (
     Account,
+    blob_file,
     blob_files,
     collect_garbage,
     fsck_problems,
@@ -215,3 +216,41 @@ async def test_a_transform_past_its_time_limit_is_503(settings_env: dict[str, st
         assert_problem(response, 503, "image-timeout", detail_contains="0.001 seconds")
         assert await derivative_rows(settings) == []
         assert not list((settings.data_dir / "tmp").iterdir())
+
+
+async def test_a_lost_derivative_file_is_made_again(
+    client: httpx.AsyncClient, owner: Account, settings: Settings
+) -> None:
+    """A derivative whose blob file went missing (removed by hand, a restore without it) is rendered
+    again, from this worker's memory of it and from its row alike — never a 500."""
+    node = await upload(client, owner, owner.root_id, "a.jpg", samples.jpeg())
+    params = {"w": 30, "format": "png"}
+    first = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+    digest = first.headers["etag"].strip('"')
+    blob_file(settings, digest).unlink()
+    again = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+    assert again.status_code == 200, again.text
+    assert again.content == first.content
+    assert blob_file(settings, digest).exists()
+    assert [row[2] for row in await derivative_rows(settings)] == [digest]
+
+
+async def test_thumbnails_on_the_s3_blob_store(settings_env: dict[str, str], s3_env: dict[str, str]) -> None:
+    """With blobs in S3 (no local files) the original is copied to a temporary file to be decoded, the
+    derivative is stored in the bucket, and the next request is served from the cache like any file."""
+    settings = make_settings({**settings_env, **s3_env})
+    async with open_client(settings) as client:
+        owner = await new_account(client, "owner@example.com")
+        node = await upload(client, owner, owner.root_id, "rotated.jpg", samples.jpeg(orientation=6))
+        params = {"w": 40, "format": "png"}
+        first = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+        assert first.status_code == 200, first.text
+        assert picture(first).size == (40, 60)
+        again = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+        assert again.content == first.content
+        assert again.headers["etag"] == first.headers["etag"]
+        assert [row[2] for row in await derivative_rows(settings)] == [first.headers["etag"].strip('"')]
+        assert not list((settings.data_dir / "tmp").iterdir()), "the temporary copy of the original is gone"
+        bomb = await upload(client, owner, owner.root_id, "bomb.png", samples.png_bomb())
+        refused = await client.get(thumb(bomb["id"]), params=params, headers=owner.headers)
+        assert_problem(refused, 422, "image-too-large")

@@ -214,3 +214,27 @@ async def test_stowage_serve_with_two_workers_on_the_bucket(
         )
     finally:
         await check.close()
+
+
+async def test_thumbnails_are_made_from_and_stored_in_the_bucket(
+    client: httpx.AsyncClient, settings: Settings, store: S3BlobStore
+) -> None:
+    """Images work on a store without local files: the original is copied to a temporary file for libvips,
+    the derivative is stored as a blob in the bucket, and nothing stays behind in the data folder."""
+    import image_samples as samples
+
+    alice = await new_account(client, "alice@example.com")
+    original = samples.jpeg(orientation=6)
+    node = await upload(client, alice, alice.root_id, "rotated.jpg", original)
+    response = await client.get(
+        node_path(node["id"], "/thumbnail"), params={"w": 40, "format": "png"}, headers=alice.headers
+    )
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "image/png"
+    again = await client.get(
+        node_path(node["id"], "/thumbnail"), params={"w": 40, "format": "png"}, headers=alice.headers
+    )
+    assert again.content == response.content  # the cached derivative, read back from the bucket
+    stored = sorted([sha async for sha in store.iter_hashes()])
+    assert stored == sorted([sha256_hex(original), sha256_hex(response.content)])  # the derivative is a blob
+    assert [p.name for p in settings.data_dir.rglob("*") if p.is_file() and "original" in p.name] == []

@@ -538,7 +538,7 @@ export interface paths {
         };
         /**
          * List a folder (keyset-paginated)
-         * @description With presign=true each file also carries `url`: a presigned GET URL of its content that works without an Authorization header (for <Image source={{uri}}> and video players) for presign_expires_in seconds (default presign_default_seconds). Without it, items have no `url`.
+         * @description With presign=true each file also carries `url`: a presigned GET URL of its content that works without an Authorization header (for <Image source={{uri}}> and video players) for presign_expires_in seconds (default presign_default_seconds). Without it, items have no `url`. Images whose facts are known carry `image` (width, height, taken_at, placeholder); facts missing from a listing are computed in the background and appear in a later one. With thumbnail=<size>, every image file also carries `thumbnail_url`: a presigned URL of its size x size cover thumbnail (format chosen from the Accept header it is fetched with), living presign_expires_in seconds.
          */
         get: operations["listChildren"];
         put?: never;
@@ -775,6 +775,98 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/nodes/{node_id}/presign/thumbnail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A presigned GET URL for one thumbnail of a file (its parameters are signed)
+         * @description The URL is the file's thumbnail URL with these parameters and X-Stowage-Expires, X-Stowage-Credential and X-Stowage-Signature: changing any parameter invalidates it.
+         */
+        post: operations["presignThumbnail"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/nodes/{node_id}/thumbnail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A thumbnail or transform of an image file (cached; ETag, If-None-Match)
+         * @description JPEG, PNG, WebP, GIF (first frame), TIFF, AVIF and HEIC/HEIF inputs; EXIF orientation applied; no metadata (EXIF, GPS, XMP, ICC) in the output. Give w, h or both. 400 names the allowed sizes when image_allowed_sizes is set; 415 when the file's media type is not image/*; 422 when its bytes are not a readable image (not-an-image, image-damaged) or are too large to decode (image-too-large: pixels or bytes over the limits, refused from the header); 503 image-timeout when rendering took too long.
+         */
+        get: operations["getThumbnail"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /**
+         * A thumbnail or transform of an image file (cached; ETag, If-None-Match)
+         * @description JPEG, PNG, WebP, GIF (first frame), TIFF, AVIF and HEIC/HEIF inputs; EXIF orientation applied; no metadata (EXIF, GPS, XMP, ICC) in the output. Give w, h or both. 400 names the allowed sizes when image_allowed_sizes is set; 415 when the file's media type is not image/*; 422 when its bytes are not a readable image (not-an-image, image-damaged) or are too large to decode (image-too-large: pixels or bytes over the limits, refused from the header); 503 image-timeout when rendering took too long.
+         */
+        head: operations["headThumbnail"];
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/nodes/{item_id}/thumbnail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A thumbnail of an image inside the shared folder (cached; ETag, If-None-Match)
+         * @description JPEG, PNG, WebP, GIF (first frame), TIFF, AVIF and HEIC/HEIF inputs; EXIF orientation applied; no metadata (EXIF, GPS, XMP, ICC) in the output. Give w, h or both. 400 names the allowed sizes when image_allowed_sizes is set; 415 when the file's media type is not image/*; 422 when its bytes are not a readable image (not-an-image, image-damaged) or are too large to decode (image-too-large: pixels or bytes over the limits, refused from the header); 503 image-timeout when rendering took too long.
+         */
+        get: operations["getLinkNodeThumbnail"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /**
+         * A thumbnail of an image inside the shared folder (cached; ETag, If-None-Match)
+         * @description JPEG, PNG, WebP, GIF (first frame), TIFF, AVIF and HEIC/HEIF inputs; EXIF orientation applied; no metadata (EXIF, GPS, XMP, ICC) in the output. Give w, h or both. 400 names the allowed sizes when image_allowed_sizes is set; 415 when the file's media type is not image/*; 422 when its bytes are not a readable image (not-an-image, image-damaged) or are too large to decode (image-too-large: pixels or bytes over the limits, refused from the header); 503 image-timeout when rendering took too long.
+         */
+        head: operations["headLinkNodeThumbnail"];
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/s/{token}/thumbnail": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A thumbnail of the shared image (cached; ETag, If-None-Match)
+         * @description JPEG, PNG, WebP, GIF (first frame), TIFF, AVIF and HEIC/HEIF inputs; EXIF orientation applied; no metadata (EXIF, GPS, XMP, ICC) in the output. Give w, h or both. 400 names the allowed sizes when image_allowed_sizes is set; 415 when the file's media type is not image/*; 422 when its bytes are not a readable image (not-an-image, image-damaged) or are too large to decode (image-too-large: pixels or bytes over the limits, refused from the header); 503 image-timeout when rendering took too long.
+         */
+        get: operations["getLinkThumbnail"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        /**
+         * A thumbnail of the shared image (cached; ETag, If-None-Match)
+         * @description JPEG, PNG, WebP, GIF (first frame), TIFF, AVIF and HEIC/HEIF inputs; EXIF orientation applied; no metadata (EXIF, GPS, XMP, ICC) in the output. Give w, h or both. 400 names the allowed sizes when image_allowed_sizes is set; 415 when the file's media type is not image/*; 422 when its bytes are not a readable image (not-an-image, image-damaged) or are too large to decode (image-too-large: pixels or bytes over the limits, refused from the header); 503 image-timeout when rendering took too long.
+         */
+        head: operations["headLinkThumbnail"];
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/nodes/{node_id}/versions/{version_id}": {
         parameters: {
             query?: never;
@@ -923,7 +1015,7 @@ export interface paths {
         };
         /**
          * Find files and folders by name and filters, everywhere or below a folder
-         * @description `q` matches anywhere in the name, ignoring case (Unicode case folding). All given criteria must hold. Sorted and keyset-paginated like folder listings (folders first).
+         * @description `q` matches anywhere in the name, ignoring case (Unicode case folding). All given criteria must hold. Sorted and keyset-paginated like folder listings (folders first). `scope` adds what other users share with you (a share's node and everything below it); a revoked, expired or trashed share stops matching on the next request.
          */
         get: operations["search"];
         put?: never;
@@ -965,6 +1057,26 @@ export interface paths {
          * @description The URL is the file's content URL with X-Stowage-Expires, X-Stowage-Credential and X-Stowage-Signature: GET and HEAD (Range, ETag and conditionals as usual) need no Authorization header. A read-only token may mint it. It stops working when it expires, when the credential that minted it is revoked or its account disabled, and when the file goes.
          */
         post: operations["presignDownload"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/presign/tus": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A presigned tus creation URL: resumable uploads into one folder without a token
+         * @description Say which folder: folder_id or path. Give the URL to a tus client as its endpoint, with no Authorization header: each POST creates an upload in that folder (Upload-Metadata may name the file, and the folder only if it is this one) and answers a Location presigned for that upload alone, so HEAD, PATCH and DELETE need no header either. Single uploads only (no Upload-Concat); an upload over max_size answers 413, a media type other than media_type (declared in Upload-Metadata, or sniffed from the content at the end) 415. Both URLs stop working at expires_at, or when the credential that minted them is revoked. Needs the write scope, on the folder (its owner or a read-write share).
+         */
+        post: operations["presignTus"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1559,6 +1671,14 @@ export interface components {
             folders: number;
             bytes: number;
         };
+        /** ImageOut */
+        ImageOut: {
+            width: number;
+            height: number;
+            taken_at: string | null;
+            /** @description A BlurHash (blurha.sh) of the image: decode it to draw a blurred preview */
+            placeholder?: string | null;
+        };
         /** InstanceInfo */
         InstanceInfo: {
             name: string;
@@ -1583,6 +1703,7 @@ export interface components {
             fsck: components["schemas"]["RunOut"] | null;
             gc: components["schemas"]["RunOut"] | null;
             recent: components["schemas"]["RunOut"][];
+            running?: components["schemas"]["RunningOut"] | null;
         };
         /**
          * LinkCreateRequest
@@ -1687,6 +1808,9 @@ export interface components {
             };
             /** @description A presigned GET URL of the file's content (listings with presign=true): it works without an Authorization header until its X-Stowage-Expires, for <Image source={{uri}}> and video players. */
             url?: string;
+            image?: components["schemas"]["ImageOut"];
+            /** @description A presigned GET URL of the image's square thumbnail (listings with thumbnail=<size>): it works without an Authorization header until its X-Stowage-Expires. */
+            thumbnail_url?: string;
         };
         /** NodePage */
         NodePage: {
@@ -1701,6 +1825,45 @@ export interface components {
         };
         /** PresignDownloadRequest */
         PresignDownloadRequest: {
+            /** @description Default: null. */
+            expires_in?: number | null;
+        };
+        /**
+         * PresignThumbnailRequest
+         * @description The thumbnail a URL may fetch (the parameters of ``GET /api/v1/nodes/{id}/thumbnail``), signed in.
+         */
+        PresignThumbnailRequest: {
+            /** @description Default: null. */
+            w?: number | null;
+            /** @description Default: null. */
+            h?: number | null;
+            /** @description Default: null. */
+            fit?: ("contain" | "cover" | "inside") | null;
+            /** @description Default: null. */
+            q?: number | null;
+            /** @description Default: null. */
+            format?: ("auto" | "avif" | "jpeg" | "png" | "webp") | null;
+            /** @description Default: null. */
+            expires_in?: number | null;
+        };
+        /**
+         * PresignTusRequest
+         * @description The folder a tus creation URL uploads into (``folder_id`` or ``path``), and its limits per upload.
+         */
+        PresignTusRequest: {
+            /** @description Default: null. */
+            folder_id?: string | null;
+            /** @description Default: null. */
+            path?: string | null;
+            /** @description Default: null. */
+            max_size?: number | null;
+            /** @description Default: null. */
+            media_type?: string | null;
+            /**
+             * @description Default: "fail".
+             * @enum {unknown}
+             */
+            on_conflict?: "fail" | "rename" | "replace";
             /** @description Default: null. */
             expires_in?: number | null;
         };
@@ -1731,7 +1894,7 @@ export interface components {
         PresignedUrl: {
             url: string;
             /** @enum {string} */
-            method: "GET" | "PUT";
+            method: "GET" | "PUT" | "POST";
             /** Format: date-time */
             expires_at: string;
         };
@@ -1776,6 +1939,15 @@ export interface components {
             report: {
                 [key: string]: unknown;
             };
+            node?: string | null;
+        };
+        /** RunningOut */
+        RunningOut: {
+            node: string;
+            /** Format: date-time */
+            since: string;
+            /** Format: date-time */
+            lease_expires_at: string;
         };
         /** SessionOut */
         SessionOut: {
@@ -1801,6 +1973,7 @@ export interface components {
             etag: string | null;
             /** Format: date-time */
             modified_at: string;
+            image?: components["schemas"]["ImageOut"];
         };
         /** SharedNodePage */
         SharedNodePage: {
@@ -5158,7 +5331,8 @@ export interface operations {
     listChildren: {
         parameters: {
             query?: {
-                sort?: "name" | "size" | "modified" | "type";
+                /** @description taken_at: by capture time (EXIF DateTimeOriginal of images), falling back to the modification time for folders, non-images and photos without one */
+                sort?: "name" | "size" | "modified" | "type" | "taken_at";
                 order?: "asc" | "desc";
                 kind?: "file" | "folder" | null;
                 /** @description Prefix, e.g. image/ */
@@ -5170,6 +5344,8 @@ export interface operations {
                 presign?: boolean;
                 /** @description Lifetime of those URLs, in seconds */
                 presign_expires_in?: number | null;
+                /** @description Add `thumbnail_url` (a presigned square thumbnail) to images */
+                thumbnail?: number | null;
             };
             header?: never;
             path: {
@@ -5998,6 +6174,21 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
             400: {
                 headers: {
@@ -6096,6 +6287,7 @@ export interface operations {
                 "Content-Digest"?: string;
                 "X-Content-SHA256"?: string;
                 "X-Modified-At"?: string;
+                "X-Strip-GPS"?: "true" | "false";
             };
             path: {
                 node_id: string;
@@ -6234,6 +6426,7 @@ export interface operations {
                 "Content-Digest"?: string;
                 "X-Content-SHA256"?: string;
                 "X-Modified-At"?: string;
+                "X-Strip-GPS"?: "true" | "false";
             };
             path: {
                 node_id: string;
@@ -6435,6 +6628,21 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
             400: {
                 headers: {
@@ -6575,6 +6783,21 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
             400: {
                 headers: {
@@ -6677,6 +6900,7 @@ export interface operations {
                 "Content-Digest"?: string;
                 "X-Content-SHA256"?: string;
                 "X-Modified-At"?: string;
+                "X-Strip-GPS"?: "true" | "false";
             };
             path: {
                 path: string;
@@ -6832,6 +7056,7 @@ export interface operations {
                 "Content-Digest"?: string;
                 "X-Content-SHA256"?: string;
                 "X-Modified-At"?: string;
+                "X-Strip-GPS"?: "true" | "false";
             };
             path: {
                 path: string;
@@ -7035,6 +7260,21 @@ export interface operations {
                     "Last-Modified"?: string;
                     /** @description Single byte ranges are served. */
                     "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -7324,6 +7564,7 @@ export interface operations {
                 "Content-Digest"?: string;
                 "X-Content-SHA256"?: string;
                 "X-Modified-At"?: string;
+                "X-Strip-GPS"?: "true" | "false";
             };
             path: {
                 node_id: string;
@@ -7436,7 +7677,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unsupported-media-type: the content is not of the type a presigned upload URL allows. */
+            /** @description unsupported-media-type: not the type a presigned upload URL allows, or not an image. */
             415: {
                 headers: {
                     [name: string]: unknown;
@@ -7488,6 +7729,7 @@ export interface operations {
                 "Content-Digest"?: string;
                 "X-Content-SHA256"?: string;
                 "X-Modified-At"?: string;
+                "X-Strip-GPS"?: "true" | "false";
             };
             path: {
                 node_id: string;
@@ -7812,6 +8054,1229 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
+            };
+        };
+    };
+    presignThumbnail: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PresignThumbnailRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PresignedUrl"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getThumbnail: {
+        parameters: {
+            query?: {
+                /** @description Largest width in pixels (never enlarged). */
+                w?: number | null;
+                /** @description Largest height in pixels (never enlarged). */
+                h?: number | null;
+                /** @description With both w and h: cover crops to exactly w x h (default), contain letterboxes to w x h, inside fits within w x h. Ignored with one side. */
+                fit?: "cover" | "contain" | "inside" | null;
+                /** @description Encoder quality (JPEG, WebP, AVIF). */
+                q?: number | null;
+                /** @description Output format; auto (the default) picks WebP, else AVIF, from Accept, else JPEG (PNG for images that may be transparent), and the answer says Vary: Accept. */
+                format?: "jpeg" | "png" | "webp" | "avif" | "auto" | null;
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
+            };
+            header?: {
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported-media-type: not the type a presigned upload URL allows, or not an image. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-an-image, image-damaged or image-too-large: the stored file cannot be processed as an image. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    headThumbnail: {
+        parameters: {
+            query?: {
+                /** @description Largest width in pixels (never enlarged). */
+                w?: number | null;
+                /** @description Largest height in pixels (never enlarged). */
+                h?: number | null;
+                /** @description With both w and h: cover crops to exactly w x h (default), contain letterboxes to w x h, inside fits within w x h. Ignored with one side. */
+                fit?: "cover" | "contain" | "inside" | null;
+                /** @description Encoder quality (JPEG, WebP, AVIF). */
+                q?: number | null;
+                /** @description Output format; auto (the default) picks WebP, else AVIF, from Accept, else JPEG (PNG for images that may be transparent), and the answer says Vary: Accept. */
+                format?: "jpeg" | "png" | "webp" | "avif" | "auto" | null;
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned URL (from presignDownload or presignUpload): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
+            };
+            header?: {
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                node_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unsupported-media-type: not the type a presigned upload URL allows, or not an image. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-an-image, image-damaged or image-too-large: the stored file cannot be processed as an image. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    getLinkNodeThumbnail: {
+        parameters: {
+            query?: {
+                /** @description Largest width in pixels (never enlarged). */
+                w?: number | null;
+                /** @description Largest height in pixels (never enlarged). */
+                h?: number | null;
+                /** @description With both w and h: cover crops to exactly w x h (default), contain letterboxes to w x h, inside fits within w x h. Ignored with one side. */
+                fit?: "cover" | "contain" | "inside" | null;
+                /** @description Encoder quality (JPEG, WebP, AVIF). */
+                q?: number | null;
+                /** @description Output format; auto (the default) picks WebP, else AVIF, from Accept, else JPEG (PNG for images that may be transparent), and the answer says Vary: Accept. */
+                format?: "jpeg" | "png" | "webp" | "avif" | "auto" | null;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                token: string;
+                item_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported-media-type: not the type a presigned upload URL allows, or not an image. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-an-image, image-damaged or image-too-large: the stored file cannot be processed as an image. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    headLinkNodeThumbnail: {
+        parameters: {
+            query?: {
+                /** @description Largest width in pixels (never enlarged). */
+                w?: number | null;
+                /** @description Largest height in pixels (never enlarged). */
+                h?: number | null;
+                /** @description With both w and h: cover crops to exactly w x h (default), contain letterboxes to w x h, inside fits within w x h. Ignored with one side. */
+                fit?: "cover" | "contain" | "inside" | null;
+                /** @description Encoder quality (JPEG, WebP, AVIF). */
+                q?: number | null;
+                /** @description Output format; auto (the default) picks WebP, else AVIF, from Accept, else JPEG (PNG for images that may be transparent), and the answer says Vary: Accept. */
+                format?: "jpeg" | "png" | "webp" | "avif" | "auto" | null;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                token: string;
+                item_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unsupported-media-type: not the type a presigned upload URL allows, or not an image. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-an-image, image-damaged or image-too-large: the stored file cannot be processed as an image. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    getLinkThumbnail: {
+        parameters: {
+            query?: {
+                /** @description Largest width in pixels (never enlarged). */
+                w?: number | null;
+                /** @description Largest height in pixels (never enlarged). */
+                h?: number | null;
+                /** @description With both w and h: cover crops to exactly w x h (default), contain letterboxes to w x h, inside fits within w x h. Ignored with one side. */
+                fit?: "cover" | "contain" | "inside" | null;
+                /** @description Encoder quality (JPEG, WebP, AVIF). */
+                q?: number | null;
+                /** @description Output format; auto (the default) picks WebP, else AVIF, from Accept, else JPEG (PNG for images that may be transparent), and the answer says Vary: Accept. */
+                format?: "jpeg" | "png" | "webp" | "avif" | "auto" | null;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "*/*": Blob;
+                };
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported-media-type: not the type a presigned upload URL allows, or not an image. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-an-image, image-damaged or image-too-large: the stored file cannot be processed as an image. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    headLinkThumbnail: {
+        parameters: {
+            query?: {
+                /** @description Largest width in pixels (never enlarged). */
+                w?: number | null;
+                /** @description Largest height in pixels (never enlarged). */
+                h?: number | null;
+                /** @description With both w and h: cover crops to exactly w x h (default), contain letterboxes to w x h, inside fits within w x h. Ignored with one side. */
+                fit?: "cover" | "contain" | "inside" | null;
+                /** @description Encoder quality (JPEG, WebP, AVIF). */
+                q?: number | null;
+                /** @description Output format; auto (the default) picks WebP, else AVIF, from Accept, else JPEG (PNG for images that may be transparent), and the answer says Vary: Accept. */
+                format?: "jpeg" | "png" | "webp" | "avif" | "auto" | null;
+                /** @description The grant from unlock (instead of X-Share-Grant) */
+                grant?: string | null;
+            };
+            header?: {
+                /** @description The grant from unlock, for a password link */
+                "x-share-grant"?: string | null;
+                Range?: string;
+                "If-Range"?: string;
+                "If-None-Match"?: string;
+                "If-Modified-Since"?: string;
+                "If-Match"?: string;
+                "If-Unmodified-Since"?: string;
+            };
+            path: {
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The content, with the file's own Content-Type (sniffed at upload). */
+            200: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description The requested byte range. */
+            206: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description inline, or attachment (with ?download=true and for types a browser would run), with the file name (RFC 6266; RFC 8187 filename* for non-ASCII names). */
+                    "Content-Disposition"?: string;
+                    /** @description The bytes sent: bytes <first>-<last>/<size>. */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not modified (If-None-Match or If-Modified-Since). */
+            304: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description precondition-failed: If-Match, If-None-Match or If-Unmodified-Since did not hold. */
+            412: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description unsupported-media-type: not the type a presigned upload URL allows, or not an image. */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description range-not-satisfiable: the range starts past the end. */
+            416: {
+                headers: {
+                    /** @description bytes *\/<size> */
+                    "Content-Range"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description not-an-image, image-damaged or image-too-large: the stored file cannot be processed as an image. */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
@@ -8202,6 +9667,21 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
             400: {
                 headers: {
@@ -8353,6 +9833,21 @@ export interface operations {
                     "Last-Modified"?: string;
                     /** @description Single byte ranges are served. */
                     "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -8967,7 +10462,10 @@ export interface operations {
                 /** @description Exclusive, ISO 8601 (no offset = UTC) */
                 modified_before?: string | null;
                 starred?: boolean | null;
-                sort?: "name" | "size" | "modified" | "type";
+                /** @description Without folder_id: own (default) searches your tree; shared, what other users share with you (user shares, not links); all, both as one sorted list. Not with folder_id (400). */
+                scope?: "own" | "shared" | "all" | null;
+                /** @description taken_at: by capture time (EXIF DateTimeOriginal of images), falling back to the modification time for folders, non-images and photos without one */
+                sort?: "name" | "size" | "modified" | "type" | "taken_at";
                 order?: "asc" | "desc";
                 /** @description `next_cursor` of the previous page */
                 cursor?: string | null;
@@ -9060,7 +10558,8 @@ export interface operations {
     listStarred: {
         parameters: {
             query?: {
-                sort?: "name" | "size" | "modified" | "type";
+                /** @description taken_at: by capture time (EXIF DateTimeOriginal of images), falling back to the modification time for folders, non-images and photos without one */
+                sort?: "name" | "size" | "modified" | "type" | "taken_at";
                 order?: "asc" | "desc";
                 /** @description `next_cursor` of the previous page */
                 cursor?: string | null;
@@ -9144,6 +10643,115 @@ export interface operations {
         requestBody: {
             content: {
                 "application/json": components["schemas"]["PresignDownloadRequest"];
+            };
+        };
+        responses: {
+            /** @description Request fulfilled, document follows */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PresignedUrl"];
+                };
+            };
+            /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unauthenticated: no credentials, or they are expired, revoked or malformed. */
+            401: {
+                headers: {
+                    /** @description Bearer realm="stowage" */
+                    "WWW-Authenticate"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description permission-denied: the credential lacks the scope or role, or this route needs a session; or a presigned URL was changed, has expired (presign: expired) or its signer's credential was revoked. */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description not-found: no such item (or not yours: existence is never revealed). */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description request-timeout: the body stopped arriving; nothing was stored. */
+            408: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description conflict: the name is taken (conflicting_id), or the item cannot do this in its state. */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description payload-too-large: the body exceeds the limit for this route (max_size when known). */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description internal-error (also blob-corrupt, blob-not-found): quote request_id. */
+            500: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description service-unavailable: the database is unreachable; retry_after seconds. */
+            503: {
+                headers: {
+                    /** @description Seconds to wait before retrying. */
+                    "Retry-After"?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    presignTus: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PresignTusRequest"];
             };
         };
         responses: {
@@ -10316,7 +11924,7 @@ export interface operations {
     listLinkChildren: {
         parameters: {
             query?: {
-                sort?: "name" | "size" | "modified" | "type";
+                sort?: "name" | "size" | "modified" | "type" | "taken_at";
                 order?: "asc" | "desc";
                 /** @description `next_cursor` of the previous page */
                 cursor?: string | null;
@@ -10476,6 +12084,21 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
             400: {
                 headers: {
@@ -10620,6 +12243,21 @@ export interface operations {
                     "Last-Modified"?: string;
                     /** @description Single byte ranges are served. */
                     "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -11047,7 +12685,7 @@ export interface operations {
     listLinkNodeChildren: {
         parameters: {
             query?: {
-                sort?: "name" | "size" | "modified" | "type";
+                sort?: "name" | "size" | "modified" | "type" | "taken_at";
                 order?: "asc" | "desc";
                 /** @description `next_cursor` of the previous page */
                 cursor?: string | null;
@@ -11209,6 +12847,21 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description invalid-input: a parameter, header or the body is not valid (see errors[]). */
             400: {
                 headers: {
@@ -11354,6 +13007,21 @@ export interface operations {
                     "Last-Modified"?: string;
                     /** @description Single byte ranges are served. */
                     "Accept-Ranges"?: "bytes";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description With s3_redirect_downloads: fetch the whole file from the object store at Location (a presigned URL valid for s3_presign_seconds). */
+            307: {
+                headers: {
+                    /** @description Strong validator: the SHA-256 of the content, quoted. */
+                    ETag?: string;
+                    /** @description The file's modification time (HTTP-date). */
+                    "Last-Modified"?: string;
+                    /** @description Single byte ranges are served. */
+                    "Accept-Ranges"?: "bytes";
+                    /** @description A presigned object-store URL. */
+                    Location?: string;
                     [name: string]: unknown;
                 };
                 content?: never;
@@ -11688,7 +13356,22 @@ export interface operations {
     };
     createUpload: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The folder the URL uploads into (its id). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Folder"?: string;
+                /** @description The largest upload the URL accepts, in bytes (413 above). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Max-Size"?: number;
+                /** @description The only media type the URL accepts (type/subtype or type/*; 415 otherwise). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Media-Type"?: string;
+                /** @description What the URL does when the file name is taken (Upload-Metadata may say only the same). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                on_conflict?: "fail" | "rename" | "replace";
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
+            };
             header: {
                 /** @description The tus version: 1.0.0 (another, or none, answers 412). */
                 "Tus-Resumable": "1.0.0";
@@ -11716,7 +13399,7 @@ export interface operations {
             /** @description Created. Location is the upload's URL; Upload-Offset says how many bytes of the body were stored. A final upload (or one of length 0) is a file at once: Stowage-Node-Id. */
             201: {
                 headers: {
-                    /** @description The new upload's URL: /api/v1/uploads/<id>. */
+                    /** @description The new upload's URL: /api/v1/uploads/<id> (created through a presigned URL: with a query that presigns it for this upload alone). */
                     Location?: string;
                     /** @description The tus version of this answer. */
                     "Tus-Resumable"?: "1.0.0";
@@ -11756,7 +13439,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            /** @description permission-denied: the credential lacks the write scope, or a presigned URL is changed, expired, revoked or for another upload or folder (or a concatenation); upload-final: a final upload takes no PATCH. */
             403: {
                 headers: {
                     /** @description The tus version of this answer. */
@@ -11815,8 +13498,19 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description payload-too-large: the length exceeds Tus-Max-Size, or the chunk goes past Upload-Length. */
+            /** @description payload-too-large: the length exceeds Tus-Max-Size (or a presigned URL's max size), or the chunk goes past Upload-Length. */
             413: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream; a presigned URL's upload declares (Upload-Metadata) or turns out to be of another media type than it allows. */
+            415: {
                 headers: {
                     /** @description The tus version of this answer. */
                     "Tus-Resumable"?: "1.0.0";
@@ -11902,7 +13596,22 @@ export interface operations {
     };
     overrideUploadMethod: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The folder the URL uploads into (its id). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Folder"?: string;
+                /** @description The largest upload the URL accepts, in bytes (413 above). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Max-Size"?: number;
+                /** @description The only media type the URL accepts (type/subtype or type/*; 415 otherwise). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Media-Type"?: string;
+                /** @description What the URL does when the file name is taken (Upload-Metadata may say only the same). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                on_conflict?: "fail" | "rename" | "replace";
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
+            };
             header: {
                 /** @description The tus version: 1.0.0 (another, or none, answers 412). */
                 "Tus-Resumable": "1.0.0";
@@ -11993,7 +13702,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            /** @description permission-denied: the credential lacks the write scope, or a presigned URL is changed, expired, revoked or for another upload or folder (or a concatenation); upload-final: a final upload takes no PATCH. */
             403: {
                 headers: {
                     /** @description The tus version of this answer. */
@@ -12074,7 +13783,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description payload-too-large: the length exceeds Tus-Max-Size, or the chunk goes past Upload-Length. */
+            /** @description payload-too-large: the length exceeds Tus-Max-Size (or a presigned URL's max size), or the chunk goes past Upload-Length. */
             413: {
                 headers: {
                     /** @description The tus version of this answer. */
@@ -12085,7 +13794,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream. */
+            /** @description unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream; a presigned URL's upload declares (Upload-Metadata) or turns out to be of another media type than it allows. */
             415: {
                 headers: {
                     /** @description The tus version of this answer. */
@@ -12159,7 +13868,22 @@ export interface operations {
     };
     terminateUpload: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The folder the URL uploads into (its id). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Folder"?: string;
+                /** @description The largest upload the URL accepts, in bytes (413 above). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Max-Size"?: number;
+                /** @description The only media type the URL accepts (type/subtype or type/*; 415 otherwise). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Media-Type"?: string;
+                /** @description What the URL does when the file name is taken (Upload-Metadata may say only the same). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                on_conflict?: "fail" | "rename" | "replace";
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
+            };
             header: {
                 /** @description The tus version: 1.0.0 (another, or none, answers 412). */
                 "Tus-Resumable": "1.0.0";
@@ -12202,7 +13926,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            /** @description permission-denied: the credential lacks the write scope, or a presigned URL is changed, expired, revoked or for another upload or folder (or a concatenation); upload-final: a final upload takes no PATCH. */
             403: {
                 headers: {
                     /** @description The tus version of this answer. */
@@ -12289,7 +14013,22 @@ export interface operations {
     };
     getUploadOffset: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The folder the URL uploads into (its id). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Folder"?: string;
+                /** @description The largest upload the URL accepts, in bytes (413 above). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Max-Size"?: number;
+                /** @description The only media type the URL accepts (type/subtype or type/*; 415 otherwise). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Media-Type"?: string;
+                /** @description What the URL does when the file name is taken (Upload-Metadata may say only the same). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                on_conflict?: "fail" | "rename" | "replace";
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
+            };
             header: {
                 /** @description The tus version: 1.0.0 (another, or none, answers 412). */
                 "Tus-Resumable": "1.0.0";
@@ -12344,7 +14083,7 @@ export interface operations {
                 };
                 content?: never;
             };
-            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            /** @description permission-denied: the credential lacks the write scope, or a presigned URL is changed, expired, revoked or for another upload or folder (or a concatenation); upload-final: a final upload takes no PATCH. */
             403: {
                 headers: {
                     /** @description The tus version of this answer. */
@@ -12393,6 +14132,15 @@ export interface operations {
                 };
                 content?: never;
             };
+            /** @description unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream; a presigned URL's upload declares (Upload-Metadata) or turns out to be of another media type than it allows. */
+            415: {
+                headers: {
+                    /** @description The tus version of this answer. */
+                    "Tus-Resumable"?: "1.0.0";
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
             /** @description upload-locked: another request is sending bytes to this upload; retry after Retry-After seconds. */
             423: {
                 headers: {
@@ -12437,7 +14185,22 @@ export interface operations {
     };
     appendToUpload: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description The folder the URL uploads into (its id). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Folder"?: string;
+                /** @description The largest upload the URL accepts, in bytes (413 above). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Max-Size"?: number;
+                /** @description The only media type the URL accepts (type/subtype or type/*; 415 otherwise). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Media-Type"?: string;
+                /** @description What the URL does when the file name is taken (Upload-Metadata may say only the same). Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                on_conflict?: "fail" | "rename" | "replace";
+                /** @description When the URL stops working, in Unix seconds. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Expires"?: number;
+                /** @description Who signed the URL: s.<session id>.<user id> or p.<token id>.<user id>. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Credential"?: string;
+                /** @description HMAC-SHA256 of the request, base64url. Any change to the URL answers 403. Part of a presigned tus URL (presignTus, or the Location it answers): copy the URL as is. */
+                "X-Stowage-Signature"?: string;
+            };
             header: {
                 /** @description The tus version: 1.0.0 (another, or none, answers 412). */
                 "Tus-Resumable": "1.0.0";
@@ -12501,7 +14264,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description permission-denied: the credential lacks the write scope; upload-final: a final upload takes no PATCH. */
+            /** @description permission-denied: the credential lacks the write scope, or a presigned URL is changed, expired, revoked or for another upload or folder (or a concatenation); upload-final: a final upload takes no PATCH. */
             403: {
                 headers: {
                     /** @description The tus version of this answer. */
@@ -12571,7 +14334,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description payload-too-large: the length exceeds Tus-Max-Size, or the chunk goes past Upload-Length. */
+            /** @description payload-too-large: the length exceeds Tus-Max-Size (or a presigned URL's max size), or the chunk goes past Upload-Length. */
             413: {
                 headers: {
                     /** @description The tus version of this answer. */
@@ -12582,7 +14345,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream. */
+            /** @description unsupported-media-type: a PATCH must carry Content-Type: application/offset+octet-stream; a presigned URL's upload declares (Upload-Metadata) or turns out to be of another media type than it allows. */
             415: {
                 headers: {
                     /** @description The tus version of this answer. */

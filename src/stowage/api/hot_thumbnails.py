@@ -38,6 +38,9 @@ _CHOICES = {
     b"format": frozenset({b"jpeg", b"png", b"webp", b"avif", b"auto"}),
 }
 _FIELDS = {b"w": "width", b"h": "height", b"q": "quality", b"fit": "fit", b"format": "format"}
+_PARSED: dict[tuple[bytes, bool], TransformRequest | None] = {}
+_PARSED_MAX = 1024
+_UNKNOWN = object()
 _PRESIGN_NAMES = frozenset({presign.EXPIRES.encode(), presign.CREDENTIAL.encode(), presign.SIGNATURE.encode()})
 
 
@@ -74,6 +77,20 @@ def recognise(path: str, query: bytes) -> ThumbnailTarget | None:
 
 
 def _values(query: bytes, *, presigned: bool) -> TransformRequest | None:
+    """The query's transform (memoised: a grid asks with the same few queries thousands of times; presigned
+    queries, unique per URL, are parsed every time)."""
+    known = _PARSED.get((query, presigned), _UNKNOWN)
+    if known is not _UNKNOWN:
+        return known  # type: ignore[return-value]  # a TransformRequest or None, as parsed before
+    parsed = _parse(query, presigned=presigned)
+    if presign.MARKER not in query:
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.clear()
+        _PARSED[(query, presigned)] = parsed
+    return parsed
+
+
+def _parse(query: bytes, *, presigned: bool) -> TransformRequest | None:
     values: dict[str, str | int] = {}
     if not query:
         return TransformRequest()

@@ -40,6 +40,7 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from stowage.blobs import local_removal
 from stowage.blobs._fs import BLOB_MODE, TEMP_MODE, VERIFY_CHUNK, VerifiedFiles
 from stowage.blobs._fs import close_quietly as _close_quietly
 from stowage.blobs._fs import fingerprint as _fingerprint
@@ -57,11 +58,14 @@ from stowage.blobs.base import (
     check_upload_id,
     to_thread_owning,
 )
-from stowage.blobs.local_removal import TEMP_PREFIX, TEMP_SUFFIX, file_mtime, remove_if_old
+from stowage.blobs.local_removal import file_mtime, remove_if_old
 from stowage.blobs.local_staging import HashStates, LocalStaging, concatenate_sync, scan_staging
 from stowage.errors import InsufficientStorage, is_disk_full
 from stowage.observability.logging import get_logger
 
+# Spool names (quarantined blobs are named like them, so the same sweep removes a forgotten one).
+TEMP_PREFIX = local_removal.TEMP_PREFIX
+TEMP_SUFFIX = local_removal.TEMP_SUFFIX
 _HEX = frozenset("0123456789abcdef")
 VERIFIED_CACHE_SIZE = 65536
 # Received bytes gathered in memory before one worker-thread call writes them (per upload in flight).

@@ -5,18 +5,21 @@ owner's or a share recipient's ``open_file``, a presigned URL's, a link visitor'
 authorisation stays where it is for downloads, and a thumbnail is readable exactly where its file is.
 
 A derivative is keyed by the source's SHA-256 and the canonical parameters (``TransformParams.key``).
-A hit is one indexed read; a miss renders in a worker thread (at most ``image_concurrency`` at once in
-this process, identical concurrent requests share one render), stores the result in the blob store
-like any content (deduplicated, fsynced, but in nobody's quota and in no ``blobs`` row), records it,
-and evicts the least recently used derivatives once the cache passes ``image_cache_max_bytes``.
-Evicted derivatives lose their row at once; their blob files go with the next ``gc`` pass (after its
-grace period, like every unreferenced blob file), never while a row still names them.
+A hit is one indexed read (none when this worker served it in the last ``MEMO_SECONDS``); a miss
+renders in a worker thread (at most ``image_concurrency`` at once in this process, identical
+concurrent requests share one render), stores the result in the blob store like any content
+(deduplicated, fsynced, but in nobody's quota and in no ``blobs`` row), records it, and evicts the
+least recently used derivatives once the cache passes ``image_cache_max_bytes``. Evicted derivatives
+lose their row at once; their blob files go with the next ``gc`` pass (after its grace period, like
+every unreferenced blob file), never while a row still names them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -39,6 +42,10 @@ log = structlog.get_logger(__name__)
 
 # Refresh a hit's last use at most this often: LRU order to a few minutes, not a write per tile.
 TOUCH_EVERY = timedelta(minutes=5)
+# Hits this worker remembers (no database read), and for how long: far below gc's grace period, so a
+# derivative evicted by another worker is still on disk while a memory of it may be used.
+MEMO_ENTRIES = 8192
+MEMO_SECONDS = 30.0
 # Evict down to this share of the cap, so the next misses do not each evict again.
 EVICT_TO = 0.9
 EVICT_BATCH = 500
@@ -84,15 +91,22 @@ class ThumbnailService:
         self.temp_dir = data_dir / "tmp"
         self._slots = asyncio.Semaphore(settings.image_concurrency)
         self._inflight: dict[tuple[str, str], asyncio.Future[DerivativeRow]] = {}
+        self._memo: dict[tuple[str, str], tuple[float, DerivativeRow]] = {}
+        self._params: dict[tuple[TransformRequest, bool], TransformParams] = {}
 
     def parameters(self, content: FileContent, request: TransformRequest) -> TransformParams:
-        """Validate the request for this content: 415 for a non-image type, 400 for bad parameters."""
+        """Validate the request for this content: 415 for a non-image type, 400 for bad parameters
+        (valid ones are memoised: a grid asks the same few parameters over and over)."""
+        alpha = content.media_type in _ALPHA_TYPES
+        known = self._params.get((request, alpha))
+        if known is not None and content.media_type.startswith("image/"):
+            return known
         if not content.media_type.startswith("image/"):
             raise UnsupportedMediaType(
                 f"{content.name!r} is {content.media_type}, not an image: only images have thumbnails.",
                 extra={"media_type": content.media_type},
             )
-        return normalise(
+        params = normalise(
             width=request.width,
             height=request.height,
             fit=request.fit,
@@ -100,21 +114,49 @@ class ThumbnailService:
             format=request.format,
             accept=request.accept,
             limits=self.limits,
-            has_alpha=content.media_type in _ALPHA_TYPES,
+            has_alpha=alpha,
         )
+        if len(self._params) >= 1024:
+            self._params.clear()
+        self._params[(request, alpha)] = params
+        return params
 
     async def open(self, opened: tuple[FileContent, ContentSource], request: TransformRequest) -> Derivative:
         """The derivative of content the caller was allowed to open: from the cache, or rendered now."""
         content, source = opened
         params = self.parameters(content, request)
-        key = params.key()
-        row = await repository.find(self.database.direct, content.sha256, key)
+        flight = (content.sha256, params.key())
+        remembered = self._memo.get(flight)
+        if remembered is not None and remembered[0] > time.monotonic() and await self._stored(remembered[1].sha256):
+            return self._derivative(content, remembered[1], negotiated=request.negotiated)
+        row = await repository.find(self.database.direct, *flight)
+        if row is not None and not await self._stored(row.sha256):
+            # The row outlived its file (lost, or removed by hand): forget it and make it again.
+            async with self.database.direct_transaction() as db:
+                await repository.delete(db, [flight])
+            row = None
         if row is None:
             row = await self._single_flight(content, source, params)
         elif utcnow() - row.last_used_at > TOUCH_EVERY:
             async with self.database.direct_transaction() as db:
                 await repository.touch(db, row.source_sha256, row.params, utcnow())
+        self._remember(flight, row)
         return self._derivative(content, row, negotiated=request.negotiated)
+
+    async def _stored(self, sha256: str) -> bool:
+        """Whether the derivative's blob is there: one stat of a local file (in the loop: the kernel answers
+        from its inode cache), else the store's own check."""
+        local = self.store.local_file(sha256)
+        if local is not None:
+            # A stat in the loop, as LocalBlobStore.exists does: the kernel answers it from its inode cache.
+            return os.path.isfile(local)  # noqa: PTH113, ASYNC240 - a str path; Path() costs more than the stat
+        return await self.store.exists(sha256)
+
+    def _remember(self, flight: tuple[str, str], row: DerivativeRow) -> None:
+        self._memo.pop(flight, None)
+        self._memo[flight] = (time.monotonic() + MEMO_SECONDS, row)
+        while len(self._memo) > MEMO_ENTRIES:
+            del self._memo[next(iter(self._memo))]  # the oldest remembered
 
     def _derivative(self, content: FileContent, row: DerivativeRow, *, negotiated: bool) -> Derivative:
         stem = content.name.rsplit(".", 1)[0] if "." in content.name[1:] else content.name
@@ -218,6 +260,8 @@ class ThumbnailService:
                     total -= size
                 await repository.delete(db, batch)
                 dropped += batch
+        for flight in dropped:
+            self._memo.pop(flight, None)
         log.info("image_cache_evicted", derivatives=len(dropped), remaining_bytes=total, cached=count - len(dropped))
         return len(dropped)
 

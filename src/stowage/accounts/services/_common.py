@@ -26,7 +26,8 @@ from stowage.observability.logging import get_logger
 from stowage.ratelimit import RateLimiter
 from stowage.ratelimit import check as rate_check
 
-_EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]{1,255}$")
+# No space and no control character (C0, DEL, C1): PostgreSQL refuses NUL in text, and no address has one.
+_EMAIL = re.compile(r"^[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255}$")
 security_log = get_logger("stowage.security")
 
 
