@@ -12,12 +12,23 @@ from typing import Any
 
 import httpx
 from PIL import Image
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 import image_samples as samples
 from accounts_helpers import database
 from conftest import make_settings
-from files_helpers import API, Account, children, mkdir, new_account, node_path, sha256_hex, upload
+from files_helpers import (
+    API,
+    Account,
+    children,
+    mkdir,
+    multipart_body,
+    multipart_headers,
+    new_account,
+    node_path,
+    sha256_hex,
+    upload,
+)
 from stowage.config import Settings
 from stowage.db.tables import ImageFacts, Node
 from stowage.maintenance.housekeeping import housekeeping_pass
@@ -257,3 +268,45 @@ async def test_housekeeping_schedules_images_nobody_listed(settings: Settings) -
         assert row.taken_at == datetime(2019, 9, 9, 9, 9, 9, tzinfo=UTC)
         assert await node_taken_at(settings, node["id"]) == row.taken_at
         assert await runtime.files.facts.backfill() == 0  # nothing left to do
+
+
+async def test_facts_after_multipart_and_presigned_uploads(settings: Settings) -> None:
+    async with served(settings) as (client, runtime):
+        alice = await new_account(client, "alice@example.com")
+        body = multipart_body(
+            [("file", "one.jpg", photo("2021:03:03 03:03:03", seed=1)), ("file", "two.png", samples.encoded("png"))]
+        )
+        response = await client.post(
+            node_path(alice.root_id, "/upload"), content=body, headers={**alice.headers, **multipart_headers()}
+        )
+        assert response.status_code == 201, response.text
+        minted = await client.post(
+            f"{API}/presign/upload", json={"folder_id": alice.root_id, "name": "three.jpg"}, headers=alice.headers
+        )
+        assert minted.status_code == 200, minted.text
+        put = await client.put(minted.json()["url"], content=photo("2022:04:04 04:04:04", seed=2))
+        assert put.status_code == 201, put.text
+        await runtime.files.facts.idle()
+
+        items = by_name(await children(client, alice, alice.root_id))
+
+        assert items["one.jpg"]["image"]["taken_at"] == "2021-03-03T03:03:03Z"
+        assert (items["two.png"]["image"]["width"], items["two.png"]["image"]["taken_at"]) == (120, None)
+        assert items["three.jpg"]["image"]["taken_at"] == "2022-04-04T04:04:04Z"
+
+
+async def test_a_listing_repairs_a_capture_time_copy_that_lags_its_facts(settings: Settings) -> None:
+    async with served(settings) as (client, runtime):
+        alice = await new_account(client, "alice@example.com")
+        node = await upload(client, alice, alice.root_id, "a.jpg", photo("2018:08:08 08:08:08"))
+        await runtime.files.facts.idle()
+        # As when an upload is recorded while its content's facts are being stored (PostgreSQL): the facts
+        # exist, the node's copy of the capture time does not.
+        async with database(settings) as db, db.transaction() as session:
+            await session.execute(update(Node).where(Node.id == node["id"]).values(taken_at=None))
+
+        listed = by_name(await children(client, alice, alice.root_id))["a.jpg"]
+        await runtime.files.facts.idle()
+
+        assert listed["image"]["taken_at"] == "2018-08-08T08:08:08Z"
+        assert await node_taken_at(settings, node["id"]) == datetime(2018, 8, 8, 8, 8, 8, tzinfo=UTC)

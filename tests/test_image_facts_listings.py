@@ -296,3 +296,21 @@ async def test_gps_removal_asked_per_upload(settings_env: dict[str, str], settin
             assert response.status_code == 201, response.text
             stored = (await download(client, alice, response.json()["id"])).content
             assert (samples.gps_of(stored) == {}) is (value == "true")
+
+
+async def test_facts_and_gps_removal_on_the_s3_store(settings_env: dict[str, str], s3_env: dict[str, str]) -> None:
+    """Content that is not a local file: the facts and the GPS-free copy are made from a temporary copy."""
+    settings = make_settings({**settings_env, **s3_env}, strip_gps_on_upload=True)
+    sent = samples.jpeg(orientation=6)
+    async with served(settings) as (client, runtime):
+        alice = await new_account(client, "alice@example.com")
+        node = await upload(client, alice, alice.root_id, "s3.jpg", sent)
+        await runtime.files.facts.idle()
+
+        image = (await client.get(node_path(node["id"]), headers=alice.headers)).json()["image"]
+        stored = (await download(client, alice, node["id"])).content
+
+        assert (image["width"], image["height"], image["taken_at"]) == (80, 120, "2024-05-01T12:03:22Z")
+        assert samples.gps_of(stored) == {}
+        assert node["etag"] == f'"{sha256_hex(stored)}"'
+        assert not [p for p in (settings.data_dir / "tmp").glob("*") if p.is_file()]  # temporary copies removed

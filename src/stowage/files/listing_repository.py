@@ -26,7 +26,7 @@ from stowage.files.schemas import ImageOut, NodeOut, SortKey
 # then the node's copy of the capture time (the ``taken_at`` sort key).
 _LISTED = "n.id, n.name, n.kind, n.parent_id, n.size, n.media_type, n.sha256, n.created_at, n.modified_at, "
 _LISTED += "n.starred, n.properties, n.taken_at"
-_FACTS = ", ".join(f"f.{column}" for column in FACTS_COLUMNS.split(", ")) + ", f.computed_at"
+_FACTS = ", ".join(f"f.{column}" for column in FACTS_COLUMNS.split(", ")) + ", f.sha256 IS NOT NULL"
 _TAKEN = "coalesce(n.taken_at, n.modified_at)"  # the expression of ``ix_nodes_live_children_taken``
 
 # The sort key per order. Within folders size and type are constant (0 and no media type), so they
@@ -104,10 +104,10 @@ def _listed_node(row: Row, image: ImageOut | None) -> NodeOut:
 
 
 def _image(row: Row, stale: list[str]) -> ImageOut | None:
-    """A file row's image facts (columns 12 on: ``FACTS_COLUMNS``, then ``computed_at``); notes in
-    ``stale`` an image without facts, or whose node lacks the capture time its facts have."""
-    width, height, taken_raw, placeholder, failure, computed = row[12:18]
-    if computed is None:
+    """A file row's image facts (columns 12 on: ``FACTS_COLUMNS``, then whether there is a facts row);
+    notes in ``stale`` an image without facts, or whose node lacks the capture time its facts have."""
+    width, height, taken_raw, placeholder, failure, known = row[12:18]
+    if not known:
         if row[5] in IMAGE_FACT_TYPES:
             stale.append(row[6])
         return None

@@ -11,7 +11,9 @@ Each content is computed at most once at a time in a process (single flight: the
 and the queue share one computation), in a worker thread, at most ``image_facts_concurrency`` at once
 per process; a thread that overruns ``image_transform_timeout`` keeps its slot until it ends, so slow
 images cannot pile up threads. Content that is not a readable image (not an image, damaged, over the
-decode limits, too slow) gets a row with a failure marker and is never computed again. Errors that say
+decode limits) gets a row with a failure marker and is never computed again. A computation that ran
+out of time stores nothing (the image may only have met a busy server): the process leaves it alone for
+``TIMEOUT_RETRY_SECONDS``, after which a listing or the hourly backfill tries it again. Errors that say
 nothing about the content (the blob store, the database) store nothing: the next listing retries.
 """
 
@@ -20,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
@@ -42,6 +46,9 @@ log = structlog.get_logger("stowage.files.facts")
 T = TypeVar("T")
 
 TIMEOUT_FAILURE = "image-timeout"
+# How long a process waits before it computes again the facts of content whose computation timed out.
+TIMEOUT_RETRY_SECONDS = 3600.0
+_TIMEOUTS_REMEMBERED = 10_000
 
 Compute = Callable[[Path], FactsRow]
 
@@ -74,6 +81,7 @@ class FactsService:
         self._queued: set[str] = set()
         self._running: dict[str, asyncio.Task[FactsRow | None]] = {}
         self._drainer: asyncio.Task[None] | None = None
+        self._timed_out: OrderedDict[str, float] = OrderedDict()  # content -> when it last timed out
         self.computed = 0  # contents computed by this process (tests and metrics read it)
 
     # --- scheduling ----------------------------------------------------------------------------------
@@ -82,7 +90,7 @@ class FactsService:
         """Queue contents for their facts, without waiting; ones queued or running already are skipped,
         and what does not fit in the queue is dropped (the next listing that shows it asks again)."""
         for sha256 in hashes:
-            if sha256 in self._queued or sha256 in self._running:
+            if sha256 in self._queued or sha256 in self._running or self._resting(sha256):
                 continue
             if self._queue is None:  # started by the first work, in the loop that serves requests
                 self._queue = asyncio.Queue(self._queue_size)
@@ -197,7 +205,7 @@ class FactsService:
                         await facts_repository.fill_taken_at(tx, sha256, existing.taken_at)
                 return existing
             row = await self._facts_of_content(sha256)
-            if row is not None:
+            if row is not None and row.failure != TIMEOUT_FAILURE:
                 async with self.db.direct_transaction() as tx:
                     await facts_repository.store(tx, sha256, row, utcnow())
                 self.computed += 1
@@ -215,7 +223,16 @@ class FactsService:
             return None  # purged meanwhile: nothing to describe
         except TimeoutError:
             log.warning("image_facts_timeout", sha256=sha256, seconds=self._timeout)
+            self._timed_out[sha256] = time.monotonic()
+            self._timed_out.move_to_end(sha256)
+            while len(self._timed_out) > _TIMEOUTS_REMEMBERED:
+                self._timed_out.popitem(last=False)
             return FactsRow(width=None, height=None, taken_at=None, placeholder=None, failure=TIMEOUT_FAILURE)
+
+    def _resting(self, sha256: str) -> bool:
+        """The content's computation timed out less than ``TIMEOUT_RETRY_SECONDS`` ago in this process."""
+        when = self._timed_out.get(sha256)
+        return when is not None and time.monotonic() - when < TIMEOUT_RETRY_SECONDS
 
     async def _in_thread(self, work: Callable[[], T]) -> T:
         """Run ``work`` in a worker thread holding one of the process's slots until the thread ends,
