@@ -190,7 +190,7 @@ async def test_fsck_and_gc_runs_from_the_cli_are_shown(
     # 4. A wrong reference count: reported by fsck, fixed by fsck --repair.
     async with database(settings) as db, db.transaction() as session:
         await session.execute(update(Blob).where(Blob.sha256 == sha256_hex(ALPHA)).values(refcount=7))
-    repaired = await stowage(settings_env, "fsck", "--repair")
+    repaired = await stowage(settings_env, "fsck", "--repair", "--yes")
     assert repaired.returncode == 0, repaired.stdout
     assert "(repaired)" in repaired.stdout
     shown = await last_runs(client, admin)

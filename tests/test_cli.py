@@ -103,7 +103,7 @@ def test_migrate_downgrade_to_base(data_dir: Path) -> None:
     env = {"STOWAGE_DATA_DIR": str(data_dir), "STOWAGE_LOG_LEVEL": "warning"}
     assert run("migrate", env=env).returncode == 0
 
-    result = run("migrate", "--downgrade", "--revision", "base", env=env)
+    result = run("migrate", "--downgrade", "--revision", "base", "--yes", env=env)
 
     assert result.returncode == 0, result.stderr
     assert "database at revision None" in result.stdout

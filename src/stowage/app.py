@@ -282,6 +282,7 @@ def observed(inner: Any, settings: Settings, metrics: Metrics | None) -> Observa
         body_idle_timeout=settings.body_idle_timeout,
         last_resort=(PROBLEM_MEDIA_TYPE, internal_error_body),
         header_limit=(settings.max_request_header_bytes, headers_too_large),
+        trusted_proxies=settings.trusted_proxies,
     )
 
 

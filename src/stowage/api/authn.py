@@ -8,15 +8,14 @@ without credentials is refused before a byte of it is spooled.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import MutableMapping
-from functools import lru_cache
 from typing import Any
 
 from litestar import Request
 from litestar.handlers import HTTPRouteHandler
 
 from stowage.accounts.caller import PRINCIPAL_SCOPE_KEY, principal_of_scope
+from stowage.observability import forwarded
 from stowage.policy import Principal, require_principal
 from stowage.runtime import Runtime
 
@@ -60,29 +59,9 @@ async def authenticate_first(request: Request[Any, Any, Any]) -> None:
         require_principal(await authenticate(scope))
 
 
-@lru_cache(maxsize=16)
-def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
-    return tuple(ipaddress.ip_network(t, strict=False) for t in trusted)
-
-
 def client_address(request: Request[Any, Any, Any], trusted_proxies: tuple[str, ...]) -> str:
     """The peer address — or, when the peer is a trusted proxy, the last untrusted X-Forwarded-For hop."""
     peer = request.client.host if request.client else "unknown"
     if not trusted_proxies:
         return peer
-    networks = _networks(trusted_proxies)
-
-    def trusted(address: str) -> bool:
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            return False
-        return any(ip in network for network in networks)
-
-    if not trusted(peer):
-        return peer
-    hops = [h.strip() for h in request.headers.get("x-forwarded-for", "").split(",") if h.strip()]
-    for hop in reversed(hops):
-        if not trusted(hop):
-            return hop
-    return peer
+    return forwarded.client_address(peer, forwarded.forwarded_for_header(request.scope["headers"]), trusted_proxies)

@@ -179,6 +179,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     housekeeping_interval_seconds: int = 3600
     maintenance_lease_seconds: float = 60.0
 
+    # --- TLS served by Stowage itself (operator's kit) ---------------------------------------------
+    # Usually TLS ends at the reverse proxy (deploy/nginx, deploy/Caddyfile) and these stay unset.
+    # Set both to have `stowage serve` (Granian) speak HTTPS directly: PEM files, the key unencrypted.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
     # --- derived values -------------------------------------------------------------------------
 
     @property

@@ -8,6 +8,7 @@ allowed and what was given.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -319,3 +320,16 @@ def _validate_request_limits(s: Settings) -> None:
         "must be between 1 and 3600 seconds",
         s.shutdown_timeout,
     )
+    _validate_tls(s)
+
+
+def _validate_tls(s: Settings) -> None:
+    """Both TLS files or neither, and each a readable file (a typo must stop the start, not serve HTTP)."""
+    if (s.tls_cert_file is None) != (s.tls_key_file is None):
+        given, missing = (
+            ("tls_cert_file", "tls_key_file") if s.tls_key_file is None else ("tls_key_file", "tls_cert_file")
+        )
+        _require(False, missing, f"must be set together with {given}", None)
+    for name, path in (("tls_cert_file", s.tls_cert_file), ("tls_key_file", s.tls_key_file)):
+        if path is not None:
+            _require(path.is_file() and os.access(path, os.R_OK), name, "must name a readable PEM file", str(path))

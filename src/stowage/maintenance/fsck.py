@@ -77,11 +77,13 @@ async def fsck(
     rehash: bool = True,
     repair: bool = False,
     grace_seconds: float = 3600,
+    on_blob: Callable[[], None] | None = None,  # called per blob row checked: the CLI's progress bar
 ) -> FsckReport:
     """Check the whole installation; with ``repair`` fix what is repairable (see the module docstring)."""
     if grace_seconds < 0:
         raise ValueError(f"grace_seconds must be 0 or more, got {grace_seconds}")
     checker = _Checker(database, store, rehash=rehash, repair=repair, grace_seconds=grace_seconds)
+    checker.on_blob = on_blob
     started = datetime.now(UTC)
     await checker.check_blobs()
     await checker.check_versions()
@@ -116,6 +118,7 @@ class _Checker:
         self.bytes_hashed = 0
         self.problems: list[Problem] = []
         self.repaired: list[Problem] = []
+        self.on_blob: Callable[[], None] | None = None
 
     def _cutoff(self) -> float:
         """Files last modified at or before this (epoch seconds) are past the grace period."""
@@ -174,6 +177,8 @@ class _Checker:
                         ),
                         partial(self._drop_unreferenced_row, sha),
                     )
+                if self.on_blob is not None:
+                    self.on_blob()
 
     async def _check_blob_file(self, sha: str, size: int) -> None:
         try:

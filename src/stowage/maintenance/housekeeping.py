@@ -120,6 +120,7 @@ async def checked_run(
     repair: bool,
     grace_seconds: float,
     exclusive: bool = True,
+    on_blob: Callable[[], None] | None = None,
 ) -> tuple[FsckReport, int]:
     """``stowage fsck`` / ``stowage gc``: the check (gc also removes stale spools), recorded either way.
 
@@ -130,7 +131,7 @@ async def checked_run(
 
     async def work() -> tuple[FsckReport, dict[str, int]]:
         removed = await store.remove_stale_temp(STALE_TEMP_SECONDS) if repair else 0
-        report = await fsck(database, store, rehash=rehash, repair=repair, grace_seconds=grace_seconds)
+        report = await fsck(database, store, rehash=rehash, repair=repair, grace_seconds=grace_seconds, on_blob=on_blob)
         return report, {"temp_files_removed": removed}
 
     async def recorded() -> tuple[FsckReport, dict[str, int]]:

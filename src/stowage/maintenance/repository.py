@@ -160,3 +160,8 @@ async def release_lease(db: AsyncSession, name: str, holder: str, *, now: dateti
 
 async def get_lease(db: AsyncSession, name: str) -> Lease | None:
     return await db.scalar(select(Lease).where(Lease.name == name))
+
+
+async def count_blob_rows(db: AsyncSession) -> int:
+    """How many blob rows there are: the length of fsck's blob pass (its progress bar's total)."""
+    return int(await db.scalar(select(func.count()).select_from(Blob)) or 0)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from stowage.errors import RequestTimeout
-from stowage.observability import context
+from stowage.observability import context, forwarded
 from stowage.observability.logging import get_logger
 from stowage.observability.metrics import Metrics
 
@@ -68,6 +68,7 @@ class ObservabilityMiddleware:
         body_idle_timeout: float = DEFAULT_BODY_IDLE_TIMEOUT,
         last_resort: tuple[str, Callable[[], bytes]] = ("text/plain; charset=utf-8", lambda: b"Internal Server Error"),
         header_limit: tuple[int, HeaderRefusal] | None = None,
+        trusted_proxies: tuple[str, ...] = (),
     ) -> None:
         """``last_resort`` is the media type and body of the 500 sent when the application fails
         before answering: the front end's error format (problem+json for REST), given by ``app.py``
@@ -77,6 +78,7 @@ class ObservabilityMiddleware:
         pieces (see ``cli.serve``)."""
         self.app = app
         self.header_limit = header_limit
+        self.trusted_proxies = trusted_proxies  # the access log names the client behind them
         self.last_resort_type = last_resort[0].encode()
         self.last_resort_body = last_resort[1]
         self.metrics = metrics
@@ -192,7 +194,7 @@ class ObservabilityMiddleware:
             bytes_out=state["bytes_out"],
             duration_ms=round(duration * 1000, 2),
             user_id=user_id,
-            client=_client(scope),
+            client=_client(scope, self.trusted_proxies),
         )
 
     async def _receive_body_chunk(self, receive: Receive, scope: Scope, state: dict[str, Any]) -> Message:
@@ -281,8 +283,11 @@ def _file_size(path: str) -> int:
         return 0
 
 
-def _client(scope: Scope) -> str | None:
+def _client(scope: Scope, trusted_proxies: tuple[str, ...]) -> str | None:
     client = scope.get("client")
     if not client:
         return None
-    return str(client[0])
+    peer = str(client[0])
+    if not trusted_proxies:
+        return peer
+    return forwarded.client_address(peer, forwarded.forwarded_for_header(scope["headers"]), trusted_proxies)
