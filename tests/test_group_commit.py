@@ -332,3 +332,34 @@ async def test_a_unit_waits_for_another_process_write_lock_without_blocking_the_
     async with asyncio.timeout(10):
         await unit
     assert stored_items(data_dir) == {7: "direct"}
+
+
+# --- volatile transactions (a lease taken: no fsync at its commit) ---------------------------------
+
+
+async def _synchronous_level(db: Database) -> int:
+    async with db._writer_connection() as raw:
+        level: int = raw.execute("PRAGMA synchronous").fetchone()[0]
+    return level
+
+
+async def test_a_volatile_transaction_commits_and_the_writer_stays_durable(db: Database, data_dir: Path) -> None:
+    async with db.volatile_transaction() as tx:
+        await tx.execute(INSERT_ITEM, (1, "lease"))
+    await insert_item(db, 2)  # a durable unit after it, on the same writer connection
+
+    assert stored_items(data_dir) == {1: "lease", 2: "direct"}
+    assert await _synchronous_level(db) == 2  # FULL again for every other transaction
+
+
+async def test_a_volatile_transaction_that_raises_stores_nothing(db: Database, data_dir: Path) -> None:
+    async def give_up_half_way() -> None:
+        async with db.volatile_transaction() as tx:
+            await tx.execute(INSERT_ITEM, (1, "lease"))
+            raise Refused
+
+    with pytest.raises(Refused):
+        await give_up_half_way()
+
+    assert stored_items(data_dir) == {}
+    assert await _synchronous_level(db) == 2

@@ -394,6 +394,38 @@ class Database:
                 await pool.release(connection)
 
     @asynccontextmanager
+    async def volatile_transaction(self) -> AsyncIterator[DirectTransaction]:
+        """A write unit of work in hand-written SQL whose commit does not wait for the disk: for state
+        that no client is ever told is stored (a lease taken), where losing the last such commits to a
+        power cut is harmless. Atomic and consistent all the same, and ordered: a later durable commit
+        makes it durable too (SQLite: ``synchronous=NORMAL`` for this one transaction, safe in WAL mode;
+        PostgreSQL: ``synchronous_commit = off`` for it)."""
+        async with self._guard():
+            if self.is_sqlite:
+                async with self._writer_connection() as raw:
+                    raw.execute("PRAGMA synchronous=NORMAL")
+                    try:
+                        await _begin_immediate(raw)
+                        try:
+                            yield DirectTransaction(sqlite=raw)
+                        except BaseException:
+                            raw.rollback()
+                            raise
+                        # No fsync of the WAL; in a thread all the same, for the automatic checkpoint
+                        # a commit sometimes runs (that one syncs the database file).
+                        await asyncio.to_thread(raw.commit)
+                    finally:
+                        raw.execute("PRAGMA synchronous=FULL")
+                return
+            pool, connection = await self.direct.acquire()
+            try:
+                async with connection.transaction():
+                    await connection.execute("SET LOCAL synchronous_commit TO OFF")
+                    yield DirectTransaction(postgres=connection)
+            finally:
+                await pool.release(connection)
+
+    @asynccontextmanager
     async def _writer_connection(self) -> AsyncIterator[sqlite3.Connection]:
         """The SQLite writer connection, borrowed from the write engine's pool (so ORM transactions
         and group commits take turns on it)."""

@@ -65,7 +65,7 @@ class Lease:
         if time.monotonic() - self._renewed_at < self.core.lease_seconds / 3:
             return
         until = utcnow() + timedelta(seconds=self.core.lease_seconds)
-        async with self.core.db.direct_transaction() as tx:
+        async with self.core.db.volatile_transaction() as tx:
             kept = await repository.renew_lease(tx, self.upload_id, self.token, until=until)
         if not kept:
             raise lease_lost()
@@ -143,7 +143,7 @@ class UploadCore:
         has left) when another request holds it. Released when the block ends, however it ends."""
         token = str(uuid.uuid4())
         now = utcnow()
-        async with self.db.direct_transaction() as tx:
+        async with self.db.volatile_transaction() as tx:
             won = await repository.take_lease(
                 tx, upload_id, token, now=now, until=now + timedelta(seconds=self.lease_seconds)
             )
@@ -157,7 +157,7 @@ class UploadCore:
             yield lease
         finally:
             if not lease.released:
-                async with self.db.direct_transaction() as tx:
+                async with self.db.volatile_transaction() as tx:
                     await repository.release_lease(tx, upload_id, token)
 
     async def record(self, caller: Principal, row: UploadRow, info: BlobInfo, token: str | None) -> NodeOut:
