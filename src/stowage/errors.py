@@ -168,14 +168,3 @@ class ServiceUnavailable(StowageError):
 class InternalError(StowageError):
     code = "internal-error"
     title = "Internal server error"
-
-
-# Regular expressions that request fields must match, with what to tell a person whose value does not:
-# the decoder would quote the expression itself. Registered by the schema that declares the pattern.
-PATTERN_MEANINGS: dict[str, str] = {}
-
-
-def described_pattern(pattern: str, meaning: str) -> str:
-    """``pattern``, registered with the message a value that does not match it gets (``meaning``)."""
-    PATTERN_MEANINGS[pattern] = meaning
-    return pattern

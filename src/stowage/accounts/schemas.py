@@ -7,18 +7,9 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from stowage.errors import described_pattern
 from stowage.files.schemas import Name, NodeId
 
-# Surrounding spaces are trimmed (services normalise the address); inside, no space and no control
-# character: the same rule as ``normalise_email``, so the contract says what the server accepts.
-EMAIL_PATTERN = described_pattern(
-    r"^\s*[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255}\s*$",
-    "That is not an email address: expected an address like name@example.com",
-)
-Email = Annotated[
-    str, msgspec.Meta(min_length=3, max_length=320, pattern=EMAIL_PATTERN, description="An email address")
-]
+Email = Annotated[str, msgspec.Meta(min_length=3, max_length=320, description="An email address")]
 Password = Annotated[str, msgspec.Meta(min_length=1, max_length=1024)]
 DisplayName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 TokenName = Annotated[str, msgspec.Meta(min_length=1, max_length=100)]

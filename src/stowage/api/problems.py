@@ -206,15 +206,6 @@ def _from_http_exception(exc: HTTPException, path: str) -> tuple[errors.StowageE
     return errors.InternalError(detail), exc.status_code
 
 
-def _readable(message: str) -> str:
-    """A decoder message in words: a registered pattern's meaning instead of the expression."""
-    if "matching regex" in message:
-        for pattern, meaning in errors.PATTERN_MEANINGS.items():
-            if repr(pattern) in message:  # the decoder quotes the expression as its repr
-                return meaning
-    return message
-
-
 _FIELD_IN_MESSAGE = re.compile(
     r"(?:at `\$\.([A-Za-z0-9_.\[\]]+)`|required field `([A-Za-z0-9_]+)`|unknown field `([A-Za-z0-9_]+)`)"
 )
@@ -234,7 +225,6 @@ def _field_errors(extra: Any) -> list[errors.FieldError]:
                 if key == "data" and match:
                     key = match.group(1) or match.group(2) or match.group(3)
                     message = message.split(" - at `", maxsplit=1)[0]
-                message = _readable(message)
                 field = f"{source}.{key}" if key else str(source)
                 found.append(errors.FieldError(field=field, message=message))
     return found
