@@ -171,7 +171,15 @@ async def test_workers_share_one_metrics_view(start_server: StartServer, tmp_pat
             if '"route": "/healthz"' in path.read_text(encoding="utf-8")
         }
 
+    # The start-up probe's own /healthz is counted just after its answer left: wait until it shows.
     before = await healthz_count()
+    settle_deadline = time.monotonic() + 10
+    while time.monotonic() < settle_deadline:
+        await asyncio.sleep(0.2)
+        settled = await healthz_count()
+        if settled == before and before >= 1:
+            break
+        before = settled
     sent = 0
     while sent < 20 or (len(workers_that_answered()) < 2 and sent < 400):
         async with httpx.AsyncClient(base_url=server.base_url, timeout=10) as client:  # a new connection each

@@ -27,9 +27,10 @@ NODE_NAME_FIELDS = {
     ("CopyRequest", "name"),
     ("PresignUploadRequest", "name"),
 }
-# The server's own email rule (accounts: trimmed, then name@domain without spaces), as a pattern that
-# accepts what it accepts: ECMAScript's \s lacks the C0 separators and NEL that Python strips.
-EMAIL_PATTERN = r"^[\s\x1c-\x1f\x85]*[^@\s\x1c-\x1f\x85]{1,64}@[^@\s\x1c-\x1f\x85]{1,255}[\s\x1c-\x1f\x85]*$"
+# The server's own email rule (accounts: trimmed, then name@domain without spaces or control
+# characters), as a pattern that accepts what it accepts: ECMAScript's \s lacks the C0 separators and
+# NEL that Python strips.
+EMAIL_PATTERN = r"^[\s\x1c-\x1f\x85]*[^@\s\x00-\x1f\x7f-\x9f]{1,64}@[^@\s\x00-\x1f\x7f-\x9f]{1,255}[\s\x1c-\x1f\x85]*$"
 # New passwords: the policy's length bounds (the rest of the policy is described).
 NEW_PASSWORD_FIELDS = {
     ("SignupRequest", "password"),
