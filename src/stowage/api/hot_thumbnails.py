@@ -19,7 +19,7 @@ import msgspec
 
 from stowage.accounts import presign
 from stowage.api.authn import authenticate
-from stowage.api.images import answer_derivative
+from stowage.api.images import answer_thumbnail_of
 from stowage.http.responses import BlobResponse
 from stowage.media.services import TransformRequest
 from stowage.policy import require_principal
@@ -133,5 +133,4 @@ async def answer_thumbnail(
             opened = visitors.open_content(visit)
         else:
             opened = await visitors.open_node_content(visit, thumbnail.item)
-    derivative = await runtime.media.open(opened, request)
-    return await answer_derivative(derivative, method=method, header=header)
+    return await answer_thumbnail_of(runtime.media, opened, request, method=method, header=header)

@@ -23,9 +23,11 @@ from stowage.api.deps import BEARER, Req
 from stowage.api.downloads import HeaderLookup, answer_download
 from stowage.api.openapi import operation
 from stowage.api.presign import url_base
+from stowage.blobs import BlobNotFound
+from stowage.files.services import Opened
 from stowage.http.responses import BlobResponse
 from stowage.images import normalise
-from stowage.media.services import Derivative, TransformRequest
+from stowage.media.services import Derivative, ThumbnailService, TransformRequest
 
 Width = Annotated[int | None, QueryParameter(ge=1, le=16384, description="Largest width in pixels (never enlarged).")]
 Height = Annotated[int | None, QueryParameter(ge=1, le=16384, description="Largest height in pixels (never enlarged).")]
@@ -68,13 +70,25 @@ def transform_request(
 
 
 async def answer_derivative(derivative: Derivative, *, method: str, header: HeaderLookup) -> BlobResponse:
-    """A GET or HEAD of a derivative, answered like any download (shared with the hot-read lane)."""
+    """A GET or HEAD of a derivative, answered like any download."""
     response = await answer_download(
         (derivative.content, derivative.source), method=method, header=header, attachment=False
     )
     if derivative.negotiated:
         response.plan.headers["vary"] = "Accept"
     return response
+
+
+async def answer_thumbnail_of(
+    media: ThumbnailService, opened: Opened, request: TransformRequest, *, method: str, header: HeaderLookup
+) -> BlobResponse:
+    """The derivative of content the caller opened, answered (every thumbnail route and the hot-read
+    lane). A remembered derivative whose file turns out to be gone is looked up again and rendered."""
+    try:
+        return await answer_derivative(await media.open(opened, request), method=method, header=header)
+    except BlobNotFound:
+        derivative = await media.open(opened, request, trust_memo=False)
+        return await answer_derivative(derivative, method=method, header=header)
 
 
 class ThumbnailsController(Controller):
@@ -107,8 +121,10 @@ class ThumbnailsController(Controller):
     ) -> BlobResponse:
         runtime = request.runtime
         opened = await runtime.files.reading.open_file(request.principal, node_id)
-        derivative = await runtime.media.open(opened, transform_request(request, w, h, fit, q, format_))
-        return await answer_derivative(derivative, method=request.method, header=request.headers.get)
+        transform = transform_request(request, w, h, fit, q, format_)
+        return await answer_thumbnail_of(
+            runtime.media, opened, transform, method=request.method, header=request.headers.get
+        )
 
     @post(
         "/nodes/{node_id:str}/presign/thumbnail",
@@ -165,10 +181,14 @@ class LinkThumbnailsController(Controller):
     ) -> BlobResponse:
         visitors = request.runtime.sharing.visitors
         visit = await visitors.visit(token, x_share_grant if x_share_grant is not None else grant)
-        derivative = await request.runtime.media.open(
-            visitors.open_content(visit), transform_request(request, w, h, fit, q, format_)
+        transform = transform_request(request, w, h, fit, q, format_)
+        return await answer_thumbnail_of(
+            request.runtime.media,
+            visitors.open_content(visit),
+            transform,
+            method=request.method,
+            header=request.headers.get,
         )
-        return await answer_derivative(derivative, method=request.method, header=request.headers.get)
 
     @route(
         "/nodes/{item_id:str}/thumbnail",
@@ -198,8 +218,10 @@ class LinkThumbnailsController(Controller):
         visitors = request.runtime.sharing.visitors
         visit = await visitors.visit(token, x_share_grant if x_share_grant is not None else grant)
         opened = await visitors.open_node_content(visit, item_id)
-        derivative = await request.runtime.media.open(opened, transform_request(request, w, h, fit, q, format_))
-        return await answer_derivative(derivative, method=request.method, header=request.headers.get)
+        transform = transform_request(request, w, h, fit, q, format_)
+        return await answer_thumbnail_of(
+            request.runtime.media, opened, transform, method=request.method, header=request.headers.get
+        )
 
 
-__all__ = ["LinkThumbnailsController", "ThumbnailsController", "answer_derivative"]
+__all__ = ["LinkThumbnailsController", "ThumbnailsController", "answer_derivative", "answer_thumbnail_of"]

@@ -121,13 +121,23 @@ class ThumbnailService:
         self._params[(request, alpha)] = params
         return params
 
-    async def open(self, opened: tuple[FileContent, ContentSource], request: TransformRequest) -> Derivative:
-        """The derivative of content the caller was allowed to open: from the cache, or rendered now."""
+    async def open(
+        self, opened: tuple[FileContent, ContentSource], request: TransformRequest, *, trust_memo: bool = True
+    ) -> Derivative:
+        """The derivative of content the caller was allowed to open: from the cache, or rendered now.
+
+        A derivative this worker remembers is returned without looking at its file (``trust_memo``): the
+        download checks the file anyway, and a caller that finds it missing there (``BlobNotFound``)
+        asks again with ``trust_memo=False``, which checks the file, forgets a lost one and renders it."""
         content, source = opened
         params = self.parameters(content, request)
         flight = (content.sha256, params.key())
         remembered = self._memo.get(flight)
-        if remembered is not None and remembered[0] > time.monotonic() and await self._stored(remembered[1].sha256):
+        if (
+            remembered is not None
+            and remembered[0] > time.monotonic()
+            and (trust_memo or await self._stored(remembered[1].sha256))
+        ):
             return self._derivative(content, remembered[1], negotiated=request.negotiated)
         row = await repository.find(self.database.direct, *flight)
         if row is not None and not await self._stored(row.sha256):

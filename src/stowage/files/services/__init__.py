@@ -22,7 +22,7 @@ from stowage.files.services._common import (
     unique_name,
 )
 from stowage.files.services._facts import FactsService
-from stowage.files.services._reading import ContentSource, ReadService, ensure_servable, file_content
+from stowage.files.services._reading import ContentSource, Opened, ReadService, ensure_servable, file_content
 from stowage.files.services._search import SearchService
 from stowage.files.services._trash import TrashService
 from stowage.files.services._tree import TreeService
@@ -65,6 +65,7 @@ __all__ = [
     "FileDeps",
     "FileServices",
     "ItemOutcome",
+    "Opened",
     "QuotaRoom",
     "ReadService",
     "SearchService",
