@@ -315,3 +315,19 @@ async def test_control_characters_in_an_email_are_a_clear_400(
         problem = assert_problem(response, 400, "invalid-input")
         assert problem["errors"][0]["field"] == "body.email"
     assert mail.messages == []
+
+
+async def test_a_reset_mail_the_mail_server_refuses_looks_like_an_unknown_address(
+    client: httpx.AsyncClient, mail: MailSink
+) -> None:
+    """Found by the contract fuzzer: an address the server accepts but the mail server refuses made a
+    503 for an existing account only, which told the caller that the account exists."""
+    odd = '"@5e65'
+    assert (await client.post("/api/v1/auth/signup", json={"email": odd, "password": NEW_PASSWORD})).status_code == 201
+
+    existing = await forgot(client, odd)
+    unknown = await forgot(client, '"@5e66')
+
+    assert existing.status_code == unknown.status_code == 202
+    assert existing.content == unknown.content
+    assert mail.messages == []

@@ -299,7 +299,13 @@ class ProfileService:
         secret = await self._mail_token(user, RESET)
         minutes = self.settings.email_token_ttl // 60
         link = link_for(self.settings, "/reset-password", secret)
-        await self.deps.mailer.send(password_reset_email(user.email, user.display_name, link, minutes))
+        try:
+            await self.deps.mailer.send(password_reset_email(user.email, user.display_name, link, minutes))
+        except ServiceUnavailable:
+            # Answered like an unknown address: an error here, and only here, would tell the caller that
+            # the account exists. The failure is logged for the operator; the user can ask again.
+            security_log.warning("password_reset_mail_failed", user_id=user.id)
+            return
         async with self.deps.database.transaction() as db:
             await record(db, "account.password_reset_requested", target_id=user.id, client=client)
 
