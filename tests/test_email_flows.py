@@ -331,3 +331,18 @@ async def test_a_reset_mail_the_mail_server_refuses_looks_like_an_unknown_addres
     assert existing.status_code == unknown.status_code == 202
     assert existing.content == unknown.content
     assert mail.messages == []
+
+
+async def test_a_reset_for_an_address_the_mail_library_cannot_use_looks_like_an_unknown_one(
+    client: httpx.AsyncClient, mail: MailSink
+) -> None:
+    """Found by the contract fuzzer: this address leaves no recipient in the message (``To: <>``), and the
+    mail library's ValueError was a 500."""
+    odd = "qztu~@\\t#d!uu"
+    assert (await client.post("/api/v1/auth/signup", json={"email": odd, "password": NEW_PASSWORD})).status_code == 201
+
+    existing = await forgot(client, odd)
+    unknown = await forgot(client, "qztu~@\\t#d!uv")
+
+    assert existing.status_code == unknown.status_code == 202
+    assert mail.messages == []

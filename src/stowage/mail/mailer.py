@@ -112,8 +112,9 @@ class SMTPMailer:
             # SMTPServerDisconnected and SMTPTimeoutError are all OSErrors, as are ssl.SSLError and socket errors.
             self._log_failure(exc, recipient_domain)
             raise ServiceUnavailable(UNREACHABLE_DETAIL) from exc
-        except aiosmtplib.SMTPException as exc:
-            # Authentication failures, refused sender or recipients, rejected data, missing STARTTLS.
+        except (aiosmtplib.SMTPException, ValueError) as exc:
+            # Authentication failures, refused sender or recipients, rejected data, missing STARTTLS; and
+            # an address the mail library cannot use at all (ValueError: no recipient left to send to).
             self._log_failure(exc, recipient_domain)
             raise ServiceUnavailable(REFUSED_DETAIL) from exc
         log.info("mail sent", subject=message.subject, recipient_domain=recipient_domain, smtp_host=self._host)
