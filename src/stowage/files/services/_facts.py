@@ -48,6 +48,8 @@ T = TypeVar("T")
 TIMEOUT_FAILURE = "image-timeout"
 # How long a process waits before it computes again the facts of content whose computation timed out.
 TIMEOUT_RETRY_SECONDS = 3600.0
+# How long shutting down waits for cancelled computations to end.
+CLOSE_SECONDS = 5.0
 _TIMEOUTS_REMEMBERED = 10_000
 
 Compute = Callable[[Path], FactsRow]
@@ -132,9 +134,9 @@ class FactsService:
         tasks = [*self._running.values(), *([self._drainer] if self._drainer is not None else [])]
         for task in tasks:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if tasks:
+            # Bounded: a computation stuck in I/O (a remote blob's copy) must not hold the shutdown.
+            await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
         self._queue = None
         self._drainer = None
         self._queued.clear()
