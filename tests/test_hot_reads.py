@@ -10,38 +10,21 @@ or bad credentials, failed preconditions, bad ranges, invalid paths and paramete
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from litestar import Litestar
 
 from accounts_helpers import auth, create_pat
 from files_helpers import API, Account, by_path, etag_of, mkdir, new_account, upload
 from stowage.app import create_app, litestar_of, observed
 from stowage.config import Settings
 from support import capture_logs
+from support.lanes import LitestarSpy, answers_alike, comparable
 
 CONTENT = bytes(range(256)) * 8  # 2,048 bytes
-IGNORED_HEADERS = {"x-request-id", "date"}
-
-Scope = MutableMapping[str, Any]
-
-
-class LitestarSpy:
-    """Stands in for the Litestar application inside the lane, recording which paths reached it."""
-
-    def __init__(self, app: Litestar) -> None:
-        self.app = app
-        self.state = app.state
-        self.paths: list[str] = []
-
-    async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Any) -> None:
-        if scope["type"] == "http":
-            self.paths.append(scope["path"])
-        await self.app(scope, receive, send)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -84,26 +67,8 @@ async def open_lanes(settings: Settings) -> AsyncIterator[Lanes]:
         yield Lanes(full, plain_client, spy, alice, bob, report["id"], docs["id"], pat, presigned)
 
 
-def _comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
-    """What must be equal in both lanes' answers: all but the request id (its own per request, also
-    in a problem's body, where it must match the header) and the date."""
-    headers = sorted((k, v) for k, v in response.headers.multi_items() if k not in IGNORED_HEADERS)
-    body: Any = response.content
-    if response.headers.get("content-type") == "application/problem+json" and body:
-        body = response.json()
-        assert body.pop("request_id") == response.headers["x-request-id"]
-    return response.status_code, headers, body
-
-
 async def _both(lanes: Lanes, method: str, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bool]:
-    """Send the request through both applications; assert equal answers; say whether the lane answered."""
-    lanes.spy.paths.clear()
-    fast = await lanes.full.request(method, url, headers=headers)
-    answered_by_lane = not lanes.spy.paths
-    slow = await lanes.plain.request(method, url, headers=headers)
-    assert _comparable(fast) == _comparable(slow), f"{method} {url} {headers}"
-    assert fast.headers["x-request-id"]
-    return fast, answered_by_lane
+    return await answers_alike(lanes.full, lanes.plain, lanes.spy, method=method, url=url, headers=headers)
 
 
 def _report(lanes: Lanes) -> str:
@@ -322,7 +287,7 @@ async def test_the_lane_counts_a_link_download_limit(settings: Settings) -> None
         assert lanes.spy.paths == []
         assert first.status_code == 200
         assert first.content == CONTENT
-        assert _comparable(second) == _comparable(through_litestar)
+        assert comparable(second) == comparable(through_litestar)
         assert second.status_code == 404
         assert "download limit" in second.json()["detail"]
 

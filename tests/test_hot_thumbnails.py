@@ -6,33 +6,18 @@ must be equal, and the lane must have answered exactly the requests it claims.""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
-from litestar import Litestar
 
 import image_samples as samples
 from files_helpers import API, Account, new_account, upload
 from sharing_helpers import create_link
 from stowage.app import create_app, litestar_of, observed
 from stowage.config import Settings
-
-IGNORED_HEADERS = {"x-request-id", "date"}
-
-
-class LitestarSpy:
-    def __init__(self, app: Litestar) -> None:
-        self.app = app
-        self.state = app.state
-        self.paths: list[str] = []
-
-    async def __call__(self, scope: MutableMapping[str, Any], receive: Callable[[], Awaitable[Any]], send: Any) -> None:
-        if scope["type"] == "http":
-            self.paths.append(scope["path"])
-        await self.app(scope, receive, send)  # type: ignore[arg-type]
+from support.lanes import LitestarSpy, answers_alike
 
 
 @dataclass
@@ -84,22 +69,8 @@ async def open_lanes(settings: Settings) -> AsyncIterator[Lanes]:
         )
 
 
-def _comparable(response: httpx.Response) -> tuple[int, list[tuple[str, str]], Any]:
-    headers = sorted((k, v) for k, v in response.headers.multi_items() if k not in IGNORED_HEADERS)
-    body: Any = response.content
-    if response.headers.get("content-type") == "application/problem+json" and body:
-        body = response.json()
-        assert body.pop("request_id") == response.headers["x-request-id"]
-    return response.status_code, headers, body
-
-
 async def _both(lanes: Lanes, method: str, url: str, headers: dict[str, str]) -> tuple[httpx.Response, bool]:
-    lanes.spy.paths.clear()
-    fast = await lanes.full.request(method, url, headers=headers)
-    answered_by_lane = not lanes.spy.paths
-    slow = await lanes.plain.request(method, url, headers=headers)
-    assert _comparable(fast) == _comparable(slow), f"{method} {url} {headers}"
-    return fast, answered_by_lane
+    return await answers_alike(lanes.full, lanes.plain, lanes.spy, method=method, url=url, headers=headers)
 
 
 CASES: list[tuple[str, str, str, str, int, bool]] = [
