@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import os
 import stat
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 
 from conftest import s3_store_for
 from stowage.blobs import BlobStore, LocalBlobStore, MemoryBlobStore
+from stowage.blobs import local as local_module
 from stowage.blobs._fs import fingerprint
 from stowage.blobs.local_staging import IOV_MAX, write_all_at
 
@@ -278,3 +280,51 @@ def test_write_all_at_writes_every_piece_in_order(tmp_path: Path) -> None:
         os.close(fd)
     assert end == 4 + sum(map(len, pieces))
     assert path.read_bytes() == b"head" + b"".join(pieces)
+
+
+async def test_local_two_processes_deduplicating_in_turn_hash_the_stored_blob_once_each(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two worker processes (two store objects on one folder) take turns publishing the same content. Each
+    re-hashes the stored blob once before trusting it; after that neither does again, because a recently
+    touched blob's mtime is left alone (a ``utime`` would change its fingerprint for the other process)."""
+    hashed: list[str] = []
+    real_hash_file = local_module._hash_file
+
+    def counting_hash_file(path: Path) -> str:
+        hashed.append(path.name)
+        return real_hash_file(path)
+
+    monkeypatch.setattr(local_module, "_hash_file", counting_hash_file)
+    first, second = LocalBlobStore(tmp_path / "data"), LocalBlobStore(tmp_path / "data")
+
+    async def publish(store: LocalBlobStore) -> str:
+        upload_id = new_id()
+        await stage(store, upload_id, DATA)
+        return (await (await store.open_staging(upload_id)).finish()).sha256
+
+    sha = await publish(first)  # writes it: known to the first process
+    blob = first.blob_path(sha)
+    before = blob.stat()
+    for store in (second, first, second, first, second):
+        assert await publish(store) == sha
+    assert hashed == [sha]  # the second process, once
+    after = blob.stat()
+    assert (after.st_mtime_ns, after.st_ctime_ns) == (before.st_mtime_ns, before.st_ctime_ns)
+
+
+async def test_local_dedup_refreshes_the_mtime_of_a_blob_older_than_a_minute(tmp_path: Path) -> None:
+    """gc removes unreferenced blobs older than its grace period: a deduplicating upload about to reference
+    an old blob makes it young again, so the grace period covers the reference it then records."""
+    store = LocalBlobStore(tmp_path / "data")
+    upload_id = new_id()
+    await stage(store, upload_id, DATA)
+    sha = (await (await store.open_staging(upload_id)).finish()).sha256
+    blob = store.blob_path(sha)
+    old = time.time() - local_module.MTIME_REFRESH_SECONDS - 5
+    os.utime(blob, (old, old))
+    again = new_id()
+    await stage(store, again, DATA)
+    assert (await (await store.open_staging(again)).finish()).sha256 == sha
+    assert blob.stat().st_mtime > time.time() - local_module.MTIME_REFRESH_SECONDS
+    assert local_module.MIN_GC_GRACE_SECONDS > local_module.MTIME_REFRESH_SECONDS

@@ -271,3 +271,13 @@ async def test_backup_and_restore_draw_a_progress_bar_on_a_terminal(
         )
         assert code == 0, terminal
         assert "restore: blobs" in terminal
+
+
+def test_gc_refuses_a_grace_period_shorter_than_the_blob_age_refresh(settings_env: dict[str, str]) -> None:
+    """An upload that reuses a stored blob refreshes its age at most once a minute, so a grace period under
+    two minutes could let gc remove a blob a reference is about to be recorded for."""
+    refused = run(settings_env, "gc", "--grace", "30")
+    assert refused.returncode == 2
+    assert "--grace" in refused.stderr
+    accepted = run(settings_env, "gc", "--grace", "120", "--dry-run", "--json")
+    assert accepted.returncode == 0, accepted.stderr

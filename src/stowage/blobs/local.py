@@ -5,8 +5,11 @@ memory; every ``SPOOL_BUFFER_BYTES`` the gathered bytes go to a private temp fil
 0600) in one worker-thread call; ``commit`` writes the rest, makes the file read-only, fsyncs it,
 renames it into place (same filesystem, so atomic) and fsyncs the directory —
 and the new fan-out directories' parents, so a crash never loses a published name. If the blob is
-already stored the temp file is dropped instead (dedup) and the existing file's mtime refreshed, so
-``gc``'s grace period covers the reference about to be recorded. An existing file of the wrong size
+already stored the temp file is dropped instead (dedup) and the existing file's mtime refreshed when it is
+older than ``MTIME_REFRESH_SECONDS``, so ``gc``'s grace period (at least ``MIN_GC_GRACE_SECONDS``) covers the
+reference about to be recorded. A file touched within that minute is left alone: every ``utime`` changes
+the file's fingerprint, and each worker process would then re-hash the whole blob before trusting it again
+(with two workers taking turns, a 256 MiB upload of stored content was hashed twice). An existing file of the wrong size
 (truncated by a crash or a disk) is replaced by the fresh copy.
 
 Reads are checked by ``ensure_intact``: a blob is re-hashed before it is served unless this process
@@ -68,6 +71,10 @@ TEMP_PREFIX = local_removal.TEMP_PREFIX
 TEMP_SUFFIX = local_removal.TEMP_SUFFIX
 _HEX = frozenset("0123456789abcdef")
 VERIFIED_CACHE_SIZE = 65536
+# A deduplicating upload refreshes an existing blob's mtime only when it is older than this: gc removes
+# unreferenced files older than its grace period, which must therefore be longer (MIN_GC_GRACE_SECONDS).
+MTIME_REFRESH_SECONDS = 60.0
+MIN_GC_GRACE_SECONDS = 2 * MTIME_REFRESH_SECONDS
 # Received bytes gathered in memory before one worker-thread call writes them (per upload in flight).
 SPOOL_BUFFER_BYTES = 1024 * 1024
 DISK_FULL_DETAIL = (
@@ -84,6 +91,14 @@ def _hash_file(path: Path) -> str:
         while chunk := handle.read(VERIFY_CHUNK):
             hasher.update(chunk)
     return hasher.hexdigest()
+
+
+def _refresh_mtime(path: Path, seen: os.stat_result) -> bool:
+    """Set the blob's mtime to now if it is older than ``MTIME_REFRESH_SECONDS`` (True if it was set)."""
+    if seen.st_mtime >= time.time() - MTIME_REFRESH_SECONDS:
+        return False
+    os.utime(path)
+    return True
 
 
 T = TypeVar("T")
@@ -361,8 +376,8 @@ class LocalBlobStore(BlobStore):
             existing = final.stat()
             if existing.st_size != size or not self.verified.matches(sha256, _fingerprint(existing)):
                 return False
-            os.utime(final)
-            self.verified.record(sha256, _fingerprint(final.stat()))
+            if _refresh_mtime(final, existing):
+                self.verified.record(sha256, _fingerprint(final.stat()))
         except OSError:
             return False
         return True
@@ -390,7 +405,7 @@ class LocalBlobStore(BlobStore):
                 log.error("blob_corrupt_replaced", sha256=sha256, path=str(final))
                 return False
         try:
-            os.utime(final)
+            _refresh_mtime(final, existing)
         except FileNotFoundError:
             return False  # deleted just now: publish ours
         except PermissionError:

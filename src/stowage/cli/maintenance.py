@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 
+from stowage.blobs.local import MIN_GC_GRACE_SECONDS
 from stowage.cli._common import ConfigOption, JsonOption, YesOption, confirm_destructive, echo_json, load
 from stowage.cli._progress import Tracker, progress
 from stowage.config import ensure_data_dir
@@ -33,7 +34,14 @@ def fsck_command(
 
 def gc_command(
     config: ConfigOption = None,
-    grace: Annotated[float, typer.Option(help="Only remove files untouched for this many seconds.")] = 3600,
+    grace: Annotated[
+        float,
+        typer.Option(
+            min=MIN_GC_GRACE_SECONDS,
+            help="Only remove files untouched for this many seconds (at least 120: an upload that reuses a "
+            "stored blob refreshes its age only once a minute).",
+        ),
+    ] = 3600,
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Report what would be removed or repaired; change nothing.")
     ] = False,
