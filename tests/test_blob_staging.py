@@ -20,7 +20,7 @@ from conftest import s3_store_for
 from stowage.blobs import BlobStore, LocalBlobStore, MemoryBlobStore
 from stowage.blobs import local as local_module
 from stowage.blobs._fs import fingerprint
-from stowage.blobs.local_staging import IOV_MAX, write_all_at
+from stowage.blobs.direct_writes import IOV_MAX, write_all_at
 
 DATA = bytes(range(256)) * 40 + b"tail"
 
@@ -29,12 +29,18 @@ def new_id() -> str:
     return str(uuid.uuid4())
 
 
-@pytest.fixture(params=["memory", "local", "local-unbuffered", "s3"])
+@pytest.fixture(params=["memory", "local", "local-page-cache", "local-unbuffered", "s3"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[BlobStore]:
+    """Every store with staging. "local" writes past the page cache where the file system allows it (as the
+    server does); "local-page-cache" is the local store where it does not."""
     if request.param == "memory":
         yield MemoryBlobStore()
     elif request.param == "local":
         yield LocalBlobStore(tmp_path / "data")
+    elif request.param == "local-page-cache":
+        page_cache = LocalBlobStore(tmp_path / "data")
+        page_cache.direct_staging = False
+        yield page_cache
     elif request.param == "local-unbuffered":
         yield LocalBlobStore(tmp_path / "data", spool_buffer_bytes=0)
     else:

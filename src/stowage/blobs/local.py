@@ -61,6 +61,7 @@ from stowage.blobs.base import (
     check_upload_id,
     to_thread_owning,
 )
+from stowage.blobs.direct_writes import DirectWriters
 from stowage.blobs.local_removal import file_mtime, remove_if_old
 from stowage.blobs.local_staging import HashStates, LocalStaging, concatenate_sync, scan_staging
 from stowage.errors import InsufficientStorage, is_disk_full
@@ -216,6 +217,8 @@ class LocalBlobStore(BlobStore):
         self._tmp = self._root / "tmp"
         self._staging = self._root / "staging"
         self.hash_states = HashStates()
+        self.direct_staging: bool | None = None  # tus staging past the page cache? (probed at first use)
+        self.direct_writers = DirectWriters(max(spool_buffer_bytes, SPOOL_BUFFER_BYTES))
         self.verified = VerifiedFiles(VERIFIED_CACHE_SIZE)
 
     @property

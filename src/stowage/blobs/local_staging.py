@@ -30,6 +30,7 @@ from stowage.blobs._fs import (
     unlink_quietly,
 )
 from stowage.blobs.base import BlobInfo, check_upload_id
+from stowage.blobs.direct_writes import DirectFile, open_direct, probe, write_all_at
 from stowage.errors import is_disk_full
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the range, do not wait
-IOV_MAX = 1024  # buffers per pwritev call (POSIX's minimum is 16; Linux allows 1024)
 
 
 def _sync_file_range() -> Callable[[int, int, int, int], int] | None:
@@ -60,29 +60,16 @@ def start_writeback(fd: int, offset: int, length: int) -> None:
         _SYNC_FILE_RANGE(fd, offset, length, SYNC_FILE_RANGE_WRITE)
 
 
-def write_all_at(fd: int, pieces: list[bytes], position: int) -> int:
-    """Write ``pieces`` one after the other at ``position`` (``pwritev``, resumed after a short write);
-    returns the position after them."""
-    views = [memoryview(piece) for piece in pieces if piece]
-    while views:
-        done = os.pwritev(fd, views[:IOV_MAX], position)
-        position += done
-        while views and done >= len(views[0]):
-            done -= len(views[0])
-            views.pop(0)
-        if views and done:
-            views[0] = views[0][done:]
-    return position
-
-
 class LocalStaging:
     """One resumable upload's bytes in ``<root>/staging/<upload id>`` (mode 0600), appended across requests.
 
     Appended chunks are gathered in memory (as a list: never copied into one buffer) up to the store's
-    spool buffer and written with one worker-thread call (one ``pwritev``) per buffer, which runs while
-    the next buffer fills (one write in flight at a time); each write also asks the kernel to start
-    writing the range back (``sync_file_range`` where the platform has it), so the ``fsync`` in ``sync``
-    finds little left to do.
+    spool buffer and handed to one worker-thread call per buffer, which runs while the next buffer fills
+    (one call in flight at a time). Where the file system takes ``O_DIRECT`` (probed once per store), the
+    call hashes the bytes and copies them into aligned buffers whose whole blocks go to the device past the
+    page cache (``direct_writes``: no page to find per 4 KiB, no kernel copy); elsewhere it writes them with
+    one ``pwritev`` and asks the kernel to start writing the range back (``sync_file_range``), so the
+    ``fsync`` in ``sync`` finds little left to do.
     The bytes are hashed as they are written (in the writer thread), and the hash state of the synced
     bytes is kept in this process (``HashStates``) with the file's fingerprint: the next request for the
     upload that reaches this process continues it. ``finish`` uses it when it covers every byte and the
@@ -106,6 +93,7 @@ class LocalStaging:
         self._size = 0  # bytes staged, as this handle's callers see them (file + in flight + buffer)
         self._pending: asyncio.Future[Any] | None = None
         self._hasher: Any = None  # hash of the file's first ``_written`` bytes, when known
+        self._direct: DirectFile | None = None  # written in whole blocks past the page cache (direct_writes)
 
     async def _call(self, fn: Callable[[], T]) -> T:
         """``fn`` in a worker thread, after the write in flight; it finishes even if we are cancelled
@@ -134,18 +122,30 @@ class LocalStaging:
             return
         created = not self._path.exists()
         try:
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, TEMP_MODE)
+            fd, direct = self._open_file()
         except FileNotFoundError:
             self._store.staging_dir.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self._path, os.O_RDWR | os.O_CREAT, TEMP_MODE)
+            fd, direct = self._open_file()
         if created:
             fsync_dir(self._path.parent)  # the staging's name survives a crash from its first byte on
         self._fd = fd
         st = os.fstat(fd)
         self._written = self._size = st.st_size
+        if direct:
+            self._direct = DirectFile(fd, st.st_size, self._store.direct_writers)
         self._hasher = self._store.hash_states.resume(self.upload_id, fingerprint(st))
         if self._hasher is None and st.st_size == 0:
             self._hasher = hashlib.sha256()
+
+    def _open_file(self) -> tuple[int, bool]:
+        """The staging file, opened for direct writes where the file system takes them (asked once)."""
+        flags = os.O_RDWR | os.O_CREAT
+        if self._store.direct_staging is None:
+            self._store.staging_dir.mkdir(parents=True, exist_ok=True)
+            self._store.direct_staging = probe(self._store.staging_dir)
+        if self._store.direct_staging:
+            return open_direct(self._path, flags, TEMP_MODE), True
+        return os.open(self._path, flags, TEMP_MODE), False
 
     async def open(self) -> LocalStaging:
         await self._call(self._open_sync)
@@ -161,10 +161,11 @@ class LocalStaging:
 
         def cut() -> None:
             fd = self._require_fd()
-            if data:
-                self._write_sync(fd, data)
+            self._write_sync(fd, data, final=True)
             os.ftruncate(fd, size)
             os.fsync(fd)
+            if self._direct is not None:
+                self._direct.cut(size)
             self._written = size
             # The hash cannot be taken back; it is known again only from scratch (or by re-reading).
             self._hasher = hashlib.sha256() if size == 0 else None
@@ -188,8 +189,7 @@ class LocalStaging:
 
         def flush() -> None:
             fd = self._require_fd()
-            if data:
-                self._write_sync(fd, data)
+            self._write_sync(fd, data, final=True)
             os.fsync(fd)
             if self._hasher is not None:
                 self._store.hash_states.keep(self.upload_id, fingerprint(os.fstat(fd)), self._hasher.copy())
@@ -201,10 +201,21 @@ class LocalStaging:
         pieces, self._pieces, self._buffered = self._pieces, [], 0
         return pieces
 
-    def _write_sync(self, fd: int, pieces: list[bytes]) -> None:
+    def _write_sync(self, fd: int, pieces: list[bytes], *, final: bool = False) -> None:
+        """Hash and write ``pieces``; ``final`` (before an fsync): the file must then hold every byte."""
         if self._hasher is not None:
             for piece in pieces:
                 self._hasher.update(piece)  # releases the GIL for large pieces
+        direct = self._direct
+        if direct is not None:
+            if pieces or (final and not direct.carry_written):
+                direct.write(pieces, final=final)
+            elif final:
+                direct.wait()
+            self._written = direct.end
+            return
+        if not pieces:
+            return
         start = self._written
         self._written = write_all_at(fd, pieces, start)
         start_writeback(fd, start, self._written - start)
@@ -224,12 +235,13 @@ class LocalStaging:
         fd = self._require_fd()
         size = os.fstat(fd).st_size
         hasher = self._hasher if self._hasher is not None and self._written == size else None
-        if hasher is None:  # the hash state was lost: re-read the staged bytes
+        if hasher is None:  # the hash state was lost: re-read the staged bytes (through the page cache)
             hasher = hashlib.sha256()
             size = 0
-            while data := os.pread(fd, VERIFY_CHUNK, size):
-                hasher.update(data)
-                size += len(data)
+            with self._path.open("rb") as staged:
+                while data := staged.read(VERIFY_CHUNK):
+                    hasher.update(data)
+                    size += len(data)
         self._store.hash_states.forget(self.upload_id)
         info = BlobInfo(sha256=hasher.hexdigest(), size=size)
         if self._store.already_stored(info.sha256, info.size):
@@ -256,6 +268,10 @@ class LocalStaging:
                 await asyncio.wait([pending])
             if not pending.cancelled():
                 pending.exception()  # retrieved: the caller saw it, or is closing after a failure
+        direct, self._direct = self._direct, None
+        if direct is not None and direct.busy:  # device writes of a chunk that failed: never close under them
+            with contextlib.suppress(OSError):
+                await asyncio.to_thread(direct.wait)
         fd, self._fd = self._fd, None
         if fd is not None:
             close_quietly(fd)
