@@ -58,6 +58,34 @@ async def owner(client: httpx.AsyncClient) -> Account:
     return await new_account(client, "owner@example.com")
 
 
+async def test_a_remembered_thumbnail_answers_for_the_file_as_it_is_now(
+    client: httpx.AsyncClient, owner: Account
+) -> None:
+    """A worker reuses the answer it built for a tile while the file is unchanged; a rename shows in the
+    next answer's file name, and the same derivative asked for with and without ``auto`` varies (or
+    not) on Accept as each request says."""
+    node = await upload(client, owner, owner.root_id, "beach.jpg", samples.jpeg())
+    params = {"w": 32, "format": "webp"}
+    first = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+    again = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+    assert first.status_code == again.status_code == 200
+    assert again.headers["etag"] == first.headers["etag"]
+    assert 'filename="beach.webp"' in again.headers["content-disposition"]
+    renamed = await client.patch(node_path(node["id"]), json={"name": "sunset.jpg"}, headers=owner.headers)
+    assert renamed.status_code == 200, renamed.text
+    after = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+    assert 'filename="sunset.webp"' in after.headers["content-disposition"]
+    assert after.headers["etag"] == first.headers["etag"]
+    assert "vary" not in after.headers
+    negotiated = await client.get(
+        thumb(node["id"]), params={"w": 32}, headers={**owner.headers, "accept": "image/webp"}
+    )
+    assert negotiated.headers["etag"] == first.headers["etag"]  # the same derivative...
+    assert negotiated.headers["vary"] == "Accept"  # ...chosen by Accept this time
+    explicit = await client.get(thumb(node["id"]), params=params, headers=owner.headers)
+    assert "vary" not in explicit.headers
+
+
 async def test_rotated_jpeg_thumbnail_formats_and_metadata(
     client: httpx.AsyncClient, owner: Account, settings: Settings
 ) -> None:

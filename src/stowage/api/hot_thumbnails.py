@@ -122,7 +122,9 @@ async def answer_thumbnail(
     header: Callable[[str], str | None],
 ) -> BlobResponse:
     """Open the source as the matching Litestar route does, then answer with its derivative."""
-    request = msgspec.structs.replace(thumbnail.request, accept=header("accept"))
+    request = thumbnail.request
+    if request.negotiated:  # Accept chooses the format only for ``auto``
+        request = msgspec.structs.replace(request, accept=header("accept"))
     if thumbnail.template is THUMBNAIL_TEMPLATE:
         principal = require_principal(await authenticate(scope, runtime))
         opened = await runtime.files.reading.open_file(principal, thumbnail.target)

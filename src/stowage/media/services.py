@@ -80,6 +80,19 @@ class Derivative(msgspec.Struct, frozen=True):
     negotiated: bool
 
 
+class _Remembered:
+    """A derivative this worker served lately: its row until ``until`` (monotonic seconds), and the last
+    answer built from it with the content it was built for (a grid asks for the same tile again and
+    again: the answer is reused while the file's content value is the same)."""
+
+    __slots__ = ("answer", "row", "until")
+
+    def __init__(self, until: float, row: DerivativeRow) -> None:
+        self.until = until
+        self.row = row
+        self.answer: tuple[FileContent, Derivative] | None = None
+
+
 class ThumbnailService:
     def __init__(self, database: Database, store: BlobStore, settings: Settings, data_dir: Path) -> None:
         self.database = database
@@ -91,12 +104,15 @@ class ThumbnailService:
         self.temp_dir = data_dir / "tmp"
         self._slots = asyncio.Semaphore(settings.image_concurrency)
         self._inflight: dict[tuple[str, str], asyncio.Future[DerivativeRow]] = {}
-        self._memo: dict[tuple[str, str], tuple[float, DerivativeRow]] = {}
-        self._params: dict[tuple[TransformRequest, bool], TransformParams] = {}
+        self._memo: dict[tuple[str, str], _Remembered] = {}
+        self._params: dict[tuple[TransformRequest, bool], tuple[TransformParams, str]] = {}
 
     def parameters(self, content: FileContent, request: TransformRequest) -> TransformParams:
         """Validate the request for this content: 415 for a non-image type, 400 for bad parameters
         (valid ones are memoised: a grid asks the same few parameters over and over)."""
+        return self._parameters_and_key(content, request)[0]
+
+    def _parameters_and_key(self, content: FileContent, request: TransformRequest) -> tuple[TransformParams, str]:
         alpha = content.media_type in _ALPHA_TYPES
         known = self._params.get((request, alpha))
         if known is not None and content.media_type.startswith("image/"):
@@ -118,8 +134,8 @@ class ThumbnailService:
         )
         if len(self._params) >= 1024:
             self._params.clear()
-        self._params[(request, alpha)] = params
-        return params
+        known = self._params[(request, alpha)] = (params, params.key())
+        return known
 
     async def open(
         self, opened: tuple[FileContent, ContentSource], request: TransformRequest, *, trust_memo: bool = True
@@ -130,15 +146,19 @@ class ThumbnailService:
         download checks the file anyway, and a caller that finds it missing there (``BlobNotFound``)
         asks again with ``trust_memo=False``, which checks the file, forgets a lost one and renders it."""
         content, source = opened
-        params = self.parameters(content, request)
-        flight = (content.sha256, params.key())
+        params, key = self._parameters_and_key(content, request)
+        flight = (content.sha256, key)
         remembered = self._memo.get(flight)
         if (
             remembered is not None
-            and remembered[0] > time.monotonic()
-            and (trust_memo or await self._stored(remembered[1].sha256))
+            and remembered.until > time.monotonic()
+            and (trust_memo or await self._stored(remembered.row.sha256))
         ):
-            return self._derivative(content, remembered[1], negotiated=request.negotiated)
+            answer = remembered.answer
+            negotiated = request.negotiated
+            if answer is None or answer[0] != content or answer[1].negotiated != negotiated:
+                answer = remembered.answer = (content, self._derivative(content, remembered.row, negotiated=negotiated))
+            return answer[1]
         row = await repository.find(self.database.direct, *flight)
         if row is not None and not await self._stored(row.sha256):
             # The row outlived its file (lost, or removed by hand): forget it and make it again.
@@ -164,7 +184,7 @@ class ThumbnailService:
 
     def _remember(self, flight: tuple[str, str], row: DerivativeRow) -> None:
         self._memo.pop(flight, None)
-        self._memo[flight] = (time.monotonic() + MEMO_SECONDS, row)
+        self._memo[flight] = _Remembered(time.monotonic() + MEMO_SECONDS, row)
         while len(self._memo) > MEMO_ENTRIES:
             del self._memo[next(iter(self._memo))]  # the oldest remembered
 
