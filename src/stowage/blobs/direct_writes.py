@@ -19,6 +19,8 @@ A device write takes about as long as hashing the same bytes, so they overlap: t
 hashes and copies into an aligned buffer, and the whole blocks are written by the store's small writer
 pool, at most ``MAX_IN_FLIGHT`` buffers per file at once (they never overlap: only whole blocks before the
 carry). A ``final`` write first waits for them all; an error of any is raised by the next call.
+Memory: an upload receiving a chunk holds at most three buffers (the one filling and two being
+written; 1 MiB each at the server's spool size), and a store keeps up to eight idle ones.
 
 Where the file system refuses ``O_DIRECT`` (``probe``: tmpfs on older kernels, some FUSE and network file
 systems), the store writes through the page cache as before.
