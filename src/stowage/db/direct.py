@@ -33,10 +33,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from stowage.db.sqlite_driver import is_busy
+from stowage.db.sqlite_driver import BUSY_PAUSES, is_busy
 from stowage.errors import ServiceUnavailable
-
-_BACKOFF_SECONDS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05)
 
 Row = Sequence[Any]
 T = TypeVar("T")
@@ -57,7 +55,7 @@ async def when_not_busy(run: Callable[[], T], busy_timeout: float) -> T:
             deadline = deadline or now + busy_timeout
             if now >= deadline:
                 raise ServiceUnavailable("The metadata database stayed locked; retry shortly.", retry_after=1) from exc
-            await asyncio.sleep(_BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)])
+            await asyncio.sleep(BUSY_PAUSES[min(attempt, len(BUSY_PAUSES) - 1)])
             attempt += 1
 
 
