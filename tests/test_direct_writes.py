@@ -12,6 +12,7 @@ import os
 import random
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -173,3 +174,32 @@ async def test_where_direct_writes_are_refused_the_staging_uses_the_page_cache(
     assert store.direct_staging is False
     info = await (await store.open_staging(upload_id)).finish()
     assert info.sha256 == hashlib.sha256(b"page cache " * 1000).hexdigest()
+
+
+def test_a_buffer_handed_to_a_writer_thread_is_never_given_back_twice(
+    direct_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If no new buffer can be had after one went to a writer thread, only that thread gives the old one
+    back: two writes must never fill the same buffer."""
+    writers = DirectWriters(BLOCK)
+    real_take = writers.take
+    taken: list[object] = []
+
+    def second_take_fails() -> Any:
+        if taken:
+            raise OSError(errno.ENOMEM, "Cannot allocate memory")
+        buffer = real_take()
+        taken.append(buffer)
+        return buffer
+
+    monkeypatch.setattr(writers, "take", second_take_fails)
+    fd = open_direct(direct_dir / "staged")
+    try:
+        staged = DirectFile(fd, 0, writers)
+        with pytest.raises(OSError, match="allocate"):
+            staged.write([b"w" * 2 * BLOCK], final=True)
+    finally:
+        os.close(fd)
+    idle = writers._idle  # the pool's spare buffers
+    assert len(idle) == 1
+    assert idle[0] is taken[0]

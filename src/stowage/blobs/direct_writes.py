@@ -109,53 +109,45 @@ class DirectFile:
         block (padded, then cut back), so that the file holds every byte and has its true size."""
         carry = self._carried()
         position = self.end - len(carry)  # block-aligned
-        buffer = self._writers.take()
-        view = memoryview(buffer)
+        fill = _Fill(self._writers)
         try:
-            used = len(carry)
-            view[:used] = carry
+            fill.add(memoryview(carry))  # less than a block: never fills the buffer
             for piece in pieces:
                 with memoryview(piece) as source:  # slices of a view copy nothing
                     taken = 0
                     while taken < len(source):
-                        n = min(len(source) - taken, len(view) - used)
-                        view[used : used + n] = source[taken : taken + n]
-                        used += n
-                        taken += n
-                        if used == len(view):  # full: every byte is a whole block
-                            view.release()
-                            self._submit(buffer, used, position)
-                            position += used
-                            buffer = self._writers.take()
-                            view = memoryview(buffer)
-                            used = 0
+                        taken += fill.add(source[taken:])
+                        if not fill.room:  # full: every byte is a whole block
+                            position = self._hand_over(fill, fill.used, position)
+            used = fill.used
             whole = used - used % BLOCK
-            self.carry = bytes(view[whole:used])
+            self.carry = fill.copy(whole, used)
             self.end = position + used
             if whole:  # the whole blocks go to a writer thread, the carry to the start of a new buffer
-                view.release()
-                self._submit(buffer, whole, position)
-                position += whole
-                buffer = self._writers.take()
-                view = memoryview(buffer)
-                used = len(self.carry)
-                view[:used] = self.carry
-            self.carry_written = not used
+                position = self._hand_over(fill, whole, position)
+                fill.add(memoryview(self.carry))
+            self.carry_written = not fill.used
             if final:
                 self.wait()
-                if used:
-                    padded = BLOCK  # the carry is less than one block
-                    view[used:padded] = bytes(padded - used)
-                    write_exactly(self.fd, view[:padded], position)
-                    os.ftruncate(self.fd, position + used)
+                if fill.used:
+                    fill.pad_to(BLOCK)  # the carry is less than one block
+                    write_exactly(self.fd, fill.view[:BLOCK], position)
+                    os.ftruncate(self.fd, self.end)
                     self.carry_written = True
         except BaseException:
             with contextlib.suppress(BaseException):
                 self.wait()  # a failed call leaves no write running
             raise
         finally:
-            view.release()
-            self._writers.give_back(buffer)
+            fill.close()
+
+    def _hand_over(self, fill: _Fill, length: int, position: int) -> int:
+        """Give the first ``length`` bytes of the filling buffer to a writer thread; returns the position
+        after them (the buffer's bytes past ``length`` are dropped: the caller copies them again)."""
+        buffer = fill.release()
+        self._submit(buffer, length, position)
+        fill.renew()
+        return position + length
 
     @property
     def busy(self) -> bool:
@@ -188,6 +180,52 @@ class DirectFile:
         if self.carry is None:
             self.carry = _read_partial_block(self.fd, self.end, self._writers)
         return self.carry
+
+
+class _Fill:
+    """The aligned buffer a ``DirectFile.write`` is filling, and how much of it is filled."""
+
+    def __init__(self, writers: DirectWriters) -> None:
+        self._writers = writers
+        self._buffer: mmap.mmap | None = writers.take()
+        self.view = memoryview(self._buffer)
+        self.used = 0
+
+    @property
+    def room(self) -> int:
+        return len(self.view) - self.used
+
+    def add(self, data: memoryview) -> int:
+        """Copy as much of ``data`` as fits; returns how much that was."""
+        n = min(len(data), self.room)
+        self.view[self.used : self.used + n] = data[:n]
+        self.used += n
+        return n
+
+    def copy(self, start: int, end: int) -> bytes:
+        return bytes(self.view[start:end])
+
+    def pad_to(self, size: int) -> None:
+        self.view[self.used : size] = bytes(size - self.used)
+
+    def release(self) -> mmap.mmap:
+        """Let go of the buffer (a writer thread gives it back once written)."""
+        buffer, self._buffer = self._buffer, None
+        assert buffer is not None
+        self.view.release()
+        return buffer
+
+    def renew(self) -> None:
+        """Start filling a fresh buffer."""
+        self._buffer = self._writers.take()
+        self.view = memoryview(self._buffer)
+        self.used = 0
+
+    def close(self) -> None:
+        self.view.release()
+        if self._buffer is not None:
+            self._writers.give_back(self._buffer)
+            self._buffer = None
 
 
 def open_direct(path: str | os.PathLike[str], flags: int, mode: int) -> int:
