@@ -540,7 +540,10 @@ async def _run_schemathesis(tmp_path: Path, mail: MailSink) -> None:
             _st(), "--no-color", "--config-file", str(config), "run", f"{server.base_url}/openapi.json",
             "--checks", "all",
             "--max-examples", str(MAX_EXAMPLES),
-            "--workers", "2",
+            # One worker: with two, hypothesis describes filters with `ast` from two threads at once, and
+            # CPython 3.11 can fail that with "SystemError: AST constructor recursion depth mismatch"
+            # (a crash of the fuzzer, not a finding; seen once in CI).
+            "--workers", "1",
             "--seed", "12",
             "--generation-database", "none",
             "--report", "junit", "--report-dir", str(report),
