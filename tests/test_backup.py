@@ -29,22 +29,14 @@ import pytest
 from accounts_helpers import auth, login, signup
 from conftest import POSTGRES_URL, require_postgres, require_tool
 from files_helpers import ROOT, Account, child_path, children, node_path
-from support.server import ServerProcess, clean_environ, running_server, stowage_command, wait_until
+from support.server import ServerProcess, clean_environ, run_stowage, running_server, stowage_command, wait_until
 
 pytestmark = pytest.mark.slow
 PASSWORD = "backup round trip, correct horse"
 
 
 def stowage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*stowage_command(), *args],
-        env=clean_environ({**env, "STOWAGE_LOG_LEVEL": "warning"}),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    return run_stowage(env, *args, timeout=300)
 
 
 async def astowage(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

@@ -27,7 +27,7 @@ from stowage import __version__
 from stowage.config import Settings
 from stowage.db.migrate import head_revision
 from stowage.db.tables import Blob
-from support.server import clean_environ, stowage_command
+from support.server import clean_environ, run_stowage, stowage_command
 
 ALPHA = b"alpha content, in a folder\n" * 200
 DAY = 24 * 3600
@@ -35,15 +35,7 @@ DAY = 24 * 3600
 
 def run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     """The command with no terminal anywhere: stdin from /dev/null, output captured."""
-    return subprocess.run(
-        [*stowage_command(), *args],
-        env=clean_environ({**env, "STOWAGE_LOG_LEVEL": "warning"}),
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_stowage(env, *args)
 
 
 def test_version_option() -> None:

@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from conftest import require_tool
-from support.server import ServerProcess, free_port, wait_until
+from support.server import ServerProcess, free_port, self_signed_certificate, wait_until
 
 pytestmark = pytest.mark.slow
 CONF = Path(__file__).resolve().parents[1] / "deploy" / "nginx" / "stowage.conf"
@@ -44,27 +44,13 @@ def substituted(text: str, replacements: dict[str, str]) -> str:
     return text
 
 
-def self_signed(folder: Path) -> tuple[Path, Path]:
-    openssl = require_tool("openssl")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 @contextlib.contextmanager
 def nginx(prefix: Path, upstream_port: int) -> Iterator[int]:
     """nginx with the shipped server blocks, in the foreground; yields its HTTPS port."""
     binary = require_tool("nginx")
     prefix.mkdir(parents=True, exist_ok=True)
     port, plain_port = free_port(), free_port()
-    cert, key = self_signed(prefix)
+    cert, key = self_signed_certificate(prefix, require_tool("openssl"))
     site = substituted(
         CONF.read_text(),
         {

@@ -18,27 +18,13 @@ import httpx
 import pytest
 
 from conftest import require_tool
-from support.server import clean_environ, free_port, stowage_command
+from support.server import clean_environ, free_port, self_signed_certificate, stowage_command
 
 pytestmark = pytest.mark.slow
 
 
-def certificate(folder: Path) -> tuple[Path, Path]:
-    openssl = require_tool("openssl")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
 def test_serve_over_https(tmp_path: Path) -> None:
-    cert, key = certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, require_tool("openssl"))
     port = free_port()
     env = clean_environ(
         {
@@ -79,7 +65,7 @@ def test_serve_over_https(tmp_path: Path) -> None:
     ],
 )
 def test_half_a_tls_configuration_is_refused(given: dict[str, str], named: str, tmp_path: Path) -> None:
-    cert, key = certificate(tmp_path)
+    cert, key = self_signed_certificate(tmp_path, require_tool("openssl"))
     paths = {"cert": str(cert), "key": str(key)}
     env = {name: paths[value] for name, value in given.items()}
 

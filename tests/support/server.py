@@ -48,6 +48,33 @@ def clean_environ(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def run_stowage(env: Mapping[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """A ``stowage`` command with no terminal anywhere: stdin from /dev/null, output captured, warnings only."""
+    return subprocess.run(
+        [*stowage_command(), *args],
+        env=clean_environ({**env, "STOWAGE_LOG_LEVEL": "warning"}),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def self_signed_certificate(folder: Path, openssl: str) -> tuple[Path, Path]:
+    """A one-day self-signed certificate and its key for 127.0.0.1 and localhost, made with ``openssl``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *(openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost", "-keyout", str(key), "-out", str(cert)),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
 class ServerProcess:
     """``stowage serve`` on a free port with its own data folder and environment."""
 
