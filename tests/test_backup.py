@@ -212,7 +212,23 @@ def test_restore_refuses_a_non_empty_data_folder(sqlite_backup: tuple[dict[str, 
 
     assert result.returncode == 1
     assert "is not empty" in result.stderr
+    assert "stowage: restore failed:" in result.stderr
     assert [p.name for p in target.iterdir()] == ["keep.txt"]
+
+
+def test_backup_refuses_a_non_empty_destination_and_writes_nothing(
+    sqlite_backup: tuple[dict[str, str], Path], tmp_path: Path
+) -> None:
+    env, _backup = sqlite_backup
+    destination = tmp_path / "occupied"
+    destination.mkdir()
+    (destination / "other.txt").write_text("not a backup")
+
+    result = stowage(env, "backup", str(destination))
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"stowage: backup failed: {destination} is not empty")
+    assert [p.name for p in destination.iterdir()] == ["other.txt"]
 
 
 def test_restore_refuses_a_damaged_backup(sqlite_backup: tuple[dict[str, str], Path], tmp_path: Path) -> None:

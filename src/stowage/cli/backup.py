@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from stowage.cli._common import ConfigOption, JsonOption, YesOption, confirm_destructive, echo_json, load
-from stowage.cli._progress import progress
+from stowage.cli._progress import Tracker, progress
+
+if TYPE_CHECKING:
+    from stowage.maintenance.backup import Manifest
 
 
 def backup_command(
@@ -18,15 +22,10 @@ def backup_command(
     as_json: JsonOption = False,
 ) -> None:
     """Back up the database, the local blobs and the secret key (safe while the server runs)."""
-    from stowage.maintenance.backup import BackupError, backup
+    from stowage.maintenance.backup import backup
 
     settings = load(config)
-    try:
-        with progress() as tracker:
-            manifest = asyncio.run(backup(settings, destination, tracker))
-    except BackupError as exc:
-        typer.echo(f"stowage: backup failed: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
+    manifest = _with_progress("backup", lambda tracker: backup(settings, destination, tracker))
     if as_json:
         echo_json(manifest)
         return
@@ -48,16 +47,11 @@ def restore_command(
     yes: YesOption = False,
 ) -> None:
     """Restore a backup into an empty data folder (and empty database), verifying every hash."""
-    from stowage.maintenance.backup import BackupError, restore
+    from stowage.maintenance.backup import restore
 
     settings = load(config)
     confirm_destructive(f"restore {source} into the data folder {settings.data_dir}", yes=yes)
-    try:
-        with progress() as tracker:
-            manifest = asyncio.run(restore(settings, source, tracker))
-    except BackupError as exc:
-        typer.echo(f"stowage: restore failed: {exc}", err=True)
-        raise typer.Exit(code=1) from exc
+    manifest = _with_progress("restore", lambda tracker: restore(settings, source, tracker))
     if as_json:
         echo_json(manifest)
         return
@@ -66,3 +60,15 @@ def restore_command(
         f"{manifest.blobs.count} blobs from {source}; every hash verified. "
         "Run `stowage migrate` (or start the server) to bring the schema up to date."
     )
+
+
+def _with_progress(verb: str, work: Callable[[Tracker], Coroutine[Any, Any, Manifest]]) -> Manifest:
+    """Run a backup or restore with a progress bar on a terminal; its refusal is a message and exit code 1."""
+    from stowage.maintenance.backup import BackupError
+
+    try:
+        with progress() as tracker:
+            return asyncio.run(work(tracker))
+    except BackupError as exc:
+        typer.echo(f"stowage: {verb} failed: {exc}", err=True)
+        raise typer.Exit(code=1) from exc
